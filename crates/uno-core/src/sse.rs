@@ -1,0 +1,273 @@
+//! Reading OpenAI chat completion responses after the fact.
+//!
+//! The proxy relays upstream bytes untouched and keeps them (reference-counted,
+//! not copied) on the interaction record. Turning them into the answer text,
+//! finish reason and token usage happens here, on the log writer's side, so the
+//! request path does no JSON work per streamed chunk.
+
+use serde::Deserialize;
+
+/// Token usage as OpenAI reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Tokens in the answer.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Both together.
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// What a chat completion (plain or streamed) said, reduced to what uno logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseSummary {
+    /// The text of the first choice.
+    pub text: String,
+    /// The first choice's finish reason, when the upstream gave one.
+    pub finish_reason: Option<String>,
+    /// Usage, when the upstream reported it.
+    pub usage: Option<Usage>,
+    /// The model the upstream says answered.
+    pub model: Option<String>,
+    /// For streams: whether `data: [DONE]` arrived.
+    pub saw_done: bool,
+    /// An error the upstream reported in the body or as an SSE event.
+    pub error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    message: Option<Delta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+impl ResponseSummary {
+    fn absorb(&mut self, chunk: Chunk<'_>) {
+        if self.model.is_none() {
+            self.model = chunk.model.map(|m| m.into_owned());
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        if let Some(error) = chunk.error {
+            self.error = Some(error_message(&error));
+        }
+        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            let part = choice.delta.or(choice.message).and_then(|d| d.content);
+            if let Some(part) = part {
+                self.text.push_str(&part);
+            }
+            if choice.finish_reason.is_some() {
+                self.finish_reason = choice.finish_reason;
+            }
+        }
+    }
+
+    /// Summarises a non-streamed `chat.completion` body.
+    pub fn from_completion(body: &[u8]) -> Self {
+        let mut summary = ResponseSummary::default();
+        match serde_json::from_slice::<Chunk<'_>>(body) {
+            Ok(chunk) => summary.absorb(chunk),
+            Err(err) => summary.error = Some(format!("unreadable response body: {err}")),
+        }
+        summary
+    }
+
+    /// Summarises a server-sent-event stream given as the chunks it arrived in.
+    pub fn from_sse_chunks<B: AsRef<[u8]>>(chunks: &[B]) -> Self {
+        let mut summary = ResponseSummary::default();
+        let mut parser = SseParser::default();
+        for chunk in chunks {
+            parser.feed(chunk.as_ref(), |data| summary.absorb_event(data));
+        }
+        parser.finish(|data| summary.absorb_event(data));
+        summary
+    }
+
+    fn absorb_event(&mut self, data: &str) {
+        let data = data.trim();
+        if data == "[DONE]" {
+            self.saw_done = true;
+            return;
+        }
+        if data.is_empty() {
+            return;
+        }
+        match serde_json::from_str::<Chunk<'_>>(data) {
+            Ok(chunk) => self.absorb(chunk),
+            Err(err) => self.error = Some(format!("unreadable stream event: {err}")),
+        }
+    }
+}
+
+fn error_message(error: &serde_json::Value) -> String {
+    error
+        .get("message")
+        .and_then(|m| m.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| error.to_string())
+}
+
+/// An incremental parser of `text/event-stream`: feed bytes as they arrive,
+/// get each event's `data` (multi-line data joined by `\n`).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    data: String,
+    has_data: bool,
+}
+
+impl SseParser {
+    /// Feeds bytes; calls `on_event` with the data of each completed event.
+    pub fn feed(&mut self, bytes: &[u8], mut on_event: impl FnMut(&str)) {
+        for &b in bytes {
+            if b == b'\n' {
+                if self.line.last() == Some(&b'\r') {
+                    self.line.pop();
+                }
+                self.end_line(&mut on_event);
+            } else {
+                self.line.push(b);
+            }
+        }
+    }
+
+    /// Flushes an event left open when the stream ended without a blank line.
+    pub fn finish(&mut self, mut on_event: impl FnMut(&str)) {
+        if !self.line.is_empty() {
+            self.end_line(&mut on_event);
+        }
+        if self.has_data {
+            on_event(&self.data);
+            self.data.clear();
+            self.has_data = false;
+        }
+    }
+
+    fn end_line(&mut self, on_event: &mut impl FnMut(&str)) {
+        if self.line.is_empty() {
+            if self.has_data {
+                on_event(&self.data);
+                self.data.clear();
+                self.has_data = false;
+            }
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.line);
+        if let Some(rest) = line.strip_prefix("data:") {
+            let value = rest.strip_prefix(' ').unwrap_or(rest);
+            if self.has_data {
+                self.data.push('\n');
+            }
+            self.data.push_str(value);
+            self.has_data = true;
+        }
+        self.line.clear();
+    }
+}
+
+/// Whether the bytes seen so far end with a `data: [DONE]` event. Checked on
+/// the last chunk only, so the relay can add the terminator when an upstream
+/// closes a stream cleanly without one.
+pub fn ends_with_done(tail: &[u8]) -> bool {
+    let trimmed = tail.trim_ascii_end();
+    trimmed.ends_with(b"data: [DONE]") || trimmed.ends_with(b"data:[DONE]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = concat!(
+        "data: {\"id\":\"c\",\"model\":\"m1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"}},{\"index\":1,\"delta\":{\"content\":\"other\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    #[test]
+    fn assembles_stream_split_anywhere() {
+        let whole = ResponseSummary::from_sse_chunks(&[STREAM]);
+        assert_eq!(whole.text, "Hello world");
+        assert_eq!(whole.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(whole.usage.unwrap().total_tokens, 5);
+        assert_eq!(whole.model.as_deref(), Some("m1"));
+        assert!(whole.saw_done);
+        // Byte-by-byte and CRLF variants give the same result.
+        let bytes: Vec<[u8; 1]> = STREAM.bytes().map(|b| [b]).collect();
+        assert_eq!(ResponseSummary::from_sse_chunks(&bytes), whole);
+        let crlf = STREAM.replace('\n', "\r\n");
+        assert_eq!(ResponseSummary::from_sse_chunks(&[crlf]), whole);
+    }
+
+    #[test]
+    fn truncated_stream_has_no_done_and_keeps_partial_text() {
+        let cut = &STREAM[..STREAM.find(" world").unwrap()];
+        let s = ResponseSummary::from_sse_chunks(&[cut]);
+        assert_eq!(s.text, "Hello");
+        assert!(!s.saw_done);
+        assert!(s.finish_reason.is_none());
+    }
+
+    #[test]
+    fn error_event_is_captured() {
+        let s = ResponseSummary::from_sse_chunks(&["data: {\"error\":{\"message\":\"boom\"}}\n\n"]);
+        assert_eq!(s.error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn completion_body_is_summarised() {
+        let body = br#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+        let s = ResponseSummary::from_completion(body);
+        assert_eq!(s.text, "Hi");
+        assert_eq!(s.finish_reason.as_deref(), Some("length"));
+        assert_eq!(s.usage.unwrap().prompt_tokens, 1);
+        assert!(ResponseSummary::from_completion(b"<html>").error.is_some());
+    }
+
+    #[test]
+    fn done_detection() {
+        assert!(ends_with_done(b"data: [DONE]\n\n"));
+        assert!(ends_with_done(b"data:[DONE]\r\n\r\n"));
+        assert!(!ends_with_done(b"data: {\"x\":1}\n\n"));
+    }
+
+    #[test]
+    fn multi_line_data_is_joined() {
+        let mut p = SseParser::default();
+        let mut got = Vec::new();
+        p.feed(b"event: x\ndata: a\ndata: b\n\n: comment\n\n", |d| {
+            got.push(d.to_owned())
+        });
+        assert_eq!(got, vec!["a\nb".to_owned()]);
+    }
+}

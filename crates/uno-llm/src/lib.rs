@@ -1,0 +1,17 @@
+//! uno's client for OpenAI-compatible upstreams.
+//!
+//! One pooled HTTP client serves every configured upstream. It owns the
+//! policies that must hold for every call: connect and read timeouts, and
+//! retries with backoff on connect errors, 429 and 5xx, which happen before
+//! the response is handed back, so by construction nothing has reached the
+//! client yet when a retry is made.
+
+mod body;
+mod client;
+mod error;
+mod upstream;
+
+pub use body::{BodyError, collect_body, frame_with_timeout};
+pub use client::{UpstreamClient, UpstreamResponse};
+pub use error::UpstreamError;
+pub use upstream::{Endpoint, InvalidUpstream, Upstream};

@@ -1,0 +1,166 @@
+//! Client authentication: `Authorization: Bearer <uno key>` names a tenant.
+//!
+//! Keys are held only as SHA-256 digests, so the process never keeps the
+//! secrets themselves after start and a lookup costs one hash. (The store
+//! issue moves keys into the database; the in-memory digest map stays as the
+//! hot-path cache.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use sha2::{Digest, Sha256};
+use uno_core::ApiError;
+use uno_core::config::AuthConfig;
+
+/// The tenant a request belongs to; everything it produces carries it.
+pub type Tenant = Arc<str>;
+
+/// Checks client keys against the configured set.
+#[derive(Debug)]
+pub struct Authenticator {
+    disabled: bool,
+    default_tenant: Tenant,
+    keys: HashMap<[u8; 32], Tenant>,
+}
+
+impl Authenticator {
+    /// Builds the digest map from configuration.
+    pub fn new(config: &AuthConfig) -> Self {
+        let keys = config
+            .keys
+            .iter()
+            .map(|k| (digest(k.key.trim()), Arc::from(k.tenant.as_str())))
+            .collect();
+        Authenticator {
+            disabled: config.disabled,
+            default_tenant: Arc::from("default"),
+            keys,
+        }
+    }
+
+    /// Whether any key could ever succeed; used to warn at start.
+    pub fn accepts_nothing(&self) -> bool {
+        !self.disabled && self.keys.is_empty()
+    }
+
+    /// The tenant for a request's headers, or a 401 that says what is wrong.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+        if self.disabled {
+            return Ok(self.default_tenant.clone());
+        }
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "missing API key: send your uno key as `Authorization: Bearer <key>` \
+                 (create keys in auth.keys or UNO_API_KEYS)",
+            ));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "malformed Authorization header: expected `Authorization: Bearer <key>`",
+                )
+            })?;
+        self.keys.get(&digest(key)).cloned().ok_or_else(|| {
+            ApiError::unauthorized(format!(
+                "incorrect API key provided: {}; use a key configured for this uno server",
+                redact(key)
+            ))
+        })
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Shows just enough of a key for a person to tell which one they sent.
+fn redact(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= 8 {
+        return "****".to_owned();
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use uno_core::config::ApiKeyConfig;
+
+    fn auth() -> Authenticator {
+        Authenticator::new(&AuthConfig {
+            disabled: false,
+            keys: vec![
+                ApiKeyConfig {
+                    key: "uno-key-alpha-0001".into(),
+                    tenant: "alpha".into(),
+                },
+                ApiKeyConfig {
+                    key: "uno-key-beta-0002".into(),
+                    tenant: "beta".into(),
+                },
+            ],
+        })
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn keys_map_to_tenants() {
+        let a = auth();
+        assert_eq!(
+            &*a.authenticate(&headers("Bearer uno-key-alpha-0001"))
+                .unwrap(),
+            "alpha"
+        );
+        assert_eq!(
+            &*a.authenticate(&headers("Bearer uno-key-beta-0002"))
+                .unwrap(),
+            "beta"
+        );
+    }
+
+    #[test]
+    fn wrong_missing_and_malformed_keys_are_401() {
+        let a = auth();
+        let err = a
+            .authenticate(&headers("Bearer uno-key-gamma-0003"))
+            .unwrap_err();
+        assert_eq!(err.status, 401);
+        assert!(err.message.contains("uno****0003"), "{}", err.message);
+        assert!(!err.message.contains("gamma"), "key must be redacted");
+        assert_eq!(a.authenticate(&HeaderMap::new()).unwrap_err().status, 401);
+        assert_eq!(
+            a.authenticate(&headers("Basic abc")).unwrap_err().status,
+            401
+        );
+    }
+
+    #[test]
+    fn disabled_auth_uses_default_tenant() {
+        let a = Authenticator::new(&AuthConfig {
+            disabled: true,
+            keys: vec![],
+        });
+        assert_eq!(&*a.authenticate(&HeaderMap::new()).unwrap(), "default");
+        assert!(!a.accepts_nothing());
+        assert!(Authenticator::new(&AuthConfig::default()).accepts_nothing());
+    }
+}

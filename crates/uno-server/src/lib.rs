@@ -1,0 +1,23 @@
+//! uno's HTTP side: the OpenAI-compatible routes and the request path.
+//!
+//! The request path reads top to bottom in [`routes`]: the context layer
+//! (interaction id, authentication, span) wraps every `/v1` route; each route
+//! validates what it needs from the body, forwards the client's original bytes
+//! upstream, relays the answer as it arrives, and hands a record of the
+//! exchange to an [`InteractionSink`](uno_core::interaction::InteractionSink)
+//! without waiting on it.
+
+pub mod app;
+pub mod auth;
+mod body;
+mod context;
+mod headers;
+mod pending;
+mod relay;
+mod reply;
+pub mod routes;
+pub mod serve;
+pub mod sink;
+
+pub use app::{AppState, build_router};
+pub use serve::{BoundServer, shutdown_signal};

@@ -1,0 +1,138 @@
+//! `GET /v1/models` and `GET /v1/models/{id}`.
+//!
+//! With one upstream, both are forwarded unchanged. With several, the list is
+//! the union of every upstream's list (first upstream wins on a duplicate id),
+//! so that a client sees every model it can use through uno.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Method};
+use uno_core::ApiError;
+use uno_llm::Endpoint;
+
+use super::forward::{forward_whole, model_not_found, read_whole};
+use crate::app::AppState;
+use crate::headers::forward_to_upstream;
+use crate::reply::ErrorReply;
+
+/// Lists the models of every upstream.
+pub async fn list_models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ErrorReply> {
+    let forwarded = forward_to_upstream(&headers);
+    let upstreams = state.upstream().upstreams();
+    if let [only] = upstreams {
+        let uri = only.endpoint(Endpoint::Models);
+        return Ok(forward_whole(&state, only, Method::GET, uri, &forwarded, Bytes::new()).await?);
+    }
+
+    let fetches = upstreams.iter().map(|upstream| {
+        let state = &state;
+        let forwarded = &forwarded;
+        async move {
+            let uri = upstream.endpoint(Endpoint::Models);
+            let response = state
+                .upstream()
+                .send(upstream, Method::GET, uri, forwarded, Bytes::new())
+                .await
+                .map_err(|err| err.to_api_error())?;
+            let whole = read_whole(state, response).await?;
+            if !whole.status.is_success() {
+                return Err(ApiError::bad_gateway(format!(
+                    "upstream {:?} answered {} to GET /models",
+                    upstream.name(),
+                    whole.status
+                )));
+            }
+            serde_json::from_slice::<serde_json::Value>(&whole.body).map_err(|err| {
+                ApiError::bad_gateway(format!(
+                    "upstream {:?} sent a model list that is not JSON: {err}",
+                    upstream.name()
+                ))
+            })
+        }
+    });
+    let results = futures_util::future::join_all(fetches).await;
+
+    let mut seen = std::collections::HashSet::new();
+    let mut data = Vec::new();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(list) => {
+                let models = list.get("data").and_then(|d| d.as_array()).cloned();
+                for model in models.unwrap_or_default() {
+                    let id = model.get("id").and_then(|i| i.as_str()).map(str::to_owned);
+                    if id.is_none_or(|id| seen.insert(id)) {
+                        data.push(model);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "an upstream's model list is missing from /v1/models");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if data.is_empty()
+        && let Some(error) = first_error
+    {
+        return Err(error.into());
+    }
+    let body = serde_json::json!({ "object": "list", "data": data });
+    let mut response = Response::new(Body::from(body.to_string()));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// Describes one model, asking the upstream that serves it.
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ErrorReply> {
+    let upstream = state
+        .upstream()
+        .select(&id)
+        .ok_or_else(|| model_not_found(&id))?;
+    let uri = upstream
+        .uri_for(&format!("/models/{}", encode_path_segment(&id)))
+        .map_err(|problem| ApiError::bad_request(format!("model id {id:?}: {problem}")))?;
+    let forwarded = forward_to_upstream(&headers);
+    Ok(forward_whole(&state, upstream, Method::GET, uri, &forwarded, Bytes::new()).await?)
+}
+
+/// Percent-encodes a model id for a path, keeping `/` (Hugging Face style
+/// ids such as `org/model` are served that way by vLLM and others).
+fn encode_path_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/:@".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_path_segment;
+
+    #[test]
+    fn path_encoding_keeps_slashes_and_escapes_the_rest() {
+        assert_eq!(
+            encode_path_segment("meta-llama/Llama-3.1-8B"),
+            "meta-llama/Llama-3.1-8B"
+        );
+        assert_eq!(encode_path_segment("a b?c#"), "a%20b%3Fc%23");
+        assert_eq!(encode_path_segment("é"), "%C3%A9");
+    }
+}

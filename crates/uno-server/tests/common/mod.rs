@@ -1,0 +1,161 @@
+//! Shared set-up for uno-server's integration tests: the real app on a random
+//! port, in front of the test kit's mock upstream, with a sink that collects
+//! every interaction record so tests can assert what would be logged.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+use uno_core::config::{ApiKeyConfig, Config};
+use uno_core::interaction::{InteractionRecord, InteractionSink};
+use uno_server::{AppState, BoundServer, build_router};
+
+pub const KEY: &str = "uno-test-key-0001";
+
+/// Collects records and wakes waiters.
+#[derive(Default)]
+pub struct CollectingSink {
+    records: Mutex<Vec<InteractionRecord>>,
+    notify: Notify,
+}
+
+impl InteractionSink for CollectingSink {
+    fn submit(&self, record: InteractionRecord) {
+        self.records.lock().unwrap().push(record);
+        self.notify.notify_waiters();
+    }
+}
+
+impl CollectingSink {
+    pub fn records(&self) -> Vec<InteractionRecord> {
+        self.records.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` records arrived (fails the test after 5 s).
+    pub async fn wait_for(&self, n: usize) -> Vec<InteractionRecord> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = self.notify.notified();
+            let records = self.records();
+            if records.len() >= n {
+                return records;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "expected {n} interaction records, got {}",
+                    self.records().len()
+                );
+            }
+        }
+    }
+}
+
+/// The app under test.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub sink: Arc<CollectingSink>,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// A configuration pointing at `upstream_url` with one client key and fast
+/// retries, so retry tests stay quick.
+pub fn test_config(upstream_url: &str) -> Config {
+    let mut config = Config::default();
+    config.upstreams[0].url = upstream_url.to_owned();
+    config.upstreams[0].api_key = Some("upstream-secret".to_owned());
+    config.auth.keys = vec![ApiKeyConfig {
+        key: KEY.to_owned(),
+        tenant: "acme".to_owned(),
+    }];
+    config.http.retry_initial_backoff_ms = 10;
+    config.http.retry_max_backoff_ms = 50;
+    config.server.shutdown_grace_secs = 5;
+    config
+}
+
+impl TestApp {
+    pub async fn start(upstream_url: &str) -> TestApp {
+        Self::start_with(test_config(upstream_url)).await
+    }
+
+    pub async fn start_with(config: Config) -> TestApp {
+        let sink = Arc::new(CollectingSink::default());
+        let state = AppState::new(&config, sink.clone()).expect("valid config");
+        let server = BoundServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            build_router(state),
+            Duration::from_secs(config.server.shutdown_grace_secs),
+        )
+        .await
+        .expect("bind");
+        let addr = server.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            sink,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A POST with the test key.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(KEY)
+    }
+
+    /// A GET with the test key.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(KEY)
+    }
+
+    /// Sends the shutdown signal; the server task then drains and returns.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A minimal chat request body.
+pub fn chat_body(content: &str) -> serde_json::Value {
+    serde_json::json!({
+        "model": "mock-model",
+        "messages": [{"role": "user", "content": content}],
+    })
+}
+
+/// Reads an OpenAI-shaped error response and returns (status, message).
+pub async fn error_of(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.expect("error body is JSON");
+    assert!(
+        body["error"]["message"].is_string(),
+        "not OpenAI-shaped: {body}"
+    );
+    assert!(
+        body["error"]["type"].is_string(),
+        "not OpenAI-shaped: {body}"
+    );
+    (status, body["error"].clone())
+}
+
+/// Collects the `data:` payloads of an SSE body.
+pub fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|event| event.trim().strip_prefix("data:"))
+        .map(|d| d.trim().to_owned())
+        .collect()
+}

@@ -1,0 +1,12 @@
+//! Test support for uno.
+//!
+//! uno is a proxy, so almost every interesting test needs something on the
+//! other side of it. This crate provides that something: [`MockUpstream`], a
+//! real HTTP server speaking the OpenAI wire format whose answers a test can
+//! script (text, streams, errors, delays, resets, dropped connections) and
+//! whose traffic it can inspect afterwards. The same server is cheap enough to
+//! stand in for a real model server in load tests.
+
+pub mod mock;
+
+pub use mock::{MockBuilder, MockReply, MockUpstream, RecordedRequest};

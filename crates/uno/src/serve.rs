@@ -1,0 +1,78 @@
+//! `uno serve`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use uno_core::config::{Config, LogFormat};
+use uno_server::sink::TracingSink;
+use uno_server::{AppState, BoundServer, build_router, shutdown_signal};
+
+/// Options of `uno serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides server.listen and UNO_LISTEN).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+/// Loads configuration, starts the server and runs until SIGINT/SIGTERM.
+pub fn run(config_path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
+    let (mut config, warnings) = crate::config::load(config_path)?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    init_logging(&config)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let state = AppState::new(&config, Arc::new(TracingSink))?;
+    if state.auth().accepts_nothing() {
+        tracing::warn!(
+            "no API keys are configured, so every /v1 request will get 401; \
+             set UNO_API_KEYS (or auth.keys), or UNO_AUTH_DISABLED=true for local use only"
+        );
+    }
+    if config.auth.disabled {
+        tracing::warn!("authentication is DISABLED (auth.disabled); do not expose this server");
+    }
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let server = BoundServer::bind(config.server.listen, build_router(state), grace).await?;
+    let upstreams: Vec<&str> = config.upstreams.iter().map(|u| u.url.as_str()).collect();
+    tracing::info!(
+        listen = %server.local_addr()?,
+        upstreams = ?upstreams,
+        "uno is serving the OpenAI API"
+    );
+    server.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter).with_context(|| {
+        format!(
+            "log.filter (UNO_LOG) {:?} is not a valid filter",
+            config.log.filter
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    }
+    .map_err(|err| anyhow::anyhow!("cannot initialise logging: {err}"))
+}
