@@ -68,7 +68,10 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/models", get(routes::models::list_models))
-        .route("/v1/models/{*id}", get(routes::models::get_model))
+        .route(
+            "/v1/models/{*id}",
+            get(routes::models::get_model).delete(routes::models::delete_model),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_context,

@@ -97,6 +97,25 @@ pub async fn get_model(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ErrorReply> {
+    model_request(state, Method::GET, id, headers).await
+}
+
+/// Deletes a fine-tuned model at the upstream that serves it, as the OpenAI
+/// SDKs' `models.delete` does.
+pub async fn delete_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ErrorReply> {
+    model_request(state, Method::DELETE, id, headers).await
+}
+
+async fn model_request(
+    state: AppState,
+    method: Method,
+    id: String,
+    headers: HeaderMap,
+) -> Result<Response, ErrorReply> {
     let upstream = state
         .upstream()
         .select(&id)
@@ -105,7 +124,7 @@ pub async fn get_model(
         .uri_for(&format!("/models/{}", encode_path_segment(&id)))
         .map_err(|problem| ApiError::bad_request(format!("model id {id:?}: {problem}")))?;
     let forwarded = forward_to_upstream(&headers);
-    Ok(forward_whole(&state, upstream, Method::GET, uri, &forwarded, Bytes::new()).await?)
+    Ok(forward_whole(&state, upstream, method, uri, &forwarded, Bytes::new()).await?)
 }
 
 /// Percent-encodes a model id for a path, keeping `/` (Hugging Face style
