@@ -504,7 +504,10 @@ mod example_file {
         assert_eq!(Config::from_toml(text).unwrap(), Config::default());
         for (name, _) in ENV_VARS {
             if *name != "UNO_CONFIG" && *name != "UNO_API_KEYS" {
-                assert!(text.contains(name), "example config does not mention {name}");
+                assert!(
+                    text.contains(name),
+                    "example config does not mention {name}"
+                );
             }
         }
     }

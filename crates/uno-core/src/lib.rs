@@ -7,7 +7,9 @@
 //! server, the worker and the tools alike.
 
 pub mod config;
+pub mod conversation;
 pub mod error;
+pub mod feedback;
 pub mod ids;
 pub mod interaction;
 pub mod sse;

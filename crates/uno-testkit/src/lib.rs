@@ -6,7 +6,16 @@
 //! script (text, streams, errors, delays, resets, dropped connections) and
 //! whose traffic it can inspect afterwards. The same server is cheap enough to
 //! stand in for a real model server in load tests.
+//!
+//! [`TestDatabase`] gives each test a fresh real database (a new Postgres
+//! database, or a SQLite file in a temporary directory) and removes it
+//! afterwards; [`TcpRelay`] sits between uno and a database so a test can cut
+//! and restore the connection.
 
+pub mod db;
 pub mod mock;
+pub mod relay;
 
+pub use db::{Backend, TestDatabase};
 pub use mock::{MockBuilder, MockReply, MockUpstream, RecordedRequest};
+pub use relay::TcpRelay;

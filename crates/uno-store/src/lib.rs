@@ -1,0 +1,20 @@
+//! uno's persistence.
+//!
+//! One schema on two databases: Postgres for production and for many
+//! replicas, SQLite (a file created on first start) so that `uno serve` runs
+//! with no setup. [`Store`] is the single entry point; each backend module
+//! holds its own SQL. The [`writer`] takes interaction records off the request
+//! path, batches them into the store, and spills to an on-disk journal while
+//! the database is unreachable.
+
+mod error;
+pub mod export;
+pub mod keys;
+mod postgres;
+pub mod rows;
+mod sqlite;
+mod store;
+pub mod writer;
+
+pub use error::StoreError;
+pub use store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport, Store};

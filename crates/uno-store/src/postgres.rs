@@ -1,0 +1,577 @@
+//! The Postgres backend.
+//!
+//! Interactions and their content are partitioned by day. Partitions are
+//! created on demand before a batch that needs them (under an advisory lock,
+//! so replicas do not race) and remembered, so the steady state costs no
+//! extra statement. Batches go in with `UNNEST` over arrays: one statement
+//! per table per batch.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::export::RatedInteraction;
+use crate::keys::{KeyInfo, NewKey};
+use crate::rows::{FeedbackRow, FollowUpRow, InteractionRow, LogRow};
+use crate::store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Tables partitioned by day, and the prefix of their partitions' names.
+const PARTITIONED: [&str; 2] = ["interactions", "interaction_contents"];
+
+/// Lock id for partition creation (any constant shared by all replicas).
+const PARTITION_LOCK: i64 = 0x756e_6f5f_7061_7274;
+
+/// A Postgres pool plus the partitions known to exist.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    partitions: Arc<Mutex<HashSet<NaiveDate>>>,
+}
+
+impl PgStore {
+    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|err| StoreError::Config(format!("invalid Postgres URL: {err}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            // Short, so a writer facing a dead database journals quickly
+            // instead of waiting.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(options.application_name("uno"))
+            .await?;
+        Ok(PgStore {
+            pool,
+            partitions: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn known_partitions(&self) -> std::sync::MutexGuard<'_, HashSet<NaiveDate>> {
+        // A poisoned lock only means another thread panicked mid-insert into
+        // a set of dates; the set is still valid.
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn ensure_partitions(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        days: &HashSet<NaiveDate>,
+    ) -> Result<(), StoreError> {
+        let missing: Vec<NaiveDate> = {
+            let known = self.known_partitions();
+            days.iter()
+                .filter(|d| !known.contains(d))
+                .copied()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK)
+            .execute(&mut **tx)
+            .await?;
+        for day in &missing {
+            let next = day
+                .checked_add_days(Days::new(1))
+                .ok_or_else(|| StoreError::Rejected(format!("date out of range: {day}")))?;
+            for table in PARTITIONED {
+                let sql = format!(
+                    "CREATE TABLE IF NOT EXISTS {table}_p{} PARTITION OF {table} FOR VALUES FROM ('{day}') TO ('{next}')",
+                    day.format("%Y%m%d")
+                );
+                sqlx::query(&sql).execute(&mut **tx).await?;
+            }
+        }
+        // Remembered only after commit succeeds; see write_rows.
+        Ok(())
+    }
+
+    pub(crate) async fn write_rows(&self, rows: &[LogRow]) -> Result<(), StoreError> {
+        let mut interactions = Vec::new();
+        let mut feedback = Vec::new();
+        let mut follow_ups = Vec::new();
+        for row in rows {
+            match row {
+                LogRow::Interaction(r) => interactions.push(r.as_ref()),
+                LogRow::Feedback(r) => feedback.push(r),
+                LogRow::FollowUp(r) => follow_ups.push(r),
+            }
+        }
+        let days: HashSet<NaiveDate> = interactions
+            .iter()
+            .map(|r| r.created_at.date_naive())
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        self.ensure_partitions(&mut tx, &days).await?;
+        if !interactions.is_empty() {
+            insert_interactions(&mut tx, &interactions).await?;
+        }
+        for row in feedback {
+            upsert_feedback(&mut tx, row).await?;
+        }
+        if !follow_ups.is_empty() {
+            insert_follow_ups(&mut tx, &follow_ups).await?;
+        }
+        tx.commit().await?;
+        self.known_partitions().extend(days);
+        Ok(())
+    }
+
+    pub(crate) async fn interaction_tenant(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT tenant_id FROM interactions WHERE id = $1 LIMIT 1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub(crate) async fn count_interactions(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT count(*) FROM interactions WHERE $1::text IS NULL OR tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get::<i64, _>(0) as u64)
+    }
+
+    pub(crate) async fn insert_key(&self, key: &NewKey) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO tenants (id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(&key.info.tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, key_hash, key_prefix, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.info.id)
+        .bind(&key.info.tenant)
+        .bind(&key.hash[..])
+        .bind(&key.info.prefix)
+        .bind(&key.info.name)
+        .bind(key.info.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, key_prefix, name, created_at, revoked_at FROM api_keys \
+             WHERE $1::text IS NULL OR tenant_id = $1 ORDER BY created_at DESC",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| KeyInfo {
+                id: r.get(0),
+                tenant: r.get(1),
+                prefix: r.get(2),
+                name: r.get(3),
+                created_at: r.get(4),
+                revoked_at: r.get(5),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn revoke_key(&self, id_or_prefix: &str) -> Result<u64, StoreError> {
+        let id = Uuid::try_parse(id_or_prefix).ok();
+        let result = sqlx::query(
+            "UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL AND (id = $1 OR key_prefix = $2)",
+        )
+        .bind(id)
+        .bind(id_or_prefix)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    pub(crate) async fn active_keys(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
+        let rows = sqlx::query("SELECT key_hash, tenant_id FROM api_keys WHERE revoked_at IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let hash: Vec<u8> = r.get(0);
+                Some((hash.try_into().ok()?, r.get(1)))
+            })
+            .collect())
+    }
+
+    pub(crate) async fn apply_retention(
+        &self,
+        policy: RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<RetentionReport, StoreError> {
+        let mut report = RetentionReport::default();
+        let cutoff = |days: u32| (days > 0).then(|| now - chrono::Duration::days(i64::from(days)));
+        let metadata_cutoff = cutoff(policy.metadata_days);
+        let content_cutoff = match (cutoff(policy.content_days), metadata_cutoff) {
+            (Some(c), Some(m)) => Some(c.max(m)),
+            (c, m) => c.or(m),
+        };
+        for (table, cutoff) in [
+            ("interaction_contents", content_cutoff),
+            ("interactions", metadata_cutoff),
+        ] {
+            let Some(cutoff) = cutoff else { continue };
+            for (name, day) in self.partitions_of(table).await? {
+                let Some(end) = day.checked_add_days(Days::new(1)) else {
+                    continue;
+                };
+                // Only whole days entirely before the cutoff are dropped.
+                if end.and_hms_opt(0, 0, 0).map(|e| e.and_utc()) > Some(cutoff) {
+                    continue;
+                }
+                let count: i64 = sqlx::query(&format!("SELECT count(*) FROM {name}"))
+                    .fetch_one(&self.pool)
+                    .await?
+                    .get(0);
+                sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+                    .execute(&self.pool)
+                    .await?;
+                report.partitions_dropped += 1;
+                if table == "interactions" {
+                    report.interactions += count as u64;
+                    self.known_partitions().remove(&day);
+                } else {
+                    report.contents += count as u64;
+                    self.known_partitions().remove(&day);
+                }
+            }
+        }
+        if let Some(cutoff) = metadata_cutoff {
+            let deleted = sqlx::query("DELETE FROM feedback WHERE created_at < $1")
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?;
+            report.feedback = deleted.rows_affected();
+        }
+        Ok(report)
+    }
+
+    async fn partitions_of(&self, table: &str) -> Result<Vec<(String, NaiveDate)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.relname FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = $1 ORDER BY c.relname",
+        )
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await?;
+        let prefix = format!("{table}_p");
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let name: String = r.get(0);
+                let day = NaiveDate::parse_from_str(name.strip_prefix(&prefix)?, "%Y%m%d").ok()?;
+                Some((name, day))
+            })
+            .collect())
+    }
+
+    pub(crate) async fn delete_user(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<DeletionReport, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let feedback = sqlx::query(
+            "DELETE FROM feedback WHERE tenant_id = $1 AND (end_user = $2 OR interaction_id IN \
+             (SELECT id FROM interactions WHERE tenant_id = $1 AND end_user = $2))",
+        )
+        .bind(tenant)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let contents = sqlx::query(
+            "DELETE FROM interaction_contents c USING interactions i \
+             WHERE c.interaction_id = i.id AND c.created_at = i.created_at \
+             AND i.tenant_id = $1 AND i.end_user = $2",
+        )
+        .bind(tenant)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let interactions =
+            sqlx::query("DELETE FROM interactions WHERE tenant_id = $1 AND end_user = $2")
+                .bind(tenant)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(DeletionReport {
+            interactions,
+            contents,
+            feedback,
+            api_keys: 0,
+        })
+    }
+
+    pub(crate) async fn delete_tenant(&self, tenant: &str) -> Result<DeletionReport, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut report = DeletionReport::default();
+        for (table, slot) in [
+            ("feedback", &mut report.feedback),
+            ("interaction_contents", &mut report.contents),
+            ("interactions", &mut report.interactions),
+            ("api_keys", &mut report.api_keys),
+        ] {
+            *slot = sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    pub(crate) async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        tenant: Option<&str>,
+        subject: Option<&str>,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_log (actor, action, tenant_id, subject, details) VALUES ($1, $2, $3, $4, $5)")
+            .bind(actor)
+            .bind(action)
+            .bind(tenant)
+            .bind(subject)
+            .bind(details.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn audit_entries(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, tenant_id, subject, details FROM audit_log \
+             WHERE $1::text IS NULL OR tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEntry {
+                at: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                tenant: r.get(3),
+                subject: r.get(4),
+                details: serde_json::from_str(&r.get::<String, _>(5)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn rated_interactions(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<RatedInteraction>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.id, c.request, c.response_text, f.rating, f.expected_output \
+             FROM feedback f \
+             JOIN interactions i ON i.id = f.interaction_id AND i.tenant_id = f.tenant_id \
+             JOIN interaction_contents c ON c.interaction_id = i.id AND c.created_at = i.created_at \
+             WHERE f.tenant_id = $1 AND f.kind = 'explicit' AND i.outcome = 'completed' \
+             ORDER BY i.created_at, i.id, f.id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RatedInteraction {
+                interaction_id: r.get(0),
+                request: r.get(1),
+                response_text: r.get(2),
+                rating: r.get(3),
+                expected_output: r.get(4),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn feedback_for(
+        &self,
+        tenant: &str,
+        interaction: Uuid,
+    ) -> Result<Vec<FeedbackRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, interaction_id, end_user, kind, rating, comment, expected_output, \
+             source_interaction_id, created_at FROM feedback \
+             WHERE tenant_id = $1 AND interaction_id = $2 ORDER BY created_at, id",
+        )
+        .bind(tenant)
+        .bind(interaction)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FeedbackRow {
+                id: r.get(0),
+                tenant: r.get(1),
+                interaction_id: r.get(2),
+                end_user: r.get(3),
+                kind: r.get(4),
+                rating: r.get(5),
+                comment: r.get(6),
+                expected_output: r.get(7),
+                source_interaction_id: r.get(8),
+                created_at: r.get(9),
+            })
+            .collect())
+    }
+}
+
+async fn insert_interactions(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[&InteractionRow],
+) -> Result<(), StoreError> {
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(
+        "INSERT INTO interactions (id, tenant_id, created_at, model, end_user, streamed, status, outcome, \
+         finish_reason, prompt_tokens, completion_tokens, total_tokens, upstream_ms, total_ms, ttfb_ms, \
+         error, snapshot_version, cluster_id, path, conversation_hash) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bool[], \
+         $7::int2[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::float8[], \
+         $14::float8[], $15::float8[], $16::text[], $17::int8[], $18::text[], $19::text[], $20::bytea[]) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(column!(id))
+    .bind(column!(tenant))
+    .bind(column!(created_at))
+    .bind(column!(model))
+    .bind(column!(end_user))
+    .bind(column!(streamed))
+    .bind(column!(status))
+    .bind(column!(outcome))
+    .bind(column!(finish_reason))
+    .bind(column!(prompt_tokens))
+    .bind(column!(completion_tokens))
+    .bind(column!(total_tokens))
+    .bind(column!(upstream_ms))
+    .bind(column!(total_ms))
+    .bind(column!(ttfb_ms))
+    .bind(column!(error))
+    .bind(column!(snapshot_version))
+    .bind(column!(cluster_id))
+    .bind(column!(path))
+    .bind(column!(conversation_hash))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO interaction_contents (interaction_id, tenant_id, created_at, request, response_text) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(column!(id))
+    .bind(column!(tenant))
+    .bind(column!(created_at))
+    .bind(column!(request))
+    .bind(column!(response_text))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_feedback(
+    tx: &mut Transaction<'_, Postgres>,
+    row: &FeedbackRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO feedback (id, tenant_id, interaction_id, end_user, kind, rating, comment, expected_output, \
+         source_interaction_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+         ON CONFLICT (id) DO UPDATE SET \
+           rating = COALESCE(EXCLUDED.rating, feedback.rating), \
+           comment = COALESCE(EXCLUDED.comment, feedback.comment), \
+           expected_output = COALESCE(EXCLUDED.expected_output, feedback.expected_output), \
+           updated_at = GREATEST(EXCLUDED.updated_at, feedback.updated_at)",
+    )
+    .bind(row.id)
+    .bind(&row.tenant)
+    .bind(row.interaction_id)
+    .bind(&row.end_user)
+    .bind(&row.kind)
+    .bind(row.rating)
+    .bind(&row.comment)
+    .bind(&row.expected_output)
+    .bind(row.source_interaction_id)
+    .bind(row.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_follow_ups(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[&FollowUpRow],
+) -> Result<(), StoreError> {
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    // Each follow-up becomes implicit feedback on the newest interaction of
+    // its tenant whose conversation hash it continues; none if there is no
+    // such interaction (never logged, or past retention).
+    sqlx::query(
+        "INSERT INTO feedback (id, tenant_id, interaction_id, end_user, kind, comment, source_interaction_id, \
+         created_at, updated_at) \
+         SELECT DISTINCT ON (f.id) f.id, f.tenant, i.id, f.end_user, 'implicit', f.text, f.source, f.at, f.at \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::timestamptz[], $7::bytea[]) \
+           AS f(id, tenant, end_user, text, source, at, hash) \
+         JOIN interactions i ON i.tenant_id = f.tenant AND i.conversation_hash = f.hash AND i.id <> f.source \
+         ORDER BY f.id, i.created_at DESC \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(column!(feedback_id))
+    .bind(column!(tenant))
+    .bind(column!(end_user))
+    .bind(column!(text))
+    .bind(column!(source_interaction_id))
+    .bind(column!(created_at))
+    .bind(column!(parent_hash))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! What the store writes, in the form it writes it.
+//!
+//! The log writer turns each [`InteractionRecord`] into rows here (off the
+//! request path: this is where the answer is parsed out of the response
+//! bytes). Rows serialise to JSON so the journal can hold them verbatim while
+//! the database is away.
+
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uno_core::conversation::{conversation_hash, follow_up, request_messages};
+use uno_core::feedback::{ExplicitFeedback, implicit_feedback_id};
+use uno_core::interaction::InteractionRecord;
+use uuid::Uuid;
+
+/// One interaction: metadata and content, written to separate tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InteractionRow {
+    /// The interaction id.
+    pub id: Uuid,
+    /// The tenant.
+    pub tenant: String,
+    /// When uno received the request.
+    pub created_at: DateTime<Utc>,
+    /// The model the client asked for.
+    pub model: String,
+    /// The end user, if known.
+    pub end_user: Option<String>,
+    /// Whether the answer was streamed.
+    pub streamed: bool,
+    /// The HTTP status the client got.
+    pub status: i16,
+    /// `completed`, `failed`, `cancelled` or `partial`.
+    pub outcome: String,
+    /// The first choice's finish reason.
+    pub finish_reason: Option<String>,
+    /// Prompt tokens, when reported.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens, when reported.
+    pub completion_tokens: Option<i64>,
+    /// Total tokens, when reported.
+    pub total_tokens: Option<i64>,
+    /// Upstream latency in milliseconds.
+    pub upstream_ms: Option<f64>,
+    /// Total latency in milliseconds.
+    pub total_ms: f64,
+    /// Time to the first byte sent to the client, in milliseconds.
+    pub ttfb_ms: Option<f64>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// The snapshot version that served it (filled in by later stages).
+    pub snapshot_version: Option<i64>,
+    /// The cluster it was routed to.
+    pub cluster_id: Option<String>,
+    /// `passthrough`, `primary`, `reflective` or `holdout`.
+    pub path: Option<String>,
+    /// Identifies (conversation so far, this answer) for follow-up matching.
+    pub conversation_hash: Option<Vec<u8>>,
+    /// The request body as the client sent it (JSON text).
+    pub request: String,
+    /// The answer text.
+    pub response_text: Option<String>,
+}
+
+/// Explicit or implicit feedback, upserted by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackRow {
+    /// Deterministic id (see `uno_core::feedback`).
+    pub id: Uuid,
+    /// The tenant.
+    pub tenant: String,
+    /// The interaction it is about.
+    pub interaction_id: Uuid,
+    /// Who gave it ("" when unknown).
+    pub end_user: String,
+    /// `explicit` or `implicit`.
+    pub kind: String,
+    /// +1 or -1.
+    pub rating: Option<i16>,
+    /// Free text.
+    pub comment: Option<String>,
+    /// The answer the user wanted.
+    pub expected_output: Option<String>,
+    /// For implicit feedback, the request that carried it.
+    pub source_interaction_id: Option<Uuid>,
+    /// When it was received.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A request that continued an earlier answer. The store resolves the
+/// earlier interaction by `parent_hash` when it writes this, so the match
+/// needs no database read on the request path, and works across replicas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUpRow {
+    /// The id the implicit feedback row will have.
+    pub feedback_id: Uuid,
+    /// The tenant.
+    pub tenant: String,
+    /// The request that continued the conversation.
+    pub source_interaction_id: Uuid,
+    /// Who wrote the follow-up.
+    pub end_user: String,
+    /// `conversation_hash` of the exchange it continues.
+    pub parent_hash: Vec<u8>,
+    /// The user's follow-up text.
+    pub text: String,
+    /// When it was received.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One unit of the log writer's work, and one line of its journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LogRow {
+    /// An interaction.
+    Interaction(Box<InteractionRow>),
+    /// Explicit feedback.
+    Feedback(FeedbackRow),
+    /// Implicit feedback to be matched to its interaction.
+    FollowUp(FollowUpRow),
+}
+
+/// Postgres refuses NUL in text; models and clients can produce it. Strip it
+/// rather than let one record poison a batch.
+fn clean(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn clean_opt(text: Option<&str>) -> Option<String> {
+    text.map(clean)
+}
+
+/// Milliseconds as a float, for latency columns.
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A `SystemTime` as a UTC timestamp (times before 1970 clamp to it).
+pub fn to_utc(t: SystemTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from(t)
+}
+
+/// Turns a finished interaction into the rows to write: the interaction
+/// itself and, when its request continues a logged answer, the follow-up.
+pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
+    let summary = record.summary();
+    let request = String::from_utf8_lossy(&record.request_body);
+    let messages = request_messages(&record.request_body).unwrap_or_default();
+    let model = serde_json::from_slice::<ModelOnly>(&record.request_body)
+        .map(|m| m.model)
+        .unwrap_or_default();
+    let tenant: &str = &record.tenant;
+    let answered =
+        record.outcome == uno_core::interaction::Outcome::Completed && !summary.text.is_empty();
+    let hash = answered.then(|| conversation_hash(tenant, &messages, &summary.text).to_vec());
+    let created_at = to_utc(record.started_at);
+    let usage = summary.usage;
+    let mut rows = Vec::with_capacity(2);
+    rows.push(LogRow::Interaction(Box::new(InteractionRow {
+        id: record.id.0,
+        tenant: clean(tenant),
+        created_at,
+        model: clean(&model),
+        end_user: clean_opt(record.end_user.as_deref()),
+        streamed: record.stream,
+        status: i16::try_from(record.status).unwrap_or(i16::MAX),
+        outcome: record.outcome.as_str().to_owned(),
+        finish_reason: clean_opt(summary.finish_reason.as_deref()),
+        prompt_tokens: usage.map(|u| u.prompt_tokens as i64),
+        completion_tokens: usage.map(|u| u.completion_tokens as i64),
+        total_tokens: usage.map(|u| u.total_tokens as i64),
+        upstream_ms: record.upstream_latency.map(ms),
+        total_ms: ms(record.total_latency),
+        ttfb_ms: record.time_to_first_byte.map(ms),
+        error: clean_opt(record.error.as_deref().or(summary.error.as_deref())),
+        snapshot_version: None,
+        cluster_id: None,
+        path: None,
+        conversation_hash: hash,
+        request: clean(&request),
+        response_text: (!summary.text.is_empty()).then(|| clean(&summary.text)),
+    })));
+    if let Some(follow) = follow_up(tenant, &messages) {
+        rows.push(LogRow::FollowUp(FollowUpRow {
+            feedback_id: implicit_feedback_id(tenant, record.id),
+            tenant: clean(tenant),
+            source_interaction_id: record.id.0,
+            end_user: clean(record.end_user.as_deref().unwrap_or("")),
+            parent_hash: follow.parent_hash.to_vec(),
+            text: clean(&follow.text),
+            created_at,
+        }));
+    }
+    rows
+}
+
+#[derive(Deserialize)]
+struct ModelOnly {
+    #[serde(default)]
+    model: String,
+}
+
+/// The row for explicit feedback.
+pub fn row_for_feedback(feedback: &ExplicitFeedback) -> LogRow {
+    LogRow::Feedback(FeedbackRow {
+        id: feedback.id,
+        tenant: clean(&feedback.tenant),
+        interaction_id: feedback.interaction_id.0,
+        end_user: clean(&feedback.end_user),
+        kind: "explicit".to_owned(),
+        rating: feedback.rating.map(|r| r.as_i16()),
+        comment: clean_opt(feedback.comment.as_deref()),
+        expected_output: clean_opt(feedback.expected_output.as_deref()),
+        source_interaction_id: None,
+        created_at: to_utc(feedback.at),
+    })
+}
+
+impl LogRow {
+    /// The tenant the row belongs to.
+    pub fn tenant(&self) -> &str {
+        match self {
+            LogRow::Interaction(r) => &r.tenant,
+            LogRow::Feedback(r) => &r.tenant,
+            LogRow::FollowUp(r) => &r.tenant,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use uno_core::InteractionId;
+    use uno_core::interaction::{Outcome, ResponseBody};
+
+    use super::*;
+
+    fn record(body: &str, answer: &str) -> InteractionRecord {
+        InteractionRecord {
+            id: InteractionId::new(),
+            tenant: Arc::from("t"),
+            started_at: SystemTime::now(),
+            end_user: Some("u\0ser".into()),
+            request_body: Bytes::from(body.to_owned()),
+            stream: false,
+            status: 200,
+            outcome: Outcome::Completed,
+            response: ResponseBody::Complete(Bytes::from(format!(
+                r#"{{"choices":[{{"index":0,"message":{{"role":"assistant","content":"{answer}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}}}"#
+            ))),
+            upstream_latency: Some(Duration::from_millis(10)),
+            total_latency: Duration::from_millis(12),
+            time_to_first_byte: Some(Duration::from_millis(12)),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn interaction_rows_carry_parsed_answer_and_hash() {
+        let rows = rows_for_interaction(&record(
+            r#"{"model":"m1","messages":[{"role":"user","content":"hi"}]}"#,
+            "hello",
+        ));
+        assert_eq!(rows.len(), 1);
+        let LogRow::Interaction(row) = &rows[0] else {
+            panic!("not an interaction")
+        };
+        assert_eq!(row.model, "m1");
+        assert_eq!(row.response_text.as_deref(), Some("hello"));
+        assert_eq!(row.total_tokens, Some(5));
+        assert_eq!(row.end_user.as_deref(), Some("user"), "NUL stripped");
+        assert!(row.conversation_hash.is_some());
+    }
+
+    #[test]
+    fn a_continuation_yields_a_follow_up_matching_the_parent_hash() {
+        let first = rows_for_interaction(&record(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            "hello",
+        ));
+        let LogRow::Interaction(parent) = &first[0] else {
+            panic!()
+        };
+        let next = rows_for_interaction(&record(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},{"role":"user","content":"too terse"}]}"#,
+            "sorry",
+        ));
+        assert_eq!(next.len(), 2);
+        let LogRow::FollowUp(follow) = &next[1] else {
+            panic!()
+        };
+        assert_eq!(Some(&follow.parent_hash), parent.conversation_hash.as_ref());
+        assert_eq!(follow.text, "too terse");
+    }
+
+    #[test]
+    fn rows_round_trip_through_json() {
+        let rows = rows_for_interaction(&record(r#"{"model":"m","messages":[]}"#, "x"));
+        let line = serde_json::to_string(&rows[0]).unwrap();
+        let back: LogRow = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, rows[0]);
+    }
+}

@@ -1,0 +1,460 @@
+//! The store against real databases: every test runs on Postgres and on
+//! SQLite, each in a fresh database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chrono::Utc;
+use uno_core::InteractionId;
+use uno_core::feedback::{ExplicitFeedback, Rating, explicit_feedback_id};
+use uno_core::interaction::{InteractionRecord, Outcome, ResponseBody};
+use uno_store::export::{ExportFormat, ExportKind, build};
+use uno_store::rows::{LogRow, row_for_feedback, rows_for_interaction};
+use uno_store::{RetentionPolicy, Store};
+use uno_testkit::{Backend, TestDatabase};
+
+/// Runs an async test body once per backend.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(uno_testkit::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(uno_testkit::Backend::Sqlite).await })*
+        }
+    };
+}
+
+both_backends! {
+    writes_are_idempotent,
+    feedback_upserts_merge,
+    follow_ups_become_implicit_feedback,
+    retention_removes_old_data,
+    content_retention_keeps_metadata,
+    deleting_a_user_removes_their_data_and_is_audited,
+    deleting_a_tenant_removes_everything_of_it,
+    keys_are_hashed_listed_and_revoked,
+    export_reads_rated_interactions,
+}
+
+async fn fresh(backend: Backend) -> (TestDatabase, Store) {
+    let db = TestDatabase::new(backend).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    (db, store)
+}
+
+fn record(
+    tenant: &str,
+    user: &str,
+    messages: &str,
+    answer: &str,
+    at: SystemTime,
+) -> InteractionRecord {
+    InteractionRecord {
+        id: InteractionId::new(),
+        tenant: Arc::from(tenant),
+        started_at: at,
+        end_user: Some(user.to_owned()),
+        request_body: Bytes::from(format!(r#"{{"model":"m","messages":{messages}}}"#)),
+        stream: false,
+        status: 200,
+        outcome: Outcome::Completed,
+        response: ResponseBody::Complete(Bytes::from(
+            serde_json::json!({"choices":[{"index":0,"message":{"role":"assistant","content":answer},"finish_reason":"stop"}]}).to_string(),
+        )),
+        upstream_latency: Some(Duration::from_millis(5)),
+        total_latency: Duration::from_millis(6),
+        time_to_first_byte: Some(Duration::from_millis(6)),
+        error: None,
+    }
+}
+
+fn ask(tenant: &str, user: &str, question: &str, answer: &str) -> InteractionRecord {
+    record(
+        tenant,
+        user,
+        &serde_json::json!([{"role": "user", "content": question}]).to_string(),
+        answer,
+        SystemTime::now(),
+    )
+}
+
+fn feedback(
+    tenant: &str,
+    id: InteractionId,
+    user: &str,
+    rating: Option<Rating>,
+    comment: Option<&str>,
+    expected: Option<&str>,
+) -> LogRow {
+    row_for_feedback(&ExplicitFeedback {
+        id: explicit_feedback_id(tenant, id, user),
+        tenant: tenant.to_owned(),
+        interaction_id: id,
+        end_user: user.to_owned(),
+        rating,
+        comment: comment.map(str::to_owned),
+        expected_output: expected.map(str::to_owned),
+        at: SystemTime::now(),
+    })
+}
+
+async fn writes_are_idempotent(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let records: Vec<_> = (0..20)
+        .map(|i| ask("t", "u", &format!("q{i}"), "a"))
+        .collect();
+    let rows: Vec<LogRow> = records.iter().flat_map(rows_for_interaction).collect();
+    store.write_rows(&rows).await.unwrap();
+    store.write_rows(&rows).await.unwrap();
+    store.write_rows(&rows[..5]).await.unwrap();
+    assert_eq!(store.count_interactions(None).await.unwrap(), 20);
+    assert_eq!(store.count_interactions(Some("t")).await.unwrap(), 20);
+    assert_eq!(store.count_interactions(Some("other")).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .interaction_tenant(records[3].id.0)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("t")
+    );
+    assert_eq!(
+        store
+            .interaction_tenant(uuid::Uuid::now_v7())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn feedback_upserts_merge(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let r = ask("t", "u", "q", "a");
+    store.write_rows(&rows_for_interaction(&r)).await.unwrap();
+    store
+        .write_rows(&[feedback("t", r.id, "u", Some(Rating::Up), None, None)])
+        .await
+        .unwrap();
+    // Second post by the same user: changes the rating, adds a comment.
+    store
+        .write_rows(&[feedback(
+            "t",
+            r.id,
+            "u",
+            Some(Rating::Down),
+            Some("wrong year"),
+            None,
+        )])
+        .await
+        .unwrap();
+    // A third with only an expected output keeps the rating and comment.
+    store
+        .write_rows(&[feedback("t", r.id, "u", None, None, Some("1969"))])
+        .await
+        .unwrap();
+    // Another user is a separate row.
+    store
+        .write_rows(&[feedback("t", r.id, "v", Some(Rating::Up), None, None)])
+        .await
+        .unwrap();
+    let rows = store.feedback_for("t", r.id.0).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let mine = rows.iter().find(|f| f.end_user == "u").unwrap();
+    assert_eq!(mine.rating, Some(-1));
+    assert_eq!(mine.comment.as_deref(), Some("wrong year"));
+    assert_eq!(mine.expected_output.as_deref(), Some("1969"));
+    assert_eq!(mine.kind, "explicit");
+    assert!(
+        store
+            .feedback_for("other", r.id.0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn follow_ups_become_implicit_feedback(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let first = ask("t", "u", "capital of France?", "Paris.");
+    let follow = record(
+        "t",
+        "u",
+        r#"[{"role":"user","content":"capital of France?"},{"role":"assistant","content":"Paris."},{"role":"user","content":"Give the reason too."}]"#,
+        "Because...",
+        SystemTime::now(),
+    );
+    // Same conversation in another tenant: must not attach to t's log.
+    let other = record(
+        "t2",
+        "u",
+        r#"[{"role":"user","content":"capital of France?"},{"role":"assistant","content":"Paris."},{"role":"user","content":"leak?"}]"#,
+        "x",
+        SystemTime::now(),
+    );
+    // Parent and follow-up in one batch, as happens under load.
+    let mut rows = rows_for_interaction(&first);
+    rows.extend(rows_for_interaction(&follow));
+    rows.extend(rows_for_interaction(&other));
+    store.write_rows(&rows).await.unwrap();
+    store.write_rows(&rows).await.unwrap(); // replay: no duplicate
+
+    let implicit = store.feedback_for("t", first.id.0).await.unwrap();
+    assert_eq!(implicit.len(), 1, "{implicit:?}");
+    assert_eq!(implicit[0].kind, "implicit");
+    assert_eq!(implicit[0].comment.as_deref(), Some("Give the reason too."));
+    assert_eq!(implicit[0].source_interaction_id, Some(follow.id.0));
+    assert!(
+        store
+            .feedback_for("t2", first.id.0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn retention_removes_old_data(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let day = Duration::from_secs(86_400);
+    let old = record(
+        "t",
+        "u",
+        r#"[{"role":"user","content":"old"}]"#,
+        "a",
+        SystemTime::now() - day * 40,
+    );
+    let recent = record(
+        "t",
+        "u",
+        r#"[{"role":"user","content":"new"}]"#,
+        "a",
+        SystemTime::now() - day,
+    );
+    let mut rows = rows_for_interaction(&old);
+    rows.extend(rows_for_interaction(&recent));
+    let mut old_feedback = feedback("t", old.id, "u", Some(Rating::Up), None, None);
+    if let LogRow::Feedback(f) = &mut old_feedback {
+        f.created_at = Utc::now() - chrono::Duration::days(40);
+    }
+    rows.push(old_feedback);
+    rows.push(feedback("t", recent.id, "u", Some(Rating::Up), None, None));
+    store.write_rows(&rows).await.unwrap();
+
+    let policy = RetentionPolicy {
+        metadata_days: 30,
+        content_days: 30,
+    };
+    let report = store.apply_retention(policy, Utc::now()).await.unwrap();
+    assert_eq!(report.interactions, 1);
+    assert_eq!(report.contents, 1);
+    assert_eq!(report.feedback, 1);
+    assert_eq!(store.count_interactions(None).await.unwrap(), 1);
+    assert!(store.interaction_tenant(old.id.0).await.unwrap().is_none());
+    assert!(
+        store
+            .interaction_tenant(recent.id.0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    if let Store::Postgres(_) = store {
+        // Whole partitions went, which is what frees disk on Postgres.
+        assert_eq!(report.partitions_dropped, 2);
+        let partitions = partition_names(&_db.url).await;
+        assert!(
+            partitions.iter().all(|p| !p.ends_with(&old_day(40))),
+            "{partitions:?}"
+        );
+    }
+    let audit = store.audit_entries(None).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "retention"));
+    // Running again removes nothing more.
+    let again = store.apply_retention(policy, Utc::now()).await.unwrap();
+    assert_eq!(again.interactions, 0);
+}
+
+fn old_day(days: i64) -> String {
+    (Utc::now() - chrono::Duration::days(days))
+        .format("%Y%m%d")
+        .to_string()
+}
+
+async fn partition_names(url: &str) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect()
+}
+
+async fn content_retention_keeps_metadata(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let day = Duration::from_secs(86_400);
+    let r = record(
+        "t",
+        "u",
+        r#"[{"role":"user","content":"q"}]"#,
+        "a",
+        SystemTime::now() - day * 10,
+    );
+    store.write_rows(&rows_for_interaction(&r)).await.unwrap();
+    store
+        .write_rows(&[feedback("t", r.id, "u", Some(Rating::Up), None, None)])
+        .await
+        .unwrap();
+    let report = store
+        .apply_retention(
+            RetentionPolicy {
+                metadata_days: 90,
+                content_days: 7,
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.contents, 1);
+    assert_eq!(report.interactions, 0);
+    assert_eq!(
+        store.count_interactions(None).await.unwrap(),
+        1,
+        "metadata kept"
+    );
+    // Without content, nothing is exportable any more.
+    assert!(store.rated_interactions("t").await.unwrap().is_empty());
+}
+
+async fn deleting_a_user_removes_their_data_and_is_audited(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let alice = ask("t", "alice", "q1", "a1");
+    let bob = ask("t", "bob", "q2", "a2");
+    let mut rows = rows_for_interaction(&alice);
+    rows.extend(rows_for_interaction(&bob));
+    rows.push(feedback(
+        "t",
+        alice.id,
+        "alice",
+        Some(Rating::Up),
+        None,
+        None,
+    ));
+    rows.push(feedback("t", bob.id, "bob", Some(Rating::Down), None, None));
+    // Alice rating Bob's answer: her feedback goes with her.
+    rows.push(feedback("t", bob.id, "alice", Some(Rating::Up), None, None));
+    store.write_rows(&rows).await.unwrap();
+
+    let report = store.delete_user("t", "alice", "test").await.unwrap();
+    assert_eq!(report.interactions, 1);
+    assert_eq!(report.contents, 1);
+    assert_eq!(report.feedback, 2);
+    assert!(
+        store
+            .interaction_tenant(alice.id.0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.feedback_for("t", bob.id.0).await.unwrap().len(), 1);
+    let audit = store.audit_entries(Some("t")).await.unwrap();
+    let entry = audit.iter().find(|e| e.action == "delete_user").unwrap();
+    assert_eq!(entry.subject.as_deref(), Some("alice"));
+    assert_eq!(entry.details["interactions"], 1);
+    assert_eq!(entry.actor, "test");
+}
+
+async fn deleting_a_tenant_removes_everything_of_it(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let key = store.create_key("gone", None).await.unwrap();
+    store.create_key("kept", None).await.unwrap();
+    let a = ask("gone", "u", "q", "a");
+    let b = ask("kept", "u", "q", "a");
+    let mut rows = rows_for_interaction(&a);
+    rows.extend(rows_for_interaction(&b));
+    rows.push(feedback("gone", a.id, "u", Some(Rating::Up), None, None));
+    store.write_rows(&rows).await.unwrap();
+    let report = store.delete_tenant("gone", "test").await.unwrap();
+    assert_eq!(report.interactions, 1);
+    assert_eq!(report.feedback, 1);
+    assert_eq!(report.api_keys, 1);
+    assert_eq!(store.count_interactions(Some("gone")).await.unwrap(), 0);
+    assert_eq!(store.count_interactions(Some("kept")).await.unwrap(), 1);
+    let active = store.active_keys().await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert!(active.iter().all(|(hash, _)| *hash != key.hash));
+    assert!(
+        store
+            .audit_entries(Some("gone"))
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.action == "delete_tenant")
+    );
+}
+
+async fn keys_are_hashed_listed_and_revoked(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let k1 = store.create_key("acme", Some("prod")).await.unwrap();
+    let k2 = store.create_key("acme", None).await.unwrap();
+    let listed = store.list_keys(Some("acme")).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|k| !k1.secret.contains(&k.tenant) || k.prefix.len() < k1.secret.len())
+    );
+    let active = store.active_keys().await.unwrap();
+    assert_eq!(active.len(), 2);
+    assert!(
+        active
+            .iter()
+            .any(|(h, t)| *h == uno_store::keys::hash_key(&k1.secret) && t == "acme")
+    );
+    assert_eq!(store.revoke_key(&k1.info.id.to_string()).await.unwrap(), 1);
+    assert_eq!(store.revoke_key(&k2.info.prefix).await.unwrap(), 1);
+    assert_eq!(store.revoke_key("nonexistent").await.unwrap(), 0);
+    assert!(store.active_keys().await.unwrap().is_empty());
+    assert!(
+        store
+            .list_keys(None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.revoked_at.is_some())
+    );
+}
+
+async fn export_reads_rated_interactions(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let good = ask("t", "u", "q", "great answer");
+    let bad = ask("t", "v", "q", "poor answer");
+    let unrated = ask("t", "w", "q", "never rated");
+    let mut rows: Vec<LogRow> = [&good, &bad, &unrated]
+        .into_iter()
+        .flat_map(rows_for_interaction)
+        .collect();
+    rows.push(feedback("t", good.id, "u", Some(Rating::Up), None, None));
+    rows.push(feedback(
+        "t",
+        bad.id,
+        "v",
+        Some(Rating::Down),
+        None,
+        Some("the answer I wanted"),
+    ));
+    store.write_rows(&rows).await.unwrap();
+    let rated = store.rated_interactions("t").await.unwrap();
+    assert_eq!(rated.len(), 2);
+    let sft = build(&rated, ExportKind::Sft, ExportFormat::OpenAi);
+    assert_eq!(sft.len(), 1);
+    assert!(sft[0].contains("great answer"));
+    let dpo = build(&rated, ExportKind::Dpo, ExportFormat::Trl);
+    assert_eq!(dpo.len(), 2, "{dpo:?}");
+    assert!(store.rated_interactions("other").await.unwrap().is_empty());
+}

@@ -1,0 +1,269 @@
+//! The log writer against real databases: nothing lost, nothing written
+//! twice, whether the database stays up, goes away mid-run, or is away when
+//! uno restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use uno_core::InteractionId;
+use uno_core::feedback::{ExplicitFeedback, Rating, explicit_feedback_id};
+use uno_core::interaction::{InteractionRecord, InteractionSink, Outcome, ResponseBody};
+use uno_store::Store;
+use uno_store::writer::{Journal, LogWriter, WriterConfig};
+use uno_testkit::{Backend, TcpRelay, TestDatabase};
+
+fn record(i: usize) -> InteractionRecord {
+    InteractionRecord {
+        id: InteractionId::new(),
+        tenant: Arc::from("t"),
+        started_at: SystemTime::now(),
+        end_user: Some(format!("user-{}", i % 7)),
+        request_body: Bytes::from(format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"question {i}"}}]}}"#
+        )),
+        stream: i.is_multiple_of(2),
+        status: 200,
+        outcome: Outcome::Completed,
+        response: ResponseBody::Complete(Bytes::from_static(
+            br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"answer"},"finish_reason":"stop"}]}"#,
+        )),
+        upstream_latency: Some(Duration::from_millis(3)),
+        total_latency: Duration::from_millis(4),
+        time_to_first_byte: None,
+        error: None,
+    }
+}
+
+fn config(dir: &std::path::Path) -> WriterConfig {
+    WriterConfig {
+        queue_capacity: 100_000,
+        batch_size: 128,
+        flush_interval: Duration::from_millis(20),
+        journal_dir: dir.join("journal"),
+        journal_max_bytes: 256 * 1024 * 1024,
+        retry_interval: Duration::from_millis(100),
+    }
+}
+
+async fn store_for(url: &str) -> Store {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+/// Polls until the store holds `n` interactions (fails after 20 s).
+async fn wait_for_count(store: &Store, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let count = store.count_interactions(None).await.unwrap();
+        if count == n {
+            return;
+        }
+        assert!(count < n, "more rows than records: {count} > {n}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {count} of {n} rows arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn writes_everything(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let store = store_for(&db.url).await;
+    let writer = LogWriter::start(store.clone(), config(scratch.path())).unwrap();
+    let sink = writer.sink();
+    let records: Vec<_> = (0..1000).map(record).collect();
+    for r in &records {
+        sink.submit(r.clone());
+    }
+    sink.submit_feedback(ExplicitFeedback {
+        id: explicit_feedback_id("t", records[0].id, "u"),
+        tenant: "t".into(),
+        interaction_id: records[0].id,
+        end_user: "u".into(),
+        rating: Some(Rating::Up),
+        comment: None,
+        expected_output: None,
+        at: SystemTime::now(),
+    })
+    .unwrap();
+    let stats = writer.stats();
+    writer.shutdown().await;
+    assert_eq!(store.count_interactions(None).await.unwrap(), 1000);
+    assert_eq!(
+        store
+            .feedback_for("t", records[0].id.0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(stats.rows_dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.rows_spilled.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.queue_depth(), 0);
+}
+
+#[tokio::test]
+async fn writes_everything_postgres() {
+    writes_everything(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn writes_everything_sqlite() {
+    writes_everything(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_cut_connection_spills_to_the_journal_and_replays_without_loss_or_duplicates() {
+    let db = TestDatabase::postgres().await;
+    let relay = TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let direct = store_for(&db.url).await;
+    let via_relay = store_for(&db.url_via(relay.addr())).await;
+    let writer = LogWriter::start(via_relay, config(scratch.path())).unwrap();
+    let sink = writer.sink();
+    let stats = writer.stats();
+
+    for i in 0..300 {
+        sink.submit(record(i));
+    }
+    wait_for_count(&direct, 300).await;
+
+    relay.cut();
+    for i in 300..800 {
+        sink.submit(record(i));
+        if i.is_multiple_of(100) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The rows cannot reach the database: they must be in the journal.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.rows_spilled.load(Ordering::Relaxed) < 500 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows were not journaled: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stats.journal_bytes.load(Ordering::Relaxed) > 0);
+    assert_eq!(direct.count_interactions(None).await.unwrap(), 300);
+
+    relay.restore();
+    wait_for_count(&direct, 800).await;
+    // Settled: still exactly 800 once the journal is gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.journal_bytes.load(Ordering::Relaxed) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "journal never emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.shutdown().await;
+    assert_eq!(direct.count_interactions(None).await.unwrap(), 800);
+    assert_eq!(stats.rows_dropped.load(Ordering::Relaxed), 0);
+    assert!(stats.rows_replayed.load(Ordering::Relaxed) >= 500);
+}
+
+#[tokio::test]
+async fn a_restart_replays_a_non_empty_journal() {
+    let db = TestDatabase::postgres().await;
+    let relay = TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let via_relay = store_for(&db.url_via(relay.addr())).await;
+    relay.cut();
+    let first = LogWriter::start(via_relay, config(scratch.path())).unwrap();
+    let sink = first.sink();
+    for i in 0..250 {
+        sink.submit(record(i));
+    }
+    first.shutdown().await; // the database is away: all 250 go to the journal
+    let journal = Journal::open(scratch.path().join("journal"), u64::MAX).unwrap();
+    assert!(
+        !journal.is_empty(),
+        "shutdown must journal what it could not write"
+    );
+
+    let direct = store_for(&db.url).await;
+    assert_eq!(direct.count_interactions(None).await.unwrap(), 0);
+    let second = LogWriter::start(direct.clone(), config(scratch.path())).unwrap();
+    wait_for_count(&direct, 250).await;
+    second.shutdown().await;
+    assert_eq!(direct.count_interactions(None).await.unwrap(), 250);
+    assert!(
+        Journal::open(scratch.path().join("journal"), u64::MAX)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn rows_the_database_refuses_are_quarantined_not_retried_forever() {
+    let db = TestDatabase::sqlite();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = store_for(&db.url).await;
+    // A journal left behind with one good row and one the schema refuses
+    // (a rating outside -1/+1, as a hand-edited or corrupted file could hold).
+    let good = uno_store::rows::rows_for_interaction(&record(1));
+    let mut bad = uno_store::rows::row_for_feedback(&ExplicitFeedback {
+        id: uuid::Uuid::now_v7(),
+        tenant: "t".into(),
+        interaction_id: InteractionId::new(),
+        end_user: String::new(),
+        rating: Some(Rating::Up),
+        comment: None,
+        expected_output: None,
+        at: SystemTime::now(),
+    });
+    if let uno_store::rows::LogRow::Feedback(f) = &mut bad {
+        f.rating = Some(7);
+    }
+    let mut journal = Journal::open(scratch.path().join("journal"), u64::MAX).unwrap();
+    journal.append(&[good[0].clone(), bad]).unwrap();
+    drop(journal);
+
+    let writer = LogWriter::start(store.clone(), config(scratch.path())).unwrap();
+    let stats = writer.stats();
+    wait_for_count(&store, 1).await;
+    writer.shutdown().await;
+    assert_eq!(stats.rows_rejected.load(Ordering::Relaxed), 1);
+    let rejected = std::fs::read_to_string(scratch.path().join("journal/rejected.jsonl")).unwrap();
+    assert!(rejected.contains("\"rating\":7"), "{rejected}");
+    assert!(
+        Journal::open(scratch.path().join("journal"), u64::MAX)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_full_journal_drops_and_counts() {
+    let db = TestDatabase::postgres().await;
+    let relay = TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let via_relay = store_for(&db.url_via(relay.addr())).await;
+    relay.cut();
+    let mut cfg = config(scratch.path());
+    cfg.journal_max_bytes = 4096;
+    let writer = LogWriter::start(via_relay, cfg).unwrap();
+    let sink = writer.sink();
+    let stats = writer.stats();
+    for i in 0..200 {
+        sink.submit(record(i));
+    }
+    writer.shutdown().await;
+    let spilled = stats.rows_spilled.load(Ordering::Relaxed);
+    let dropped = stats.rows_dropped.load(Ordering::Relaxed);
+    assert!(dropped > 0, "nothing dropped with a 4 KiB journal");
+    assert_eq!(
+        spilled + dropped,
+        200,
+        "every record is either journaled or counted as dropped"
+    );
+}
