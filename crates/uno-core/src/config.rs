@@ -25,6 +25,76 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Diagnostics output.
     pub log: LogConfig,
+    /// Where interactions, feedback and keys are stored.
+    pub database: DatabaseConfig,
+    /// How logged interactions reach the database.
+    pub log_writer: LogWriterConfig,
+    /// How long stored data is kept.
+    pub retention: RetentionConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
+    /// The feedback API.
+    pub feedback: FeedbackConfig,
+}
+
+/// Where interactions, feedback and keys are stored.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH` (created on first start) or `postgres://…`.
+    pub url: String,
+    /// Apply pending migrations when `uno serve` starts.
+    pub migrate_on_start: bool,
+}
+
+/// How logged interactions reach the database without the request path
+/// waiting on it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogWriterConfig {
+    /// Records the in-memory queue holds; beyond it records are dropped
+    /// (and counted), so it is sized to absorb long database stalls.
+    pub queue_capacity: usize,
+    /// Most rows written in one insert.
+    pub batch_size: usize,
+    /// Longest a record waits for its batch to fill, in ms.
+    pub flush_interval_ms: u64,
+    /// Directory of the spill journal used while the database is away.
+    pub journal_dir: String,
+    /// The journal's size cap in bytes; past it records are dropped (and
+    /// counted).
+    pub journal_max_bytes: u64,
+    /// How often to check whether the database is back, in ms.
+    pub retry_interval_ms: u64,
+}
+
+/// How long stored data is kept. Zero keeps forever.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days to keep interaction metadata and feedback.
+    pub metadata_days: u32,
+    /// Days to keep message and answer content.
+    pub content_days: u32,
+    /// How often `uno serve` applies retention, in seconds (0: never; run
+    /// `uno retention` from a scheduler instead).
+    pub interval_secs: u64,
+}
+
+/// The admin API (`/admin/v1/…`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The admin key, separate from client keys. Unset disables the admin API.
+    pub key: Option<String>,
+}
+
+/// The feedback API (`POST /v1/feedback`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// Longest `comment` or `expected_output`, in bytes.
+    pub max_text_bytes: usize,
 }
 
 /// The listening side.
@@ -40,14 +110,68 @@ pub struct ServerConfig {
 }
 
 /// Client authentication.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Serve without checking keys. For local use only: every request is
     /// then attributed to the tenant `default`.
     pub disabled: bool,
-    /// Accepted keys and the tenant each belongs to.
+    /// Accepted keys and the tenant each belongs to, besides the keys in the
+    /// database (`uno keys create`).
     pub keys: Vec<ApiKeyConfig>,
+    /// How often the server reloads keys from the database, in seconds; a
+    /// revoked key stops working within this time.
+    pub key_refresh_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            disabled: false,
+            keys: Vec::new(),
+            key_refresh_secs: 5,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite:uno.db".to_owned(),
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl Default for LogWriterConfig {
+    fn default() -> Self {
+        LogWriterConfig {
+            queue_capacity: 100_000,
+            batch_size: 512,
+            flush_interval_ms: 100,
+            journal_dir: "uno-journal".to_owned(),
+            journal_max_bytes: 1 << 30,
+            retry_interval_ms: 1_000,
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            metadata_days: 90,
+            content_days: 30,
+            interval_secs: 3_600,
+        }
+    }
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig {
+            max_text_bytes: 16 * 1024,
+        }
+    }
 }
 
 /// One accepted client key.
@@ -176,6 +300,11 @@ impl Default for Config {
                 models: Vec::new(),
             }],
             log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            log_writer: LogWriterConfig::default(),
+            retention: RetentionConfig::default(),
+            admin: AdminConfig::default(),
+            feedback: FeedbackConfig::default(),
         }
     }
 }
@@ -233,6 +362,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("UNO_MAX_RETRIES", "http.max_retries"),
     ("UNO_LOG", "log.filter"),
     ("UNO_LOG_FORMAT", "log.format (text or json)"),
+    ("DATABASE_URL", "database.url"),
+    ("UNO_DATABASE_URL", "database.url (wins over DATABASE_URL)"),
+    ("UNO_JOURNAL_DIR", "log_writer.journal_dir"),
+    ("UNO_RETENTION_METADATA_DAYS", "retention.metadata_days"),
+    ("UNO_RETENTION_CONTENT_DAYS", "retention.content_days"),
+    ("UNO_ADMIN_KEY", "admin.key"),
 ];
 
 impl Config {
@@ -250,12 +385,28 @@ impl Config {
         V: AsRef<str>,
     {
         let mut warnings = Vec::new();
+        let mut uno_database_url = None;
         for (name, value) in vars {
             let (name, value) = (name.as_ref(), value.as_ref());
+            if name == "DATABASE_URL" {
+                if !value.is_empty() {
+                    self.database.url = value.to_owned();
+                }
+                continue;
+            }
             if !name.starts_with("UNO_") {
                 continue;
             }
             match name {
+                "UNO_DATABASE_URL" => uno_database_url = Some(value.to_owned()),
+                "UNO_JOURNAL_DIR" => self.log_writer.journal_dir = value.to_owned(),
+                "UNO_RETENTION_METADATA_DAYS" => {
+                    self.retention.metadata_days = parse_env(name, value)?
+                }
+                "UNO_RETENTION_CONTENT_DAYS" => self.retention.content_days = parse_env(name, value)?,
+                "UNO_ADMIN_KEY" => {
+                    self.admin.key = Some(value.to_owned()).filter(|k| !k.is_empty())
+                }
                 "UNO_CONFIG" => {}
                 "UNO_LISTEN" => self.server.listen = parse_env(name, value)?,
                 "UNO_MAX_BODY_BYTES" => self.server.max_body_bytes = parse_env(name, value)?,
@@ -286,9 +437,12 @@ impl Config {
                     }
                 }
                 other => warnings.push(format!(
-                    "ignoring unknown environment variable {other}; `uno serve --help` lists the known ones"
+                    "ignoring unknown environment variable {other}; `uno config` lists the known ones"
                 )),
             }
+        }
+        if let Some(url) = uno_database_url.filter(|u| !u.is_empty()) {
+            self.database.url = url;
         }
         Ok(warnings)
     }
@@ -324,6 +478,25 @@ impl Config {
         if self.http.read_timeout_ms == 0 || self.http.connect_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "http.connect_timeout_ms and http.read_timeout_ms must be greater than 0".into(),
+            ));
+        }
+        let db = self.database.url.as_str();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "database.url (DATABASE_URL) must start with sqlite: or postgres://".into(),
+            ));
+        }
+        if self.log_writer.batch_size == 0 || self.log_writer.queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "log_writer.batch_size and log_writer.queue_capacity must be greater than 0".into(),
+            ));
+        }
+        if self.admin.key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(ConfigError::Invalid(
+                "admin.key (UNO_ADMIN_KEY) must be at least 16 characters".into(),
             ));
         }
         if let Some(key) = self.auth.keys.iter().find(|k| k.key.trim().is_empty()) {
@@ -503,12 +676,36 @@ mod example_file {
         let text = include_str!("../../../config/uno.example.toml");
         assert_eq!(Config::from_toml(text).unwrap(), Config::default());
         for (name, _) in ENV_VARS {
-            if *name != "UNO_CONFIG" && *name != "UNO_API_KEYS" {
+            if !matches!(
+                *name,
+                "UNO_CONFIG" | "UNO_API_KEYS" | "UNO_DATABASE_URL" | "UNO_ADMIN_KEY"
+            ) {
                 assert!(
                     text.contains(name),
                     "example config does not mention {name}"
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod database_env {
+    use super::*;
+
+    #[test]
+    fn database_url_comes_from_either_variable() {
+        let mut c = Config::default();
+        c.apply_env([("DATABASE_URL", "postgres://a/b")]).unwrap();
+        assert_eq!(c.database.url, "postgres://a/b");
+        let mut c = Config::default();
+        c.apply_env([
+            ("UNO_DATABASE_URL", "sqlite:x.db"),
+            ("DATABASE_URL", "postgres://a/b"),
+        ])
+        .unwrap();
+        assert_eq!(c.database.url, "sqlite:x.db", "UNO_DATABASE_URL wins");
+        c.database.url = "mysql://x".into();
+        assert!(c.validate().is_err());
     }
 }

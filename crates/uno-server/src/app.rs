@@ -7,10 +7,16 @@ use axum::routing::{get, post};
 use uno_core::config::Config;
 use uno_core::interaction::InteractionSink;
 use uno_llm::{InvalidUpstream, UpstreamClient};
+use uno_store::Store;
+use uno_store::writer::LogSink;
 
 use crate::auth::Authenticator;
 use crate::context::request_context;
+use crate::recent::RecentInteractions;
 use crate::routes;
+
+/// How many recently served interaction ids the feedback check remembers.
+const RECENT_INTERACTIONS: usize = 200_000;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -23,20 +29,76 @@ struct Inner {
     auth: Authenticator,
     sink: Arc<dyn InteractionSink>,
     max_body_bytes: usize,
+    recent: RecentInteractions,
+    persistence: Option<Persistence>,
+    admin_key: Option<[u8; 32]>,
+    feedback_max_text_bytes: usize,
+}
+
+/// The database side: what feedback and the admin API need.
+#[derive(Clone)]
+pub struct Persistence {
+    /// The store, for reads (feedback ownership checks, admin).
+    pub store: Store,
+    /// The log writer's queue, for writes.
+    pub log: LogSink,
 }
 
 impl AppState {
     /// Builds the state from configuration; `sink` receives every logged
-    /// interaction.
+    /// interaction. Without a store, feedback and the admin API answer 503.
     pub fn new(config: &Config, sink: Arc<dyn InteractionSink>) -> Result<Self, InvalidUpstream> {
+        Self::build(config, sink, None)
+    }
+
+    /// Builds the state with a database: interactions go through the log
+    /// writer behind `log`, and feedback and the admin API are served.
+    pub fn with_store(
+        config: &Config,
+        store: Store,
+        log: LogSink,
+    ) -> Result<Self, InvalidUpstream> {
+        let sink: Arc<dyn InteractionSink> = Arc::new(log.clone());
+        Self::build(config, sink, Some(Persistence { store, log }))
+    }
+
+    fn build(
+        config: &Config,
+        sink: Arc<dyn InteractionSink>,
+        persistence: Option<Persistence>,
+    ) -> Result<Self, InvalidUpstream> {
         Ok(AppState {
             inner: Arc::new(Inner {
                 upstream: UpstreamClient::new(config)?,
                 auth: Authenticator::new(&config.auth),
                 sink,
                 max_body_bytes: config.server.max_body_bytes,
+                recent: RecentInteractions::new(RECENT_INTERACTIONS),
+                persistence,
+                admin_key: config.admin.key.as_deref().map(crate::auth::key_digest),
+                feedback_max_text_bytes: config.feedback.max_text_bytes,
             }),
         })
+    }
+
+    /// Interactions this process served recently, by id.
+    pub fn recent(&self) -> &RecentInteractions {
+        &self.inner.recent
+    }
+
+    /// The database side, if configured.
+    pub fn persistence(&self) -> Option<&Persistence> {
+        self.inner.persistence.as_ref()
+    }
+
+    /// The admin key's digest, if the admin API is enabled.
+    pub fn admin_key(&self) -> Option<&[u8; 32]> {
+        self.inner.admin_key.as_ref()
+    }
+
+    /// Longest feedback text accepted.
+    pub fn feedback_max_text_bytes(&self) -> usize {
+        self.inner.feedback_max_text_bytes
     }
 
     /// The pooled upstream client.
@@ -68,6 +130,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/models", get(routes::models::list_models))
+        .route("/v1/feedback", post(routes::feedback::post_feedback))
         .route(
             "/v1/models/{*id}",
             get(routes::models::get_model).delete(routes::models::delete_model),
@@ -76,9 +139,23 @@ pub fn build_router(state: AppState) -> Router {
             state.clone(),
             request_context,
         ));
+    let admin = Router::new()
+        .route(
+            "/admin/v1/tenants/{tenant}",
+            axum::routing::delete(routes::admin::delete_tenant),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/users/{user}",
+            axum::routing::delete(routes::admin::delete_user),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::admin::require_admin,
+        ));
     Router::new()
         .route("/health", get(routes::misc::health))
         .merge(v1)
+        .merge(admin)
         .fallback(routes::misc::not_found)
         .method_not_allowed_fallback(routes::misc::method_not_allowed)
         .with_state(state)

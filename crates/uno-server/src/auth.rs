@@ -1,12 +1,17 @@
 //! Client authentication: `Authorization: Bearer <uno key>` names a tenant.
 //!
 //! Keys are held only as SHA-256 digests, so the process never keeps the
-//! secrets themselves after start and a lookup costs one hash. (The store
-//! issue moves keys into the database; the in-memory digest map stays as the
-//! hot-path cache.)
+//! secrets themselves after start and a lookup costs one hash. Two sets are
+//! checked: keys from configuration, and keys from the database
+//! (`uno keys create`), which a background task reloads every few seconds
+//! into an atomically swapped map, so a revoked key stops working within
+//! seconds and the request path never reads the database.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
@@ -23,6 +28,7 @@ pub struct Authenticator {
     disabled: bool,
     default_tenant: Tenant,
     keys: HashMap<[u8; 32], Tenant>,
+    stored: ArcSwap<HashMap<[u8; 32], Tenant>>,
 }
 
 impl Authenticator {
@@ -37,12 +43,29 @@ impl Authenticator {
             disabled: config.disabled,
             default_tenant: Arc::from("default"),
             keys,
+            stored: ArcSwap::from_pointee(HashMap::new()),
         }
     }
 
     /// Whether any key could ever succeed; used to warn at start.
     pub fn accepts_nothing(&self) -> bool {
-        !self.disabled && self.keys.is_empty()
+        !self.disabled && self.keys.is_empty() && self.stored.load().is_empty()
+    }
+
+    /// Replaces the set of keys loaded from the database.
+    pub fn replace_stored_keys(&self, keys: Vec<([u8; 32], String)>) {
+        let map = keys
+            .into_iter()
+            .map(|(hash, tenant)| (hash, Arc::from(tenant.as_str())))
+            .collect();
+        self.stored.store(Arc::new(map));
+    }
+
+    fn lookup(&self, digest: &[u8; 32]) -> Option<Tenant> {
+        self.keys
+            .get(digest)
+            .cloned()
+            .or_else(|| self.stored.load().get(digest).cloned())
     }
 
     /// The tenant for a request's headers, or a 401 that says what is wrong.
@@ -70,7 +93,7 @@ impl Authenticator {
                     "malformed Authorization header: expected `Authorization: Bearer <key>`",
                 )
             })?;
-        self.keys.get(&digest(key)).cloned().ok_or_else(|| {
+        self.lookup(&digest(key)).ok_or_else(|| {
             ApiError::unauthorized(format!(
                 "incorrect API key provided: {}; use a key configured for this uno server",
                 redact(key)
@@ -79,8 +102,51 @@ impl Authenticator {
     }
 }
 
+/// Loads stored keys now, then every `interval`, until the returned task is
+/// aborted. A failed load keeps the previous set (a database outage must not
+/// lock every client out).
+pub async fn spawn_key_refresh(
+    state: crate::AppState,
+    store: uno_store::Store,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    refresh_once(&state, &store).await;
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            refresh_once(&state, &store).await;
+        }
+    })
+}
+
+async fn refresh_once(state: &crate::AppState, store: &uno_store::Store) {
+    match store.active_keys().await {
+        Ok(keys) => state.auth().replace_stored_keys(keys),
+        Err(err) => tracing::warn!(%err, "cannot reload API keys; keeping the previous set"),
+    }
+}
+
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// The digest a key is compared by (client and admin keys alike).
+pub fn key_digest(key: &str) -> [u8; 32] {
+    digest(key.trim())
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
 }
 
 /// Shows just enough of a key for a person to tell which one they sent.
@@ -113,6 +179,7 @@ mod tests {
                     tenant: "beta".into(),
                 },
             ],
+            ..AuthConfig::default()
         })
     }
 
@@ -154,10 +221,21 @@ mod tests {
     }
 
     #[test]
+    fn stored_keys_are_swapped_in_and_out() {
+        let a = auth();
+        let h = headers("Bearer uno-sk-stored-0003");
+        assert!(a.authenticate(&h).is_err());
+        a.replace_stored_keys(vec![(digest("uno-sk-stored-0003"), "gamma".into())]);
+        assert_eq!(&*a.authenticate(&h).unwrap(), "gamma");
+        a.replace_stored_keys(vec![]);
+        assert!(a.authenticate(&h).is_err(), "revoked keys stop working");
+    }
+
+    #[test]
     fn disabled_auth_uses_default_tenant() {
         let a = Authenticator::new(&AuthConfig {
             disabled: true,
-            keys: vec![],
+            ..AuthConfig::default()
         });
         assert_eq!(&*a.authenticate(&HeaderMap::new()).unwrap(), "default");
         assert!(!a.accepts_nothing());

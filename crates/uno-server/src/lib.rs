@@ -13,11 +13,13 @@ mod body;
 mod context;
 mod headers;
 mod pending;
+pub mod recent;
 mod relay;
 mod reply;
 pub mod routes;
 pub mod serve;
 pub mod sink;
 
-pub use app::{AppState, build_router};
+pub use app::{AppState, Persistence, build_router};
+pub use recent::RecentInteractions;
 pub use serve::{BoundServer, shutdown_signal};

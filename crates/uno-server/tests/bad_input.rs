@@ -189,6 +189,7 @@ async fn auth_can_be_switched_off_explicitly() {
     config.auth = AuthConfig {
         disabled: true,
         keys: vec![],
+        ..AuthConfig::default()
     };
     let app = TestApp::start_with(config).await;
     let response = app

@@ -48,7 +48,7 @@ pub fn generate(tenant: &str, name: Option<&str>) -> NewKey {
     let bytes: [u8; 24] = rand::rng().random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let secret = format!("uno-sk-{hex}");
-    let prefix = secret[..14].to_owned();
+    let prefix = secret[..19].to_owned();
     NewKey {
         hash: hash_key(&secret),
         info: KeyInfo {

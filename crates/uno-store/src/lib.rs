@@ -9,6 +9,7 @@
 
 mod error;
 pub mod export;
+pub mod jobs;
 pub mod keys;
 mod postgres;
 pub mod rows;
@@ -17,4 +18,4 @@ mod store;
 pub mod writer;
 
 pub use error::StoreError;
-pub use store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport, Store};
+pub use store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport, Store, redact_url};

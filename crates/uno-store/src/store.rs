@@ -148,8 +148,21 @@ impl Store {
     }
 
     /// Revokes the key with this id or prefix. Returns how many were
-    /// revoked (0 when none matched).
+    /// revoked (0 when none matched). A prefix shared by several active keys
+    /// is refused rather than revoking them all.
     pub async fn revoke_key(&self, id_or_prefix: &str) -> Result<u64, StoreError> {
+        let matching = self
+            .list_keys(None)
+            .await?
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .filter(|k| k.prefix == id_or_prefix || k.id.to_string() == id_or_prefix)
+            .count();
+        if matching > 1 {
+            return Err(StoreError::Rejected(format!(
+                "{matching} active keys have the prefix {id_or_prefix:?}; revoke by key id instead (`uno keys list` shows ids)"
+            )));
+        }
         let revoked = dispatch!(self, s => s.revoke_key(id_or_prefix).await)?;
         if revoked > 0 {
             self.audit(

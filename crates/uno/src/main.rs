@@ -1,7 +1,14 @@
 //! The `uno` command: wiring only. Each subcommand loads configuration,
 //! builds the parts from the library crates and runs them.
 
+mod cli;
 mod config;
+mod database;
+mod delete;
+mod export;
+mod keys;
+mod migrate;
+mod retention;
 mod serve;
 
 use std::path::PathBuf;
@@ -26,6 +33,16 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Apply pending database migrations to database.url (DATABASE_URL).
+    Migrate,
+    /// Create, list and revoke client API keys.
+    Keys(keys::KeysArgs),
+    /// Write rated interactions as SFT or DPO training data (JSONL).
+    Export(export::ExportArgs),
+    /// Delete an end user's data, or a whole tenant's.
+    Delete(delete::DeleteArgs),
+    /// Remove data older than the retention policy, now.
+    Retention(retention::RetentionArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +50,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(cli.config.as_deref(), args),
         Command::Config => config::print(cli.config.as_deref()),
+        Command::Migrate => migrate::run(cli.config.as_deref()),
+        Command::Keys(args) => keys::run(cli.config.as_deref(), args),
+        Command::Export(args) => export::run(cli.config.as_deref(), args),
+        Command::Delete(args) => delete::run(cli.config.as_deref(), args),
+        Command::Retention(args) => retention::run(cli.config.as_deref(), args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

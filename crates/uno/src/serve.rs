@@ -2,14 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use uno_core::config::{Config, LogFormat};
-use uno_server::sink::TracingSink;
+use uno_server::auth::spawn_key_refresh;
 use uno_server::{AppState, BoundServer, build_router, shutdown_signal};
+use uno_store::jobs::spawn_retention;
+use uno_store::writer::{LogWriter, WriterConfig};
 
 /// Options of `uno serve`.
 #[derive(Debug, Args)]
@@ -17,6 +18,9 @@ pub struct ServeArgs {
     /// Address to listen on (overrides server.listen and UNO_LISTEN).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Do not apply database migrations at start (run `uno migrate` first).
+    #[arg(long)]
+    no_migrate: bool,
 }
 
 /// Loads configuration, starts the server and runs until SIGINT/SIGTERM.
@@ -24,6 +28,9 @@ pub fn run(config_path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     let (mut config, warnings) = crate::config::load(config_path)?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
+    }
+    if args.no_migrate {
+        config.database.migrate_on_start = false;
     }
     init_logging(&config)?;
     for warning in warnings {
@@ -37,7 +44,17 @@ pub fn run(config_path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let state = AppState::new(&config, Arc::new(TracingSink))?;
+    let store = crate::database::open(&config, config.database.migrate_on_start).await?;
+    let writer = LogWriter::start(store.clone(), WriterConfig::from(&config.log_writer))
+        .context("cannot open the log journal; check log_writer.journal_dir")?;
+    let state = AppState::with_store(&config, store.clone(), writer.sink())?;
+    let key_refresh = spawn_key_refresh(
+        state.clone(),
+        store.clone(),
+        Duration::from_secs(config.auth.key_refresh_secs),
+    )
+    .await;
+    let retention = spawn_retention(store.clone(), &config.retention);
     if state.auth().accepts_nothing() {
         tracing::warn!(
             "no API keys are configured, so every /v1 request will get 401; \
@@ -53,9 +70,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         listen = %server.local_addr()?,
         upstreams = ?upstreams,
+        database = store.backend(),
         "uno is serving the OpenAI API"
     );
-    server.run(shutdown_signal()).await?;
+    let served = server.run(shutdown_signal()).await;
+    key_refresh.abort();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
+    // Everything logged so far reaches the database, or the journal.
+    writer.shutdown().await;
+    store.close().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -43,7 +43,14 @@ async fn openai_python_sdk_works_against_uno() {
     println!("sdk venv ready in {:.1?}", started.elapsed());
 
     let mock = MockUpstream::builder().models(["mock-model"]).start().await;
-    let mut uno = UnoProcess::start(&mock.base_url()).await;
+    // The production shape: uno logs to Postgres, journal in a scratch dir.
+    let db = uno_testkit::TestDatabase::postgres().await;
+    let journal = tempfile::tempdir().expect("journal dir");
+    let storage = Storage {
+        database_url: db.url.clone(),
+        journal_dir: journal.path().to_owned(),
+    };
+    let mut uno = UnoProcess::start(&mock.base_url(), &storage).await;
     println!(
         "uno listening on {} after {:.1?}",
         uno.addr,
@@ -136,6 +143,19 @@ async fn openai_python_sdk_works_against_uno() {
     );
     let stderr = uno.wait_for_exit();
     assert!(!stderr.contains("panicked"), "uno panicked:\n{stderr}");
+
+    // Every chat completion that reached the upstream was logged, once, by
+    // the time uno exited (shutdown flushes the log writer).
+    let store = uno_store::Store::connect(&db.url).await.expect("connect");
+    let logged = store
+        .count_interactions(Some("default"))
+        .await
+        .expect("count");
+    let forwarded = mock.chat_requests().len() as u64;
+    assert_eq!(
+        logged, forwarded,
+        "interactions logged vs chat requests forwarded"
+    );
     if !stderr.trim().is_empty() {
         println!("--- uno's stderr ---\n{stderr}");
     }
@@ -143,6 +163,12 @@ async fn openai_python_sdk_works_against_uno() {
         "openai SDK end-to-end test done in {:.1?}",
         started.elapsed()
     );
+}
+
+/// Where the uno under test keeps its data.
+struct Storage {
+    database_url: String,
+    journal_dir: PathBuf,
 }
 
 /// What uno forwarded, as the mock saw it.
@@ -442,10 +468,10 @@ impl UnoProcess {
     /// Starts `uno serve` on a free port in front of `upstream_url` and
     /// waits until `/health` answers. Retries on a new port if another
     /// process took the chosen one in between.
-    async fn start(upstream_url: &str) -> UnoProcess {
+    async fn start(upstream_url: &str, storage: &Storage) -> UnoProcess {
         let mut last_failure = String::new();
         for _ in 0..3 {
-            match Self::try_start(upstream_url).await {
+            match Self::try_start(upstream_url, storage).await {
                 Ok(uno) => return uno,
                 Err(failure) if failure.contains("cannot listen") => last_failure = failure,
                 Err(failure) => panic!("{failure}"),
@@ -454,7 +480,7 @@ impl UnoProcess {
         panic!("{last_failure}");
     }
 
-    async fn try_start(upstream_url: &str) -> Result<UnoProcess, String> {
+    async fn try_start(upstream_url: &str, storage: &Storage) -> Result<UnoProcess, String> {
         let addr = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_uno"));
         cmd.arg("serve")
@@ -472,6 +498,8 @@ impl UnoProcess {
             .env("UNO_UPSTREAM_API_KEY", UPSTREAM_KEY)
             .env("UNO_API_KEYS", UNO_KEY)
             .env("UNO_LOG", "warn")
+            .env("DATABASE_URL", &storage.database_url)
+            .env("UNO_JOURNAL_DIR", &storage.journal_dir)
             // No retries: a failing upstream call should show, not be hidden.
             .env("UNO_MAX_RETRIES", "0");
         let mut child = cmd

@@ -47,6 +47,7 @@ pub async fn chat_completions(
         .map(str::to_owned);
     drop(view);
 
+    state.recent().insert(context.id, context.tenant.clone());
     let mut pending = PendingInteraction::new(
         state.sink().clone(),
         context,

@@ -1,7 +1,9 @@
 //! The route handlers, one module per OpenAI resource.
 
+pub mod admin;
 pub mod chat;
 pub mod embeddings;
+pub mod feedback;
 mod forward;
 pub mod misc;
 pub mod models;

@@ -60,6 +60,16 @@ pub struct TestApp {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// With a database: the store, the writer and the key refresh task.
+    pub persisted: Option<Persisted>,
+}
+
+/// The database side of a [`TestApp`] started with a store.
+pub struct Persisted {
+    pub store: uno_store::Store,
+    pub writer: Option<uno_store::writer::LogWriter>,
+    pub key_refresh: tokio::task::JoinHandle<()>,
+    pub journal: tempfile::TempDir,
 }
 
 /// A configuration pointing at `upstream_url` with one client key and fast
@@ -86,6 +96,75 @@ impl TestApp {
     pub async fn start_with(config: Config) -> TestApp {
         let sink = Arc::new(CollectingSink::default());
         let state = AppState::new(&config, sink.clone()).expect("valid config");
+        Self::serve(config, state, sink, None).await
+    }
+
+    /// The app with a real database behind it, as `uno serve` runs it: the
+    /// log writer, and stored keys reloaded every `auth.key_refresh_secs`.
+    pub async fn start_with_store(mut config: Config, database_url: &str) -> TestApp {
+        let store = uno_store::Store::connect(database_url)
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let journal = tempfile::tempdir().unwrap();
+        config.log_writer.flush_interval_ms = 10;
+        config.log_writer.journal_dir = journal.path().join("journal").display().to_string();
+        let writer = uno_store::writer::LogWriter::start(
+            store.clone(),
+            uno_store::writer::WriterConfig::from(&config.log_writer),
+        )
+        .expect("writer");
+        let state =
+            AppState::with_store(&config, store.clone(), writer.sink()).expect("valid config");
+        let key_refresh = uno_server::auth::spawn_key_refresh(
+            state.clone(),
+            store.clone(),
+            Duration::from_secs(config.auth.key_refresh_secs),
+        )
+        .await;
+        let persisted = Persisted {
+            store,
+            writer: Some(writer),
+            key_refresh,
+            journal,
+        };
+        Self::serve(
+            config,
+            state,
+            Arc::new(CollectingSink::default()),
+            Some(persisted),
+        )
+        .await
+    }
+
+    /// The store (panics without one).
+    pub fn store(&self) -> &uno_store::Store {
+        &self.persisted.as_ref().expect("started with a store").store
+    }
+
+    /// Waits until the store holds `n` interactions (fails after 10 s).
+    pub async fn wait_for_rows(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let count = self.store().count_interactions(None).await.unwrap();
+            if count >= n {
+                assert_eq!(count, n, "more rows than interactions");
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} of {n} rows written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn serve(
+        config: Config,
+        state: AppState,
+        sink: Arc<CollectingSink>,
+        persisted: Option<Persisted>,
+    ) -> TestApp {
         let server = BoundServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             build_router(state),
@@ -104,6 +183,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             handle,
+            persisted,
         }
     }
 
