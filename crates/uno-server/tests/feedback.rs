@@ -13,16 +13,7 @@ use uno_testkit::{Backend, MockUpstream, TestDatabase};
 
 const OTHER_KEY: &str = "uno-test-key-beta-0002";
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(uno_testkit::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(uno_testkit::Backend::Sqlite).await })*
-        }
-    };
-}
+use uno_testkit::both_backends;
 
 both_backends! {
     feedback_is_stored_and_a_second_post_updates_it,

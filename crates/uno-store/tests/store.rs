@@ -3,30 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use chrono::Utc;
 use uno_core::InteractionId;
-use uno_core::feedback::{ExplicitFeedback, Rating, explicit_feedback_id};
-use uno_core::interaction::{InteractionRecord, Outcome, ResponseBody};
+use uno_core::feedback::Rating;
+use uno_core::interaction::InteractionRecord;
 use uno_store::export::{ExportFormat, ExportKind, build};
 use uno_store::rows::{LogRow, row_for_feedback, rows_for_interaction};
 use uno_store::{RetentionPolicy, Store};
 use uno_testkit::{Backend, TestDatabase};
 
-/// Runs an async test body once per backend.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(uno_testkit::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(uno_testkit::Backend::Sqlite).await })*
-        }
-    };
-}
+use uno_testkit::both_backends;
 
 both_backends! {
     writes_are_idempotent,
@@ -54,34 +42,11 @@ fn record(
     answer: &str,
     at: SystemTime,
 ) -> InteractionRecord {
-    InteractionRecord {
-        id: InteractionId::new(),
-        tenant: Arc::from(tenant),
-        started_at: at,
-        end_user: Some(user.to_owned()),
-        request_body: Bytes::from(format!(r#"{{"model":"m","messages":{messages}}}"#)),
-        stream: false,
-        status: 200,
-        outcome: Outcome::Completed,
-        response: ResponseBody::Complete(Bytes::from(
-            serde_json::json!({"choices":[{"index":0,"message":{"role":"assistant","content":answer},"finish_reason":"stop"}]}).to_string(),
-        )),
-        upstream_latency: Some(Duration::from_millis(5)),
-        total_latency: Duration::from_millis(6),
-        time_to_first_byte: Some(Duration::from_millis(6)),
-        error: None,
-    }
+    let messages: serde_json::Value = serde_json::from_str(messages).unwrap();
+    uno_testkit::records::conversation(tenant, user, &messages, answer, at)
 }
 
-fn ask(tenant: &str, user: &str, question: &str, answer: &str) -> InteractionRecord {
-    record(
-        tenant,
-        user,
-        &serde_json::json!([{"role": "user", "content": question}]).to_string(),
-        answer,
-        SystemTime::now(),
-    )
-}
+use uno_testkit::records::ask;
 
 fn feedback(
     tenant: &str,
@@ -91,16 +56,9 @@ fn feedback(
     comment: Option<&str>,
     expected: Option<&str>,
 ) -> LogRow {
-    row_for_feedback(&ExplicitFeedback {
-        id: explicit_feedback_id(tenant, id, user),
-        tenant: tenant.to_owned(),
-        interaction_id: id,
-        end_user: user.to_owned(),
-        rating,
-        comment: comment.map(str::to_owned),
-        expected_output: expected.map(str::to_owned),
-        at: SystemTime::now(),
-    })
+    row_for_feedback(&uno_testkit::records::feedback(
+        tenant, id, user, rating, comment, expected,
+    ))
 }
 
 async fn writes_are_idempotent(backend: Backend) {

@@ -14,6 +14,7 @@
 
 pub mod db;
 pub mod mock;
+pub mod records;
 pub mod relay;
 
 pub use db::{Backend, TestDatabase};

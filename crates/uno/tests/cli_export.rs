@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
 mod cli_common;
+
+use uno_testkit::both_backends;
 
 use std::path::Path;
 

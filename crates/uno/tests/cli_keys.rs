@@ -2,8 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
 mod cli_common;
+
+use uno_testkit::both_backends;
 
 use cli_common::uno;
 use uno_store::Store;

@@ -1,32 +1,16 @@
 //! Shared by the `cli_*` tests: run the real `uno` binary against a real
 //! database, and seed that database through `uno_store`.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use uno_core::InteractionId;
-use uno_core::feedback::{ExplicitFeedback, Rating, explicit_feedback_id};
-use uno_core::interaction::{InteractionRecord, Outcome, ResponseBody};
+use uno_core::feedback::Rating;
 use uno_store::Store;
 use uno_store::rows::{LogRow, row_for_feedback};
 use uno_testkit::{Backend, TestDatabase};
-
-/// Runs an async test body once per backend.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(uno_testkit::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(uno_testkit::Backend::Sqlite).await })*
-        }
-    };
-}
 
 /// What a run of `uno` produced.
 #[derive(Debug)]
@@ -103,38 +87,7 @@ pub async fn uno(db: &TestDatabase, args: &[&str]) -> Run {
     uno_with_url(&db.url, &scratch(db), args).await
 }
 
-/// An interaction of `user` in `tenant`, started at `at`.
-pub fn record(
-    tenant: &str,
-    user: &str,
-    question: &str,
-    answer: &str,
-    at: SystemTime,
-) -> InteractionRecord {
-    let messages = serde_json::json!([{"role": "user", "content": question}]);
-    InteractionRecord {
-        id: InteractionId::new(),
-        tenant: Arc::from(tenant),
-        started_at: at,
-        end_user: Some(user.to_owned()),
-        request_body: Bytes::from(format!(r#"{{"model":"m","messages":{messages}}}"#)),
-        stream: false,
-        status: 200,
-        outcome: Outcome::Completed,
-        response: ResponseBody::Complete(Bytes::from(
-            serde_json::json!({"choices":[{"index":0,"message":{"role":"assistant","content":answer},"finish_reason":"stop"}]}).to_string(),
-        )),
-        upstream_latency: Some(Duration::from_millis(5)),
-        total_latency: Duration::from_millis(6),
-        time_to_first_byte: Some(Duration::from_millis(6)),
-        error: None,
-    }
-}
-
-/// An interaction started now.
-pub fn ask(tenant: &str, user: &str, question: &str, answer: &str) -> InteractionRecord {
-    record(tenant, user, question, answer, SystemTime::now())
-}
+pub use uno_testkit::records::{ask, record};
 
 /// Explicit feedback of `user` on interaction `id`.
 pub fn feedback(
@@ -144,14 +97,7 @@ pub fn feedback(
     rating: Option<Rating>,
     expected: Option<&str>,
 ) -> LogRow {
-    row_for_feedback(&ExplicitFeedback {
-        id: explicit_feedback_id(tenant, id, user),
-        tenant: tenant.to_owned(),
-        interaction_id: id,
-        end_user: user.to_owned(),
-        rating,
-        comment: None,
-        expected_output: expected.map(str::to_owned),
-        at: SystemTime::now(),
-    })
+    row_for_feedback(&uno_testkit::records::feedback(
+        tenant, id, user, rating, None, expected,
+    ))
 }
