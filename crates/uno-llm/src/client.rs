@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -100,11 +100,7 @@ impl UpstreamClient {
         self.inner.policy.read_timeout()
     }
 
-    /// Sends a request and waits for the response headers, retrying connect
-    /// errors, 429 and 5xx with backoff. `headers` are the client's headers
-    /// that should travel upstream; the upstream's own key is added here.
-    /// The final response is returned whatever its status, so upstream
-    /// errors can be passed on faithfully.
+    /// Sends a request with all of `headers`; see [`UpstreamClient::send_filtered`].
     pub async fn send(
         &self,
         upstream: &Upstream,
@@ -113,13 +109,32 @@ impl UpstreamClient {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
+        self.send_filtered(upstream, method, uri, headers, |_| true, body)
+            .await
+    }
+
+    /// Sends a request and waits for the response headers, retrying connect
+    /// errors, 429 and 5xx with backoff. Of `headers`, those `keep` accepts
+    /// travel upstream, copied straight into the outgoing request (the proxy
+    /// passes the client's own header map, so nothing is copied twice); the
+    /// upstream's own key is added here. The final response is returned
+    /// whatever its status, so upstream errors can be passed on faithfully.
+    pub async fn send_filtered(
+        &self,
+        upstream: &Upstream,
+        method: Method,
+        uri: Uri,
+        headers: &HeaderMap,
+        keep: fn(&HeaderName) -> bool,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let policy = &self.inner.policy;
         let sent_at = Instant::now();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let last_attempt = attempt > policy.max_retries;
-            let request = build_request(upstream, &method, &uri, headers, body.clone())?;
+            let request = build_request(upstream, &method, &uri, headers, keep, body.clone())?;
             let outcome =
                 tokio::time::timeout(policy.read_timeout(), self.inner.client.request(request))
                     .await;
@@ -173,6 +188,7 @@ fn build_request(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    keep: fn(&HeaderName) -> bool,
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, UpstreamError> {
     let has_body = !body.is_empty();
@@ -187,7 +203,9 @@ fn build_request(
     let out = request.headers_mut();
     out.reserve(headers.len() + 2);
     for (name, value) in headers {
-        out.append(name, value.clone());
+        if keep(name) {
+            out.append(name, value.clone());
+        }
     }
     if let Some(auth) = upstream.authorization() {
         out.insert(AUTHORIZATION, auth.clone());

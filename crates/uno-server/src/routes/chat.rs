@@ -4,10 +4,10 @@ use std::time::Instant;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::Response;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use uno_core::interaction::{Outcome, ResponseBody};
 use uno_core::wire::ChatRequestView;
 use uno_llm::{Endpoint, collect_body};
@@ -16,7 +16,7 @@ use super::forward::{body_error, model_not_found};
 use crate::app::AppState;
 use crate::body::read_limited;
 use crate::context::RequestContext;
-use crate::headers::{copy_from_upstream, forward_to_upstream};
+use crate::headers::{copy_from_upstream, travels_upstream};
 use crate::pending::{Ending, PendingInteraction};
 use crate::relay::RelayBody;
 use crate::reply::ErrorReply;
@@ -29,9 +29,12 @@ pub const END_USER_HEADER: &str = "x-uno-user";
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ErrorReply> {
+    // The request is taken whole: the header map is then borrowed, never
+    // cloned, on its way upstream.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let bytes = read_limited(body, &headers, state.max_body_bytes()).await?;
     let view = ChatRequestView::parse(&bytes)?;
     let stream = view.is_stream();
@@ -56,14 +59,14 @@ pub async fn chat_completions(
         stream,
     );
     pending.upstream_sent(Instant::now());
-    let forwarded = forward_to_upstream(&headers);
     let sent = state
         .upstream()
-        .send(
+        .send_filtered(
             upstream,
             Method::POST,
             upstream.endpoint(Endpoint::ChatCompletions),
-            &forwarded,
+            &headers,
+            travels_upstream,
             bytes,
         )
         .await;

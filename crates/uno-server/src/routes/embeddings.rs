@@ -10,7 +10,6 @@ use uno_llm::Endpoint;
 use super::forward::{forward_whole, model_not_found};
 use crate::app::AppState;
 use crate::body::read_limited;
-use crate::headers::forward_to_upstream;
 use crate::reply::ErrorReply;
 
 /// Forwards an embeddings request to the upstream serving its model.
@@ -26,7 +25,6 @@ pub async fn embeddings(
         .select(&view.model)
         .ok_or_else(|| model_not_found(&view.model))?;
     drop(view);
-    let forwarded = forward_to_upstream(&headers);
     let uri = upstream.endpoint(Endpoint::Embeddings);
-    Ok(forward_whole(&state, upstream, Method::POST, uri, &forwarded, bytes).await?)
+    Ok(forward_whole(&state, upstream, Method::POST, uri, &headers, bytes).await?)
 }

@@ -9,7 +9,7 @@ use uno_core::ApiError;
 use uno_llm::{BodyError, UpstreamResponse, collect_body};
 
 use crate::app::AppState;
-use crate::headers::copy_from_upstream;
+use crate::headers::{copy_from_upstream, travels_upstream};
 
 /// A fully read upstream answer.
 pub struct WholeResponse {
@@ -60,8 +60,8 @@ impl WholeResponse {
     }
 }
 
-/// Sends a request to the upstream that serves `model` and returns its whole
-/// answer, whatever the status.
+/// Sends a request (with the client's headers that travel upstream) and
+/// returns the upstream's whole answer, whatever the status.
 pub async fn forward_whole(
     state: &AppState,
     upstream: &uno_llm::Upstream,
@@ -72,7 +72,7 @@ pub async fn forward_whole(
 ) -> Result<Response, ApiError> {
     let response = state
         .upstream()
-        .send(upstream, method, uri, headers, body)
+        .send_filtered(upstream, method, uri, headers, travels_upstream, body)
         .await
         .map_err(|err| err.to_api_error())?;
     Ok(read_whole(state, response).await?.into_response())

@@ -15,7 +15,7 @@ use uno_llm::Endpoint;
 
 use super::forward::{forward_whole, model_not_found, read_whole};
 use crate::app::AppState;
-use crate::headers::forward_to_upstream;
+use crate::headers::travels_upstream;
 use crate::reply::ErrorReply;
 
 /// Lists the models of every upstream.
@@ -23,21 +23,20 @@ pub async fn list_models(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ErrorReply> {
-    let forwarded = forward_to_upstream(&headers);
     let upstreams = state.upstream().upstreams();
     if let [only] = upstreams {
         let uri = only.endpoint(Endpoint::Models);
-        return Ok(forward_whole(&state, only, Method::GET, uri, &forwarded, Bytes::new()).await?);
+        return Ok(forward_whole(&state, only, Method::GET, uri, &headers, Bytes::new()).await?);
     }
 
     let fetches = upstreams.iter().map(|upstream| {
         let state = &state;
-        let forwarded = &forwarded;
+        let headers = &headers;
         async move {
             let uri = upstream.endpoint(Endpoint::Models);
             let response = state
                 .upstream()
-                .send(upstream, Method::GET, uri, forwarded, Bytes::new())
+                .send_filtered(upstream, Method::GET, uri, headers, travels_upstream, Bytes::new())
                 .await
                 .map_err(|err| err.to_api_error())?;
             let whole = read_whole(state, response).await?;
@@ -123,8 +122,7 @@ async fn model_request(
     let uri = upstream
         .uri_for(&format!("/models/{}", encode_path_segment(&id)))
         .map_err(|problem| ApiError::bad_request(format!("model id {id:?}: {problem}")))?;
-    let forwarded = forward_to_upstream(&headers);
-    Ok(forward_whole(&state, upstream, method, uri, &forwarded, Bytes::new()).await?)
+    Ok(forward_whole(&state, upstream, method, uri, &headers, Bytes::new()).await?)
 }
 
 /// Percent-encodes a model id for a path, keeping `/` (Hugging Face style
