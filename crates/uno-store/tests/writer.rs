@@ -267,3 +267,33 @@ async fn a_full_journal_drops_and_counts() {
         "every record is either journaled or counted as dropped"
     );
 }
+
+#[tokio::test]
+async fn a_backlog_is_journaled_not_dropped() {
+    // On this single-threaded runtime the writer cannot run until the test
+    // yields, so 80 records sit in a queue of 100: the writer finds itself
+    // behind (more than half full) and must defer to the journal, then
+    // replay once the backlog is gone, ending with every row, once.
+    let db = TestDatabase::postgres().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let store = store_for(&db.url).await;
+    let mut cfg = config(scratch.path());
+    cfg.queue_capacity = 100;
+    cfg.batch_size = 8;
+    let writer = LogWriter::start(store.clone(), cfg).unwrap();
+    let sink = writer.sink();
+    let stats = writer.stats();
+    for i in 0..80 {
+        sink.submit(record(i));
+    }
+    assert_eq!(stats.queue_depth(), 80);
+    wait_for_count(&store, 80).await;
+    writer.shutdown().await;
+    assert_eq!(store.count_interactions(None).await.unwrap(), 80);
+    assert_eq!(stats.rows_dropped.load(Ordering::Relaxed), 0, "{stats:?}");
+    assert!(
+        stats.rows_spilled.load(Ordering::Relaxed) > 0,
+        "the backlog never went to the journal"
+    );
+    assert!(stats.rows_replayed.load(Ordering::Relaxed) > 0);
+}

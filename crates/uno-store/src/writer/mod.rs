@@ -10,6 +10,10 @@
 //! is idempotent (rows are keyed by id), a batch that was written but whose
 //! acknowledgement was lost is harmless to replay: nothing is written twice.
 //!
+//! The journal also absorbs load: when the queue is more than half full (the
+//! database is slower than the traffic), batches are journaled instead of
+//! inserted, and replayed once the backlog has cleared.
+//!
 //! Records are dropped only when the journal is full (or the queue is, which
 //! means the writer cannot keep up even by journaling); each drop is counted
 //! in [`WriterStats`] and logged.

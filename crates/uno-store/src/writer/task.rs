@@ -241,6 +241,16 @@ impl WriterTask {
             return;
         }
         let batch = std::mem::take(rows);
+        if !self.journaling && self.behind() {
+            // More arrives than the database takes: defer to the journal
+            // (cheap local appends) rather than let the queue fill and drop.
+            tracing::warn!(
+                queued = self.stats.queue_depth(),
+                "the database is not keeping up; journaling log rows until the backlog clears"
+            );
+            self.journaling = true;
+            self.next_probe = Instant::now() + self.config.retry_interval;
+        }
         if self.journaling {
             self.spill(batch).await;
             return;
@@ -258,6 +268,11 @@ impl WriterTask {
                 self.write_one_by_one(batch, false).await;
             }
         }
+    }
+
+    /// Whether the queue is more than half full: the writer is falling behind.
+    fn behind(&self) -> bool {
+        self.stats.queue_depth() > (self.config.queue_capacity / 2) as u64
     }
 
     /// Writes rows singly so one bad row does not sink its batch; a row the
@@ -328,6 +343,9 @@ impl WriterTask {
     /// the first sign the database is still away and tries again later.
     async fn replay(&mut self) {
         self.next_probe = Instant::now() + self.config.retry_interval;
+        if self.behind() {
+            return; // replay only when live traffic leaves room for it
+        }
         let journal = self.journal.clone();
         let segments = tokio::task::spawn_blocking(move || {
             journal.lock().unwrap_or_else(|p| p.into_inner()).segments()
@@ -369,6 +387,11 @@ impl WriterTask {
                 WriterStats::add(&self.stats.rows_dropped, segment.skipped as usize);
             }
             for chunk in segment.rows.chunks(self.config.batch_size.max(1)) {
+                if self.behind() {
+                    // Live traffic backs up: pause; the segment is replayed
+                    // again later (rows already written are skipped by id).
+                    return;
+                }
                 match self.store.write_rows(chunk).await {
                     Ok(()) => {
                         WriterStats::add(&self.stats.rows_replayed, chunk.len());
