@@ -11,7 +11,7 @@ use uno_store::Store;
 use uno_store::writer::LogSink;
 
 use crate::auth::Authenticator;
-use crate::context::request_context;
+use crate::context::ContextLayer;
 use crate::recent::RecentInteractions;
 use crate::routes;
 
@@ -135,10 +135,7 @@ pub fn build_router(state: AppState) -> Router {
             "/v1/models/{*id}",
             get(routes::models::get_model).delete(routes::models::delete_model),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_context,
-        ));
+        .route_layer(ContextLayer::new(state.clone()));
     let admin = Router::new()
         .route(
             "/admin/v1/tenants/{tenant}",

@@ -4,11 +4,17 @@
 
 use std::time::{Instant, SystemTime};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::extract::Request;
 use axum::response::Response;
 use http::HeaderValue;
+use pin_project_lite::pin_project;
 use tracing::Instrument;
+use tracing::instrument::Instrumented;
 use uno_core::{ApiError, InteractionId};
 
 use crate::app::AppState;
@@ -32,44 +38,122 @@ pub struct RequestContext {
     pub received_at: SystemTime,
 }
 
-/// The middleware function; see the module docs.
-pub async fn request_context(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let received = Instant::now();
-    let received_at = SystemTime::now();
-    let id = match request.headers().get(INTERACTION_ID_HEADER) {
-        None => Ok(InteractionId::new()),
-        Some(value) => value
-            .to_str()
-            .map_err(|_| "non-ASCII value".to_owned())
-            .and_then(|v| v.parse::<InteractionId>().map_err(|e| e.to_string()))
-            .map_err(|problem| ApiError::bad_request(problem).with_param(INTERACTION_ID_HEADER)),
-    };
-    let (id, response) = match id {
-        Err(error) => (InteractionId::new(), error_response(&error)),
-        Ok(id) => match state.auth().authenticate(request.headers()) {
-            Err(error) => (id, error_response(&error)),
-            Ok(tenant) => {
-                let span = tracing::info_span!(
-                    "request",
-                    interaction_id = %id,
-                    tenant = %tenant,
-                    path = request.uri().path(),
-                );
-                request.extensions_mut().insert(RequestContext {
-                    id,
-                    tenant,
-                    received,
-                    received_at,
-                });
-                (id, next.run(request).instrument(span).await)
+/// The layer that puts [`ContextService`] around the `/v1` routes.
+#[derive(Clone)]
+pub struct ContextLayer {
+    state: AppState,
+}
+
+impl ContextLayer {
+    /// A layer checking keys against `state`.
+    pub fn new(state: AppState) -> Self {
+        ContextLayer { state }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ContextLayer {
+    type Service = ContextService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ContextService {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Establishes the [`RequestContext`] and stamps the interaction id on the
+/// response. Written as a plain service (no boxed future, no per-request
+/// clone of the inner route) because it runs on every proxied request.
+#[derive(Clone)]
+pub struct ContextService<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower_service::Service<Request> for ContextService<S>
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ContextFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let received = Instant::now();
+        let received_at = SystemTime::now();
+        let id = match request.headers().get(INTERACTION_ID_HEADER) {
+            None => Ok(InteractionId::new()),
+            Some(value) => value
+                .to_str()
+                .map_err(|_| "non-ASCII value".to_owned())
+                .and_then(|v| v.parse::<InteractionId>().map_err(|e| e.to_string()))
+                .map_err(|problem| {
+                    ApiError::bad_request(problem).with_param(INTERACTION_ID_HEADER)
+                }),
+        };
+        let refused = |id: InteractionId, error: &ApiError| ContextFuture::Refused {
+            response: Some(with_interaction_id(error_response(error), id)),
+        };
+        let id = match id {
+            Ok(id) => id,
+            Err(error) => return refused(InteractionId::new(), &error),
+        };
+        let tenant = match self.state.auth().authenticate(request.headers()) {
+            Ok(tenant) => tenant,
+            Err(error) => return refused(id, &error),
+        };
+        let span = tracing::info_span!(
+            "request",
+            interaction_id = %id,
+            tenant = %tenant,
+            path = request.uri().path(),
+        );
+        request.extensions_mut().insert(RequestContext {
+            id,
+            tenant,
+            received,
+            received_at,
+        });
+        ContextFuture::Running {
+            inner: self.inner.call(request).instrument(span),
+            id,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`ContextService`].
+    #[project = ContextFutureProjection]
+    pub enum ContextFuture<F> {
+        /// Refused before reaching the route (bad id, bad key).
+        Refused { response: Option<Response> },
+        /// The route is running.
+        Running { #[pin] inner: Instrumented<F>, id: InteractionId },
+    }
+}
+
+impl<F> Future for ContextFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ContextFutureProjection::Refused { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_default()))
             }
-        },
-    };
-    with_interaction_id(response, id)
+            ContextFutureProjection::Running { inner, id } => {
+                let response = ready!(inner.poll(cx))?;
+                Poll::Ready(Ok(with_interaction_id(response, *id)))
+            }
+        }
+    }
 }
 
 fn with_interaction_id(mut response: Response, id: InteractionId) -> Response {

@@ -36,7 +36,14 @@ pub async fn list_models(
             let uri = upstream.endpoint(Endpoint::Models);
             let response = state
                 .upstream()
-                .send_filtered(upstream, Method::GET, uri, headers, travels_upstream, Bytes::new())
+                .send_filtered(
+                    upstream,
+                    Method::GET,
+                    uri,
+                    headers,
+                    travels_upstream,
+                    Bytes::new(),
+                )
                 .await
                 .map_err(|err| err.to_api_error())?;
             let whole = read_whole(state, response).await?;
