@@ -7,11 +7,17 @@
 //! client yet when a retry is made.
 
 mod body;
+pub mod chat;
 mod client;
+pub mod embed;
 mod error;
 mod upstream;
 
 pub use body::{BodyError, collect_body, frame_with_timeout};
+pub use chat::{ChatError, ChatModel, Message, Sampling};
 pub use client::{UpstreamClient, UpstreamResponse};
+#[cfg(feature = "local-embed")]
+pub use embed::LocalEmbedder;
+pub use embed::{EmbedError, Embedder, HashingEmbedder, UpstreamEmbedder};
 pub use error::UpstreamError;
 pub use upstream::{Endpoint, InvalidUpstream, Upstream};

@@ -1,0 +1,109 @@
+//! Command-line options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Parser;
+
+/// Measures what uno adds in front of an upstream: the mock upstream is
+/// loaded directly, through uno (logging off) and through uno logging to
+/// Postgres (uno+pg), in the same process and the same run, with the
+/// targets interleaved so machine drift cancels out.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "uno-bench", version)]
+pub struct Args {
+    /// Concurrency levels to measure: the number of keep-alive connections,
+    /// each sending requests back to back.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    pub concurrency: Vec<usize>,
+
+    /// Warm-up before each measurement, in seconds (not measured).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_secs: f64,
+
+    /// Length of each measurement, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub secs: f64,
+
+    /// Rounds per concurrency; each round measures direct, then uno, then
+    /// uno+pg.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+
+    /// Streamed requests per target for time to first chunk (0 skips it).
+    #[arg(long, default_value_t = 200)]
+    pub ttfb_requests: usize,
+
+    /// Gap the mock leaves between streamed events, in milliseconds (0: no
+    /// gap at all, the whole stream is sent at once).
+    #[arg(long, default_value_t = 20)]
+    pub ttfb_gap_ms: u64,
+
+    /// Words in the streamed answer (one event each, plus a role, a stop
+    /// and a `[DONE]` event); every event after the first costs one gap.
+    #[arg(long, default_value_t = 3)]
+    pub ttfb_words: usize,
+
+    /// Skip uno+pg (uno logging to Postgres), for machines without
+    /// Postgres.
+    #[arg(long, conflicts_with = "database_url")]
+    pub no_postgres: bool,
+
+    /// The Postgres database uno+pg logs to (migrated first, left in place;
+    /// only the rows this run adds are counted). Default: a fresh database
+    /// on the test server (UNO_TEST_POSTGRES_URL, else
+    /// postgres://postgres@127.0.0.1:5432), dropped at the end.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Also measure a bare axum reverse proxy (same client and pool, no
+    /// checks, no parsing, no logging): the floor any proxy costs.
+    #[arg(long)]
+    pub bare: bool,
+
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Exit non-zero when a target is missed (for CI).
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl Args {
+    /// Rejects settings that cannot produce a measurement.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.concurrency.is_empty() || self.concurrency.contains(&0) {
+            bail!("--concurrency: give one or more positive numbers, e.g. 1,64");
+        }
+        if !(self.secs.is_finite() && self.secs > 0.0) {
+            bail!("--secs must be a positive number of seconds");
+        }
+        if !(self.warmup_secs.is_finite() && self.warmup_secs >= 0.0) {
+            bail!("--warmup-secs must be zero or a positive number of seconds");
+        }
+        if self.rounds == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        if self.ttfb_words == 0 {
+            bail!("--ttfb-words must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// [`Args::warmup_secs`] as a duration.
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup_secs)
+    }
+
+    /// [`Args::secs`] as a duration.
+    pub fn measure(&self) -> Duration {
+        Duration::from_secs_f64(self.secs)
+    }
+
+    /// [`Args::ttfb_gap_ms`] as a duration.
+    pub fn ttfb_gap(&self) -> Duration {
+        Duration::from_millis(self.ttfb_gap_ms)
+    }
+}

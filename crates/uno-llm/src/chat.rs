@@ -1,0 +1,332 @@
+//! Chat calls the learning worker makes: plain text, and JSON that must match
+//! a schema.
+//!
+//! Every LLM-dependent stage of the UNO pipeline (distilling rules, judging,
+//! critiquing) asks for structured output. Upstreams differ in what they
+//! support, so [`ChatModel::json`] degrades in steps: a strict
+//! `response_format: json_schema` first; if the upstream refuses that
+//! parameter, `json_object`; if it refuses that too, a plain request whose
+//! prompt asks for JSON. Whatever comes back is parsed and validated by the
+//! caller's type; a reply that does not parse is retried (with a new seed) up
+//! to the configured number of attempts, and the last failure is returned
+//! with what the model said, so it can be recorded.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{Endpoint, UpstreamClient, collect_body};
+
+/// One message of a chat request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl Message {
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Message {
+            role: "system".into(),
+            content: content.into(),
+        }
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Message {
+            role: "user".into(),
+            content: content.into(),
+        }
+    }
+
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Message {
+            role: "assistant".into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Sampling settings of one call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Temperature.
+    pub temperature: f64,
+    /// Nucleus sampling, when set.
+    pub top_p: Option<f64>,
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// Seed, for upstreams that honour it.
+    pub seed: Option<u64>,
+}
+
+impl Sampling {
+    /// Near-deterministic, as the method uses for extraction (T = 0.1).
+    pub fn precise(max_tokens: u32) -> Self {
+        Sampling {
+            temperature: 0.1,
+            top_p: None,
+            max_tokens,
+            seed: Some(42),
+        }
+    }
+}
+
+/// Why a chat call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChatError {
+    /// The upstream could not be reached or timed out.
+    #[error("{0}")]
+    Upstream(String),
+    /// The upstream answered with an error status.
+    #[error("upstream answered {status}: {message}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The upstream's error message.
+        message: String,
+    },
+    /// The answer was not the JSON the schema asks for, after every attempt.
+    #[error("no valid JSON after {attempts} attempts: {problem}; last reply: {reply:?}")]
+    InvalidJson {
+        /// Attempts made.
+        attempts: u32,
+        /// What was wrong with the last reply.
+        problem: String,
+        /// The last reply (truncated).
+        reply: String,
+    },
+    /// The answer had no message content.
+    #[error("the upstream's answer had no message content")]
+    Empty,
+}
+
+/// A model behind an upstream, as the worker uses it.
+#[derive(Debug, Clone)]
+pub struct ChatModel {
+    client: UpstreamClient,
+    model: String,
+    attempts: u32,
+    timeout: Duration,
+}
+
+/// How much structure the upstream accepted, learned on first refusal so
+/// later calls do not pay for the same 400 again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum JsonMode {
+    Schema,
+    Object,
+    Prompt,
+}
+
+impl ChatModel {
+    /// `model` served by whichever upstream `client` routes it to.
+    pub fn new(client: UpstreamClient, model: impl Into<String>) -> Self {
+        ChatModel {
+            client,
+            model: model.into(),
+            attempts: 3,
+            timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// Attempts per JSON call (the method uses 3).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// The model name sent upstream.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    async fn call(&self, body: Value) -> Result<Value, ChatError> {
+        let upstream = self.client.select(&self.model).ok_or_else(|| {
+            ChatError::Upstream(format!("no upstream serves model {:?}", self.model))
+        })?;
+        let bytes = Bytes::from(body.to_string());
+        let response = self
+            .client
+            .send(
+                upstream,
+                Method::POST,
+                upstream.endpoint(Endpoint::ChatCompletions),
+                &HeaderMap::new(),
+                bytes,
+            )
+            .await
+            .map_err(|err| ChatError::Upstream(err.to_string()))?;
+        let status = response.response.status();
+        let body = collect_body(response.response.into_body(), self.timeout)
+            .await
+            .map_err(|err| ChatError::Upstream(format!("{err:?}")))?;
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = value["error"]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+            return Err(ChatError::Status {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(value)
+    }
+
+    fn body(&self, messages: &[Message], sampling: Sampling) -> Value {
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "max_tokens": sampling.max_tokens,
+            "stream": false,
+        });
+        if let Some(top_p) = sampling.top_p {
+            body["top_p"] = json!(top_p);
+        }
+        if let Some(seed) = sampling.seed {
+            body["seed"] = json!(seed);
+        }
+        body
+    }
+
+    /// A plain completion: the first choice's text.
+    pub async fn text(
+        &self,
+        messages: &[Message],
+        sampling: Sampling,
+    ) -> Result<String, ChatError> {
+        let reply = self.call(self.body(messages, sampling)).await?;
+        content_of(&reply).ok_or(ChatError::Empty)
+    }
+
+    /// A completion that must be JSON matching `schema`, parsed into `T`.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        messages: &[Message],
+        sampling: Sampling,
+        schema_name: &str,
+        schema: &Value,
+    ) -> Result<T, ChatError> {
+        let mut mode = JsonMode::Schema;
+        let mut last_problem = String::new();
+        let mut last_reply = String::new();
+        let mut attempt = 0;
+        while attempt < self.attempts {
+            let mut sampling = sampling;
+            sampling.seed = sampling.seed.map(|s| s + u64::from(attempt));
+            let mut body = self.body(messages, sampling);
+            match mode {
+                JsonMode::Schema => {
+                    body["response_format"] = json!({
+                        "type": "json_schema",
+                        "json_schema": {"name": schema_name, "schema": schema, "strict": true},
+                    });
+                }
+                JsonMode::Object => body["response_format"] = json!({"type": "json_object"}),
+                JsonMode::Prompt => {
+                    let instruction = format!(
+                        "Reply with one JSON object only, no prose, matching this JSON schema: {schema}"
+                    );
+                    if let Some(list) = body["messages"].as_array_mut() {
+                        list.push(json!({"role": "system", "content": instruction}));
+                    }
+                }
+            }
+            let reply = match self.call(body).await {
+                Ok(reply) => reply,
+                Err(ChatError::Status {
+                    status: 400,
+                    message,
+                }) if mode != JsonMode::Prompt
+                    && message.to_lowercase().contains("response_format") =>
+                {
+                    tracing::info!(model = %self.model, %message, "upstream refused this response_format; trying a simpler one");
+                    mode = if mode == JsonMode::Schema {
+                        JsonMode::Object
+                    } else {
+                        JsonMode::Prompt
+                    };
+                    continue; // a refusal is not an attempt
+                }
+                Err(err) => return Err(err),
+            };
+            attempt += 1;
+            let Some(text) = content_of(&reply) else {
+                last_problem = "no message content".into();
+                continue;
+            };
+            match parse_json_reply::<T>(&text) {
+                Ok(value) => return Ok(value),
+                Err(problem) => {
+                    last_problem = problem;
+                    last_reply = text.chars().take(500).collect();
+                }
+            }
+        }
+        Err(ChatError::InvalidJson {
+            attempts: self.attempts,
+            problem: last_problem,
+            reply: last_reply,
+        })
+    }
+}
+
+fn content_of(reply: &Value) -> Option<String> {
+    reply["choices"][0]["message"]["content"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Parses a model's JSON reply, tolerating the wrappers small models add
+/// (code fences, text around the object).
+pub fn parse_json_reply<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let trimmed = text.trim();
+    let direct = serde_json::from_str::<T>(trimmed);
+    let err = match direct {
+        Ok(value) => return Ok(value),
+        Err(err) => err,
+    };
+    let start = trimmed.find('{');
+    let end = trimmed.rfind('}');
+    if let (Some(start), Some(end)) = (start, end)
+        && end > start
+        && let Ok(value) = serde_json::from_str::<T>(&trimmed[start..=end])
+    {
+        return Ok(value);
+    }
+    Err(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Rules {
+        rules: Vec<String>,
+    }
+
+    #[test]
+    fn replies_with_wrappers_still_parse() {
+        let plain: Rules = parse_json_reply(r#"{"rules":["a"]}"#).unwrap();
+        assert_eq!(plain.rules, vec!["a"]);
+        let fenced: Rules = parse_json_reply("```json\n{\"rules\": [\"b\"]}\n```").unwrap();
+        assert_eq!(fenced.rules, vec!["b"]);
+        let chatty: Rules = parse_json_reply("Sure! {\"rules\": []} Hope this helps.").unwrap();
+        assert!(chatty.rules.is_empty());
+        assert!(parse_json_reply::<Rules>("no json here").is_err());
+        assert!(parse_json_reply::<Rules>(r#"{"rules": "not a list"}"#).is_err());
+    }
+}

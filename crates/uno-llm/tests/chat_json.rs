@@ -1,0 +1,83 @@
+//! `ChatModel::json` against the mock upstream: schema first, simpler
+//! formats when refused, retries on replies that are not the JSON asked for.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde::Deserialize;
+use serde_json::json;
+use uno_core::config::Config;
+use uno_llm::{ChatError, ChatModel, Message, Sampling, UpstreamClient};
+use uno_testkit::{MockReply, MockUpstream};
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct Rules {
+    rules: Vec<String>,
+}
+
+fn model(mock: &MockUpstream) -> ChatModel {
+    let mut config = Config::default();
+    config.upstreams[0].url = mock.base_url();
+    config.http.max_retries = 0;
+    ChatModel::new(UpstreamClient::new(&config).unwrap(), "mock-model")
+}
+
+fn schema() -> serde_json::Value {
+    json!({"type": "object", "properties": {"rules": {"type": "array", "items": {"type": "string"}}}, "required": ["rules"]})
+}
+
+#[tokio::test]
+async fn asks_for_the_schema_and_parses_the_reply() {
+    let mock = MockUpstream::start().await;
+    mock.push_reply(MockReply::text(r#"{"rules": ["Cite the year."]}"#));
+    let rules: Rules = model(&mock)
+        .json(&[Message::user("q")], Sampling::precise(256), "rules", &schema())
+        .await
+        .unwrap();
+    assert_eq!(rules.rules, vec!["Cite the year."]);
+    let sent = mock.chat_requests()[0].json();
+    assert_eq!(sent["response_format"]["type"], "json_schema");
+    assert_eq!(sent["response_format"]["json_schema"]["schema"], schema());
+    assert_eq!(sent["temperature"], 0.1);
+}
+
+#[tokio::test]
+async fn falls_back_when_the_upstream_refuses_response_format() {
+    let mock = MockUpstream::start().await;
+    let refusal = json!({"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error"}});
+    mock.push_reply(MockReply::status(400, refusal.clone()));
+    mock.push_reply(MockReply::status(400, refusal));
+    mock.push_reply(MockReply::text("Here you go: {\"rules\": []}"));
+    let rules: Rules = model(&mock)
+        .json(&[Message::user("q")], Sampling::precise(256), "rules", &schema())
+        .await
+        .unwrap();
+    assert!(rules.rules.is_empty());
+    let sent = mock.chat_requests();
+    assert_eq!(sent[0].json()["response_format"]["type"], "json_schema");
+    assert_eq!(sent[1].json()["response_format"]["type"], "json_object");
+    assert!(sent[2].json().get("response_format").is_none());
+    let last = sent[2].json();
+    let instruction = last["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(instruction.contains("JSON schema"), "{instruction}");
+}
+
+#[tokio::test]
+async fn gives_up_after_three_unparseable_replies_with_what_was_said() {
+    let mock = MockUpstream::start().await;
+    for _ in 0..3 {
+        mock.push_reply(MockReply::text("I cannot answer in JSON."));
+    }
+    let err = model(&mock)
+        .json::<Rules>(&[Message::user("q")], Sampling::precise(256), "rules", &schema())
+        .await
+        .unwrap_err();
+    match err {
+        ChatError::InvalidJson { attempts, reply, .. } => {
+            assert_eq!(attempts, 3);
+            assert!(reply.contains("cannot answer"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let seeds: Vec<_> = mock.chat_requests().iter().map(|r| r.json()["seed"].clone()).collect();
+    assert_eq!(seeds, vec![json!(42), json!(43), json!(44)], "each retry samples anew");
+}
