@@ -6,6 +6,8 @@
 //! so everything in it can be unit-tested in isolation and reused by the
 //! server, the worker and the tools alike.
 
+pub mod bleu;
+pub mod cluster;
 pub mod config;
 pub mod conversation;
 pub mod error;
