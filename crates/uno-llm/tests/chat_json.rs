@@ -30,7 +30,12 @@ async fn asks_for_the_schema_and_parses_the_reply() {
     let mock = MockUpstream::start().await;
     mock.push_reply(MockReply::text(r#"{"rules": ["Cite the year."]}"#));
     let rules: Rules = model(&mock)
-        .json(&[Message::user("q")], Sampling::precise(256), "rules", &schema())
+        .json(
+            &[Message::user("q")],
+            Sampling::precise(256),
+            "rules",
+            &schema(),
+        )
         .await
         .unwrap();
     assert_eq!(rules.rules, vec!["Cite the year."]);
@@ -48,7 +53,12 @@ async fn falls_back_when_the_upstream_refuses_response_format() {
     mock.push_reply(MockReply::status(400, refusal));
     mock.push_reply(MockReply::text("Here you go: {\"rules\": []}"));
     let rules: Rules = model(&mock)
-        .json(&[Message::user("q")], Sampling::precise(256), "rules", &schema())
+        .json(
+            &[Message::user("q")],
+            Sampling::precise(256),
+            "rules",
+            &schema(),
+        )
         .await
         .unwrap();
     assert!(rules.rules.is_empty());
@@ -57,7 +67,10 @@ async fn falls_back_when_the_upstream_refuses_response_format() {
     assert_eq!(sent[1].json()["response_format"]["type"], "json_object");
     assert!(sent[2].json().get("response_format").is_none());
     let last = sent[2].json();
-    let instruction = last["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    let instruction = last["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(instruction.contains("JSON schema"), "{instruction}");
 }
 
@@ -68,16 +81,31 @@ async fn gives_up_after_three_unparseable_replies_with_what_was_said() {
         mock.push_reply(MockReply::text("I cannot answer in JSON."));
     }
     let err = model(&mock)
-        .json::<Rules>(&[Message::user("q")], Sampling::precise(256), "rules", &schema())
+        .json::<Rules>(
+            &[Message::user("q")],
+            Sampling::precise(256),
+            "rules",
+            &schema(),
+        )
         .await
         .unwrap_err();
     match err {
-        ChatError::InvalidJson { attempts, reply, .. } => {
+        ChatError::InvalidJson {
+            attempts, reply, ..
+        } => {
             assert_eq!(attempts, 3);
             assert!(reply.contains("cannot answer"));
         }
         other => panic!("unexpected {other:?}"),
     }
-    let seeds: Vec<_> = mock.chat_requests().iter().map(|r| r.json()["seed"].clone()).collect();
-    assert_eq!(seeds, vec![json!(42), json!(43), json!(44)], "each retry samples anew");
+    let seeds: Vec<_> = mock
+        .chat_requests()
+        .iter()
+        .map(|r| r.json()["seed"].clone())
+        .collect();
+    assert_eq!(
+        seeds,
+        vec![json!(42), json!(43), json!(44)],
+        "each retry samples anew"
+    );
 }
