@@ -24,7 +24,18 @@ pub struct TextMessage {
 #[derive(Deserialize)]
 struct RequestMessages {
     #[serde(default)]
+    model: String,
+    #[serde(default)]
     messages: Vec<RawMessage>,
+}
+
+/// What the log writer needs from a chat request body, read in one parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatRequestText {
+    /// The model asked for.
+    pub model: String,
+    /// The messages, as text.
+    pub messages: Vec<TextMessage>,
 }
 
 #[derive(Deserialize)]
@@ -49,12 +60,13 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
-/// The messages of a chat request body, as text. `None` if it is not a chat
-/// request.
-pub fn request_messages(body: &[u8]) -> Option<Vec<TextMessage>> {
+/// The model and messages of a chat request body, as text. `None` if it is
+/// not a chat request.
+pub fn parse_chat_request(body: &[u8]) -> Option<ChatRequestText> {
     let parsed: RequestMessages = serde_json::from_slice(body).ok()?;
-    Some(
-        parsed
+    Some(ChatRequestText {
+        model: parsed.model,
+        messages: parsed
             .messages
             .into_iter()
             .map(|m| TextMessage {
@@ -62,7 +74,13 @@ pub fn request_messages(body: &[u8]) -> Option<Vec<TextMessage>> {
                 role: m.role,
             })
             .collect(),
-    )
+    })
+}
+
+/// The messages of a chat request body, as text. `None` if it is not a chat
+/// request.
+pub fn request_messages(body: &[u8]) -> Option<Vec<TextMessage>> {
+    parse_chat_request(body).map(|r| r.messages)
 }
 
 /// The hash of a conversation up to and including an assistant answer.

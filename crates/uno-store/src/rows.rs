@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uno_core::conversation::{conversation_hash, follow_up, request_messages};
+use uno_core::conversation::{conversation_hash, follow_up, parse_chat_request};
 use uno_core::feedback::{ExplicitFeedback, implicit_feedback_id};
 use uno_core::interaction::InteractionRecord;
 use uuid::Uuid;
@@ -150,10 +150,9 @@ pub fn to_utc(t: SystemTime) -> DateTime<Utc> {
 pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
     let summary = record.summary();
     let request = String::from_utf8_lossy(&record.request_body);
-    let messages = request_messages(&record.request_body).unwrap_or_default();
-    let model = serde_json::from_slice::<ModelOnly>(&record.request_body)
-        .map(|m| m.model)
-        .unwrap_or_default();
+    // One parse of the request gives both the model and the messages.
+    let parsed = parse_chat_request(&record.request_body).unwrap_or_default();
+    let (model, messages) = (parsed.model, parsed.messages);
     let tenant: &str = &record.tenant;
     let answered =
         record.outcome == uno_core::interaction::Outcome::Completed && !summary.text.is_empty();
@@ -197,12 +196,6 @@ pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
         }));
     }
     rows
-}
-
-#[derive(Deserialize)]
-struct ModelOnly {
-    #[serde(default)]
-    model: String,
 }
 
 /// The row for explicit feedback.
