@@ -463,11 +463,26 @@ async fn insert_interactions(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[&InteractionRow],
 ) -> Result<(), StoreError> {
-    macro_rules! column {
+    // Columns are bound as arrays of references into the rows: the request
+    // and answer texts (the bulk of each row) are never copied.
+    macro_rules! copied {
         ($field:ident) => {
-            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+            rows.iter().map(|r| r.$field).collect::<Vec<_>>()
         };
     }
+    macro_rules! text {
+        ($field:ident) => {
+            rows.iter()
+                .map(|r| r.$field.as_str())
+                .collect::<Vec<&str>>()
+        };
+    }
+    macro_rules! optional {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.as_deref()).collect::<Vec<_>>()
+        };
+    }
+    let (ids, tenants, times) = (copied!(id), text!(tenant), copied!(created_at));
     sqlx::query(
         "INSERT INTO interactions (id, tenant_id, created_at, model, end_user, streamed, status, outcome, \
          finish_reason, prompt_tokens, completion_tokens, total_tokens, upstream_ms, total_ms, ttfb_ms, \
@@ -477,26 +492,26 @@ async fn insert_interactions(
          $14::float8[], $15::float8[], $16::text[], $17::int8[], $18::text[], $19::text[], $20::bytea[]) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(column!(id))
-    .bind(column!(tenant))
-    .bind(column!(created_at))
-    .bind(column!(model))
-    .bind(column!(end_user))
-    .bind(column!(streamed))
-    .bind(column!(status))
-    .bind(column!(outcome))
-    .bind(column!(finish_reason))
-    .bind(column!(prompt_tokens))
-    .bind(column!(completion_tokens))
-    .bind(column!(total_tokens))
-    .bind(column!(upstream_ms))
-    .bind(column!(total_ms))
-    .bind(column!(ttfb_ms))
-    .bind(column!(error))
-    .bind(column!(snapshot_version))
-    .bind(column!(cluster_id))
-    .bind(column!(path))
-    .bind(column!(conversation_hash))
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&times)
+    .bind(text!(model))
+    .bind(optional!(end_user))
+    .bind(copied!(streamed))
+    .bind(copied!(status))
+    .bind(text!(outcome))
+    .bind(optional!(finish_reason))
+    .bind(copied!(prompt_tokens))
+    .bind(copied!(completion_tokens))
+    .bind(copied!(total_tokens))
+    .bind(copied!(upstream_ms))
+    .bind(copied!(total_ms))
+    .bind(copied!(ttfb_ms))
+    .bind(optional!(error))
+    .bind(copied!(snapshot_version))
+    .bind(optional!(cluster_id))
+    .bind(optional!(path))
+    .bind(optional!(conversation_hash))
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -504,11 +519,11 @@ async fn insert_interactions(
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(column!(id))
-    .bind(column!(tenant))
-    .bind(column!(created_at))
-    .bind(column!(request))
-    .bind(column!(response_text))
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&times)
+    .bind(text!(request))
+    .bind(optional!(response_text))
     .execute(&mut **tx)
     .await?;
     Ok(())
