@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{KEY, TestApp, chat_body, error_of};
+use common::{TestApp, chat_body, error_of};
 use uno_core::config::AuthConfig;
 use uno_testkit::MockUpstream;
 
@@ -229,7 +229,6 @@ async fn unknown_routes_and_methods_are_openai_shaped() {
 
     let response = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let _ = KEY;
 }
 
 #[tokio::test]

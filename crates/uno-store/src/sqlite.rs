@@ -253,12 +253,7 @@ impl SqliteStore {
     pub(crate) async fn delete_tenant(&self, tenant: &str) -> Result<DeletionReport, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut report = DeletionReport::default();
-        for (table, slot) in [
-            ("feedback", &mut report.feedback),
-            ("interaction_contents", &mut report.contents),
-            ("interactions", &mut report.interactions),
-            ("api_keys", &mut report.api_keys),
-        ] {
+        for (table, slot) in report.per_table() {
             *slot = sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = ?"))
                 .bind(tenant)
                 .execute(&mut *tx)

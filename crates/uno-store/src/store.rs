@@ -54,6 +54,19 @@ pub struct DeletionReport {
     pub api_keys: u64,
 }
 
+impl DeletionReport {
+    /// The tables a tenant's deletion empties (children before parents),
+    /// each with the count it fills, so both backends delete the same set.
+    pub(crate) fn per_table(&mut self) -> [(&'static str, &mut u64); 4] {
+        [
+            ("feedback", &mut self.feedback),
+            ("interaction_contents", &mut self.contents),
+            ("interactions", &mut self.interactions),
+            ("api_keys", &mut self.api_keys),
+        ]
+    }
+}
+
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {

@@ -50,7 +50,10 @@ pub async fn chat_completions(
         .map(str::to_owned);
     drop(view);
 
-    state.recent().insert(context.id, context.tenant.clone());
+    // Remembered only where feedback can be posted (a store is configured).
+    if state.persistence().is_some() {
+        state.recent().insert(context.id, context.tenant.clone());
+    }
     let mut pending = PendingInteraction::new(
         state.sink().clone(),
         context,

@@ -403,10 +403,7 @@ impl WriterTask {
                     }
                     Err(err) => {
                         tracing::warn!(%err, "a journaled batch was refused; replaying its rows one by one");
-                        self.journaling = false;
-                        let done = self.write_one_by_one(chunk.to_vec(), true).await;
-                        self.journaling = true;
-                        if !done {
+                        if !self.write_one_by_one(chunk.to_vec(), true).await {
                             return;
                         }
                     }
