@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod learn;
+pub use learn::{EmbedderKind, LearnConfig, NoveltyKind};
+
 /// Everything `uno serve` needs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +38,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The feedback API.
     pub feedback: FeedbackConfig,
+    /// The learning worker.
+    pub learn: LearnConfig,
 }
 
 /// Where interactions, feedback and keys are stored.
@@ -305,6 +310,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             admin: AdminConfig::default(),
             feedback: FeedbackConfig::default(),
+            learn: LearnConfig::default(),
         }
     }
 }
@@ -368,6 +374,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("UNO_RETENTION_METADATA_DAYS", "retention.metadata_days"),
     ("UNO_RETENTION_CONTENT_DAYS", "retention.content_days"),
     ("UNO_ADMIN_KEY", "admin.key"),
+    ("UNO_WORKER_IN_SERVE", "learn.in_serve"),
+    ("UNO_LEARN_MODEL", "learn.model"),
+    ("UNO_LEARN_URL", "learn.url"),
+    ("UNO_LEARN_API_KEY", "learn.api_key"),
+    (
+        "UNO_EMBEDDER",
+        "learn.embedder (local, upstream or hashing)",
+    ),
+    ("UNO_EMBEDDER_PATH", "learn.embedder_path"),
 ];
 
 impl Config {
@@ -408,6 +423,27 @@ impl Config {
                     self.admin.key = Some(value.to_owned()).filter(|k| !k.is_empty())
                 }
                 "UNO_CONFIG" => {}
+                "UNO_WORKER_IN_SERVE" => self.learn.in_serve = parse_bool(name, value)?,
+                "UNO_LEARN_MODEL" => self.learn.model = value.to_owned(),
+                "UNO_LEARN_URL" => self.learn.url = value.to_owned(),
+                "UNO_LEARN_API_KEY" => {
+                    self.learn.api_key = Some(value.to_owned()).filter(|k| !k.is_empty())
+                }
+                "UNO_EMBEDDER" => {
+                    self.learn.embedder = match value.to_ascii_lowercase().as_str() {
+                        "local" => EmbedderKind::Local,
+                        "upstream" => EmbedderKind::Upstream,
+                        "hashing" => EmbedderKind::Hashing,
+                        _ => {
+                            return Err(ConfigError::Env {
+                                name: name.to_owned(),
+                                value: value.to_owned(),
+                                problem: "expected `local`, `upstream` or `hashing`".to_owned(),
+                            });
+                        }
+                    }
+                }
+                "UNO_EMBEDDER_PATH" => self.learn.embedder_path = value.to_owned(),
                 "UNO_LISTEN" => self.server.listen = parse_env(name, value)?,
                 "UNO_MAX_BODY_BYTES" => self.server.max_body_bytes = parse_env(name, value)?,
                 "UNO_SHUTDOWN_GRACE_SECS" => {
@@ -499,6 +535,7 @@ impl Config {
                 "admin.key (UNO_ADMIN_KEY) must be at least 16 characters".into(),
             ));
         }
+        self.learn.validate().map_err(ConfigError::Invalid)?;
         if let Some(key) = self.auth.keys.iter().find(|k| k.key.trim().is_empty()) {
             return Err(ConfigError::Invalid(format!(
                 "auth.keys: a key for tenant {:?} is empty",
@@ -652,6 +689,8 @@ mod tests {
                 "UNO_LISTEN" => "127.0.0.1:1",
                 "UNO_AUTH_DISABLED" => "true",
                 "UNO_LOG_FORMAT" => "text",
+                "UNO_WORKER_IN_SERVE" => "false",
+                "UNO_EMBEDDER" => "hashing",
                 "UNO_UPSTREAM_URL"
                 | "UNO_UPSTREAM_API_KEY"
                 | "UNO_API_KEYS"
@@ -678,7 +717,11 @@ mod example_file {
         for (name, _) in ENV_VARS {
             if !matches!(
                 *name,
-                "UNO_CONFIG" | "UNO_API_KEYS" | "UNO_DATABASE_URL" | "UNO_ADMIN_KEY"
+                "UNO_CONFIG"
+                    | "UNO_API_KEYS"
+                    | "UNO_DATABASE_URL"
+                    | "UNO_ADMIN_KEY"
+                    | "UNO_LEARN_API_KEY"
             ) {
                 assert!(
                     text.contains(name),

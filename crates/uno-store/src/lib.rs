@@ -9,13 +9,18 @@
 
 mod error;
 pub mod export;
+pub mod import;
 pub mod jobs;
 pub mod keys;
+pub mod learn;
+mod portable;
 mod postgres;
 pub mod rows;
+pub mod snapshots;
 mod sqlite;
 mod store;
 pub mod writer;
 
 pub use error::StoreError;
+pub use portable::{bytes_to_vec, vec_to_bytes};
 pub use store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport, Store, redact_url};

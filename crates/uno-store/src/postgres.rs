@@ -64,6 +64,10 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     fn known_partitions(&self) -> std::sync::MutexGuard<'_, HashSet<NaiveDate>> {
         // A poisoned lock only means another thread panicked mid-insert into
         // a set of dates; the set is still valid.
@@ -331,6 +335,7 @@ impl PgStore {
             contents,
             feedback,
             api_keys: 0,
+            ..DeletionReport::default()
         })
     }
 

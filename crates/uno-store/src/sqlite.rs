@@ -64,6 +64,10 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub(crate) async fn write_rows(&self, rows: &[LogRow]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         // Interactions first, so follow-ups in the same batch find them.
@@ -247,6 +251,7 @@ impl SqliteStore {
             contents,
             feedback,
             api_keys: 0,
+            ..DeletionReport::default()
         })
     }
 

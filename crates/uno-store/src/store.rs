@@ -52,6 +52,11 @@ pub struct DeletionReport {
     pub feedback: u64,
     /// API keys removed (tenant deletion only).
     pub api_keys: u64,
+    /// Learning logs removed: the rules distilled from this data go with
+    /// them, and the next snapshot is rebuilt without them.
+    pub learn_logs: u64,
+    /// Snapshots removed (tenant deletion only).
+    pub snapshots: u64,
 }
 
 impl DeletionReport {
@@ -230,7 +235,11 @@ impl Store {
         user: &str,
         actor: &str,
     ) -> Result<DeletionReport, StoreError> {
-        let report = dispatch!(self, s => s.delete_user(tenant, user).await)?;
+        // Learning logs first: which ones the user contributed to is read
+        // from the feedback the main deletion removes.
+        let learn_logs = self.delete_user_learning(tenant, user).await?;
+        let mut report = dispatch!(self, s => s.delete_user(tenant, user).await)?;
+        report.learn_logs = learn_logs;
         self.audit(
             actor,
             "delete_user",
@@ -248,7 +257,10 @@ impl Store {
         tenant: &str,
         actor: &str,
     ) -> Result<DeletionReport, StoreError> {
-        let report = dispatch!(self, s => s.delete_tenant(tenant).await)?;
+        let (learn_logs, snapshots) = self.delete_tenant_learning(tenant).await?;
+        let mut report = dispatch!(self, s => s.delete_tenant(tenant).await)?;
+        report.learn_logs = learn_logs;
+        report.snapshots = snapshots;
         self.audit(
             actor,
             "delete_tenant",

@@ -1,0 +1,209 @@
+//! The learning worker's settings (`[learn]`). Defaults are the UNO paper's
+//! (uno-method.md §2.10, §6.4) plus the additions a proxy needs: the
+//! unseen-distance threshold, a minimum rule support and a minimum number of
+//! held-out logs before a cluster's primary module can pass validation.
+
+use serde::Deserialize;
+
+use crate::snapshot::{Policy, Settings};
+
+/// Which embedder turns queries and rules into vectors.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// A sentence-transformers directory loaded in-process (no network).
+    Local,
+    /// The upstream's `/v1/embeddings`.
+    Upstream,
+    /// Deterministic feature hashing: for tests, not for real use.
+    Hashing,
+}
+
+/// How a feedback rule's novelty against the model's prior rules is scored.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NoveltyKind {
+    /// An LLM judge's P(covered): from logprobs where the upstream returns
+    /// them, else from several sampled verdicts.
+    Llm,
+    /// One minus the best cosine similarity to a prior rule.
+    Embedding,
+}
+
+/// The learning worker (`uno worker`, or inside `uno serve`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearnConfig {
+    /// Run the worker inside `uno serve` as well.
+    pub in_serve: bool,
+    /// Model the worker asks (rules, novelty, validation answers, judge);
+    /// empty means each log's own model, as the method uses the base model.
+    pub model: String,
+    /// A separate OpenAI-compatible endpoint for the worker (a "learner"
+    /// model); empty means the serving upstreams.
+    pub url: String,
+    /// Key for [`LearnConfig::url`].
+    pub api_key: Option<String>,
+    /// Which embedder.
+    pub embedder: EmbedderKind,
+    /// Directory of the local embedder's model (sentence-transformers
+    /// layout); `scripts/install-models.sh` puts all-MiniLM-L6-v2 here.
+    pub embedder_path: String,
+    /// Model name for the upstream embedder.
+    pub embedder_model: String,
+    /// Vector length of the hashing embedder.
+    pub hashing_dim: usize,
+    /// Novelty scorer.
+    pub novelty: NoveltyKind,
+    /// Sampled verdicts per rule when the upstream gives no logprobs.
+    pub novelty_samples: u32,
+    /// Ward distance threshold (scikit-learn's height convention).
+    pub distance_threshold: f64,
+    /// High gap at a mean per-log minimum novelty at or above this.
+    pub gap_threshold: f64,
+    /// Primary passes validation at a win rate at or above this.
+    pub win_threshold: f64,
+    /// BLEU-4 of a candidate against the base answer must exceed this.
+    pub bleu_min: f64,
+    /// A candidate shorter than this fraction of the base answer loses.
+    pub length_min_ratio: f64,
+    /// Judge samples per answer in validation.
+    pub judge_samples: u32,
+    /// Fraction of each cluster held out for validation.
+    pub holdout: f64,
+    /// Seed of the member shuffle and of generation.
+    pub seed: u64,
+    /// Distinct users a rule needs before it is served.
+    pub min_support: usize,
+    /// Held-out logs a cluster needs before its primary module can pass.
+    pub min_validation_logs: usize,
+    /// `uno` (fall back to reflective) or `uno-single` (to passthrough).
+    pub policy: Policy,
+    /// Quantile of members' distances to their centroid beyond which a
+    /// query is not routed to the cluster.
+    pub unseen_quantile: f64,
+    /// Most rules in a cluster's block.
+    pub max_rules: usize,
+    /// Two rules whose embeddings are at least this similar are one rule.
+    pub dedupe_similarity: f32,
+    /// `max_tokens` of validation answers.
+    pub answer_max_tokens: u32,
+    /// Re-cluster after this many new or changed learning logs...
+    pub recluster_after_logs: usize,
+    /// ...or when this many seconds passed since the last run with any
+    /// change.
+    pub recluster_interval_secs: u64,
+    /// Seconds between polls when the worker runs continuously.
+    pub poll_interval_secs: u64,
+    /// Seconds a leased job may run before another worker may take it.
+    pub lease_secs: u64,
+    /// Logs leased per batch.
+    pub batch_size: usize,
+    /// Logs processed at once.
+    pub concurrency: usize,
+    /// Tries per log stage before the log is marked failed.
+    pub max_attempts: u32,
+    /// Up to this many logs, exact Ward; above, micro-clusters first.
+    pub exact_max_points: usize,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        LearnConfig {
+            in_serve: false,
+            model: String::new(),
+            url: String::new(),
+            api_key: None,
+            embedder: EmbedderKind::Local,
+            embedder_path: "target/models/all-MiniLM-L6-v2".to_owned(),
+            embedder_model: "text-embedding-3-small".to_owned(),
+            hashing_dim: 256,
+            novelty: NoveltyKind::Llm,
+            novelty_samples: 3,
+            distance_threshold: 4.0,
+            gap_threshold: 0.45,
+            win_threshold: 0.53,
+            bleu_min: 0.05,
+            length_min_ratio: 0.1,
+            judge_samples: 3,
+            holdout: 0.2,
+            seed: 42,
+            min_support: 3,
+            min_validation_logs: 5,
+            policy: Policy::Uno,
+            unseen_quantile: 0.95,
+            max_rules: 20,
+            dedupe_similarity: 0.9,
+            answer_max_tokens: 2048,
+            recluster_after_logs: 50,
+            recluster_interval_secs: 3600,
+            poll_interval_secs: 10,
+            lease_secs: 300,
+            batch_size: 16,
+            concurrency: 4,
+            max_attempts: 3,
+            exact_max_points: 20_000,
+        }
+    }
+}
+
+impl LearnConfig {
+    /// The thresholds recorded in each snapshot.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            distance_threshold: self.distance_threshold,
+            gap_threshold: self.gap_threshold,
+            win_threshold: self.win_threshold,
+            min_support: self.min_support,
+            min_validation_logs: self.min_validation_logs,
+            unseen_quantile: self.unseen_quantile,
+        }
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), String> {
+        let unit = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("learn.{name} must be between 0 and 1, not {v}"))
+            }
+        };
+        unit("gap_threshold", self.gap_threshold)?;
+        unit("win_threshold", self.win_threshold)?;
+        unit("bleu_min", self.bleu_min)?;
+        unit("length_min_ratio", self.length_min_ratio)?;
+        unit("unseen_quantile", self.unseen_quantile)?;
+        if !(self.holdout > 0.0 && self.holdout < 1.0) {
+            return Err(format!(
+                "learn.holdout must be strictly between 0 and 1, not {}",
+                self.holdout
+            ));
+        }
+        if self.distance_threshold.is_nan() || self.distance_threshold <= 0.0 {
+            return Err("learn.distance_threshold must be greater than 0".into());
+        }
+        if self.judge_samples == 0 || self.novelty_samples == 0 || self.max_attempts == 0 {
+            return Err(
+                "learn.judge_samples, learn.novelty_samples and learn.max_attempts must be at least 1"
+                    .into(),
+            );
+        }
+        if self.batch_size == 0 || self.concurrency == 0 || self.hashing_dim == 0 {
+            return Err(
+                "learn.batch_size, learn.concurrency and learn.hashing_dim must be at least 1"
+                    .into(),
+            );
+        }
+        if !(self.url.is_empty()
+            || self.url.starts_with("http://")
+            || self.url.starts_with("https://"))
+        {
+            return Err(format!(
+                "learn.url {:?} must start with http:// or https://",
+                self.url
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,364 @@
+//! Published experience: what the worker hands the proxies.
+//!
+//! A [`Snapshot`] is immutable once published and carries everything the
+//! request path needs to apply experience without touching the database:
+//! the embedder it was built with, each cluster's routing centroid and
+//! unseen-distance threshold, its mode, its rule block and its critic
+//! material. It also carries how each decision was reached (gap, win rate,
+//! support), so a person can audit it (`uno snapshot show`, the dashboard).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What the proxy does with a query routed to a cluster (method §2.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Forward unchanged.
+    Passthrough,
+    /// Put the cluster's rule block into the system message.
+    Primary,
+    /// Draft, critique with the cluster's lessons, revise.
+    Reflective,
+}
+
+impl Mode {
+    /// `passthrough`, `primary` or `reflective`, as in headers and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Passthrough => "passthrough",
+            Mode::Primary => "primary",
+            Mode::Reflective => "reflective",
+        }
+    }
+}
+
+/// Which fallback a cluster gets when its primary module is not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// UNO: fall back to the reflective module.
+    #[default]
+    Uno,
+    /// UNO-Single: fall back to the untouched model.
+    UnoSingle,
+}
+
+/// The thresholds a snapshot was built with, kept with it for audit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Ward distance threshold (method default 4).
+    pub distance_threshold: f64,
+    /// High gap at a mean per-log minimum novelty at or above this (0.45).
+    pub gap_threshold: f64,
+    /// Primary passes validation at a win rate at or above this (0.53).
+    pub win_threshold: f64,
+    /// Distinct users a rule needs before it is served (3).
+    pub min_support: usize,
+    /// Held-out logs a cluster needs before primary can be validated.
+    pub min_validation_logs: usize,
+    /// Quantile of member distances that sets the unseen threshold (0.95).
+    pub unseen_quantile: f64,
+}
+
+/// One consolidated rule of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    /// The instruction, as first phrased by a supporting log.
+    pub text: String,
+    /// Distinct end users whose feedback produced it (or a paraphrase).
+    pub support: usize,
+    /// The interactions whose feedback produced it (provenance).
+    pub sources: Vec<Uuid>,
+    /// Whether it is served: support reached the minimum.
+    pub served: bool,
+}
+
+/// One training log's lesson for the reflective critic: its query embedding
+/// (to find the nearest past logs at serving time) and its rules (indices
+/// into the cluster's [`ClusterExperience::rules`], served rules only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lesson {
+    /// The log it came from.
+    pub source: Uuid,
+    /// Query-only unit embedding.
+    pub query_vec: Vec<f32>,
+    /// Indices of served rules.
+    pub rules: Vec<usize>,
+}
+
+/// The cluster's cognitive gap (method §2.6): averages over member logs that
+/// have novelty scores of their per-log minimum, mean and maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Gap {
+    /// Mean of per-log minimum novelty: the statistic decisions use.
+    pub min: f64,
+    /// Mean of per-log mean novelty.
+    pub mean: f64,
+    /// Mean of per-log maximum novelty.
+    pub max: f64,
+    /// Member logs that had scores.
+    pub scored_logs: usize,
+}
+
+/// The validation gate's outcome for a cluster's primary module (method §2.7,
+/// prompt mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// Sum of win credits over held-out logs divided by their number.
+    pub win_rate: f64,
+    /// Held-out logs judged.
+    pub logs: usize,
+    /// Wins (1 credit each).
+    pub wins: usize,
+    /// Ties (0.5 credit each).
+    pub ties: usize,
+    /// Candidates that failed the length or BLEU guard.
+    pub guarded: usize,
+}
+
+/// Everything the proxy needs about one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterExperience {
+    /// Stable id, kept across re-clusterings by member overlap.
+    pub id: String,
+    /// Member logs.
+    pub size: usize,
+    /// `en` or `zh`: the majority language of the members, for prompts.
+    pub lang: String,
+    /// Routing centroid: mean of members' query-only unit embeddings.
+    pub centroid: Vec<f32>,
+    /// Queries farther than this from the centroid are not routed here.
+    pub unseen_threshold: f32,
+    /// What the proxy does here.
+    pub mode: Mode,
+    /// Why, in words (gap, win rate, support).
+    pub decision: String,
+    /// Cognitive gap.
+    pub gap: Gap,
+    /// Whether the gap is at or above the threshold.
+    pub high_gap: bool,
+    /// Validation of the primary module, when it ran.
+    pub validation: Option<Validation>,
+    /// The rule block the primary mode injects (served rules only); empty
+    /// when no rule is served.
+    pub block: String,
+    /// Consolidated rules from the training members, ranked.
+    pub rules: Vec<Rule>,
+    /// Critic material for the reflective mode.
+    pub lessons: Vec<Lesson>,
+    /// Member interaction ids.
+    pub members: Vec<Uuid>,
+    /// The held-out members validation used.
+    pub holdout: Vec<Uuid>,
+}
+
+impl ClusterExperience {
+    /// The served rules, best first.
+    pub fn served_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(|r| r.served)
+    }
+}
+
+/// A tenant's published experience.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The tenant it belongs to; never applied to another.
+    pub tenant: String,
+    /// Version, set when published (1, 2, …).
+    pub version: i64,
+    /// Publication time, Unix microseconds.
+    pub created_at: i64,
+    /// The embedder its vectors come from; a proxy with another embedder
+    /// must not route with it.
+    pub embedder_id: String,
+    /// Vector length.
+    pub dim: usize,
+    /// UNO or UNO-Single.
+    pub policy: Policy,
+    /// Thresholds used.
+    pub settings: Settings,
+    /// Learning logs it was built from.
+    pub logs: usize,
+    /// Clusters, in id order.
+    pub clusters: Vec<ClusterExperience>,
+}
+
+impl Snapshot {
+    /// How many clusters have each mode: (passthrough, primary, reflective).
+    pub fn mode_counts(&self) -> (usize, usize, usize) {
+        self.clusters
+            .iter()
+            .fold((0, 0, 0), |(p, m, r), c| match c.mode {
+                Mode::Passthrough => (p + 1, m, r),
+                Mode::Primary => (p, m + 1, r),
+                Mode::Reflective => (p, m, r + 1),
+            })
+    }
+
+    /// A digest of the content without version and time, so publishing can
+    /// skip a snapshot identical to the one before.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut copy = self.clone();
+        copy.version = 0;
+        copy.created_at = 0;
+        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
+        let hash = Sha256::digest(&bytes);
+        hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// What changed between two snapshots of a tenant, cluster by cluster.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SnapshotDiff {
+    /// Clusters only in the newer one.
+    pub added: Vec<String>,
+    /// Clusters only in the older one.
+    pub removed: Vec<String>,
+    /// Clusters in both whose mode or served rules changed.
+    pub changed: Vec<ClusterChange>,
+}
+
+/// One cluster's change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterChange {
+    /// Cluster id.
+    pub id: String,
+    /// Old and new mode, when it changed.
+    pub mode: Option<(Mode, Mode)>,
+    /// Served rules now and not before.
+    pub rules_added: Vec<String>,
+    /// Served rules before and not now.
+    pub rules_removed: Vec<String>,
+}
+
+/// Compares `old` to `new`.
+pub fn diff(old: &Snapshot, new: &Snapshot) -> SnapshotDiff {
+    let mut out = SnapshotDiff::default();
+    for c in &new.clusters {
+        match old.clusters.iter().find(|o| o.id == c.id) {
+            None => out.added.push(c.id.clone()),
+            Some(o) => {
+                let before: Vec<&str> = o.served_rules().map(|r| r.text.as_str()).collect();
+                let after: Vec<&str> = c.served_rules().map(|r| r.text.as_str()).collect();
+                let change = ClusterChange {
+                    id: c.id.clone(),
+                    mode: (o.mode != c.mode).then_some((o.mode, c.mode)),
+                    rules_added: after
+                        .iter()
+                        .filter(|r| !before.contains(r))
+                        .map(|r| (*r).to_owned())
+                        .collect(),
+                    rules_removed: before
+                        .iter()
+                        .filter(|r| !after.contains(r))
+                        .map(|r| (*r).to_owned())
+                        .collect(),
+                };
+                if change.mode.is_some()
+                    || !change.rules_added.is_empty()
+                    || !change.rules_removed.is_empty()
+                {
+                    out.changed.push(change);
+                }
+            }
+        }
+    }
+    for o in &old.clusters {
+        if !new.clusters.iter().any(|c| c.id == o.id) {
+            out.removed.push(o.id.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(id: &str, mode: Mode, rules: &[(&str, bool)]) -> ClusterExperience {
+        ClusterExperience {
+            id: id.into(),
+            size: 1,
+            lang: "en".into(),
+            centroid: vec![1.0, 0.0],
+            unseen_threshold: 0.5,
+            mode,
+            decision: String::new(),
+            gap: Gap::default(),
+            high_gap: false,
+            validation: None,
+            block: String::new(),
+            rules: rules
+                .iter()
+                .map(|(t, served)| Rule {
+                    text: (*t).into(),
+                    support: 3,
+                    sources: vec![],
+                    served: *served,
+                })
+                .collect(),
+            lessons: vec![],
+            members: vec![],
+            holdout: vec![],
+        }
+    }
+
+    fn snapshot(clusters: Vec<ClusterExperience>) -> Snapshot {
+        Snapshot {
+            tenant: "t".into(),
+            version: 1,
+            created_at: 1,
+            embedder_id: "hash:8".into(),
+            dim: 2,
+            policy: Policy::Uno,
+            settings: Settings {
+                distance_threshold: 4.0,
+                gap_threshold: 0.45,
+                win_threshold: 0.53,
+                min_support: 3,
+                min_validation_logs: 1,
+                unseen_quantile: 0.95,
+            },
+            logs: 1,
+            clusters,
+        }
+    }
+
+    #[test]
+    fn diff_reports_modes_and_served_rules() {
+        let old = snapshot(vec![
+            cluster("0", Mode::Primary, &[("a", true), ("b", true)]),
+            cluster("1", Mode::Reflective, &[]),
+        ]);
+        let new = snapshot(vec![
+            cluster(
+                "0",
+                Mode::Reflective,
+                &[("a", true), ("b", false), ("c", true)],
+            ),
+            cluster("2", Mode::Passthrough, &[]),
+        ]);
+        let d = diff(&old, &new);
+        assert_eq!(d.added, vec!["2"]);
+        assert_eq!(d.removed, vec!["1"]);
+        assert_eq!(d.changed.len(), 1);
+        assert_eq!(d.changed[0].mode, Some((Mode::Primary, Mode::Reflective)));
+        assert_eq!(d.changed[0].rules_added, vec!["c"]);
+        assert_eq!(d.changed[0].rules_removed, vec!["b"]);
+        assert!(diff(&new, &new).changed.is_empty());
+    }
+
+    #[test]
+    fn digest_ignores_version_and_time_only() {
+        let a = snapshot(vec![cluster("0", Mode::Primary, &[("a", true)])]);
+        let mut b = a.clone();
+        b.version = 7;
+        b.created_at = 99;
+        assert_eq!(a.digest(), b.digest());
+        b.clusters[0].mode = Mode::Reflective;
+        assert_ne!(a.digest(), b.digest());
+        assert_eq!(a.mode_counts(), (0, 1, 0));
+    }
+}
