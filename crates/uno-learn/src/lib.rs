@@ -1,4 +1,20 @@
-//! uno's learning worker: the UNO method's pipeline, stage by stage, from
-//! logged feedback to a validated, published snapshot of experience.
+//! uno's learning worker: the UNO pipeline from logged feedback to
+//! validated, published experience (`uno-method.md` §2 and §6).
+//!
+//! - [`source`]: a stored interaction and its text feedback become a
+//!   learning log;
+//! - [`stages`]: the per-log stages (distil R_f and R_0, embed, novelty);
+//! - [`build`]: clustering, cognitive gap, the member split, rule
+//!   consolidation with provenance and support, the mode decision;
+//! - [`validate`]: the held-out validation gate (judge, BLEU and length
+//!   guards, win rate);
+//! - [`worker`]: scheduling, leases and publishing.
 
+pub mod build;
 pub mod prompts;
+pub mod source;
+pub mod stages;
+pub mod validate;
+pub mod worker;
+
+pub use worker::{LogProgress, Progress, RunReport, Worker, WorkerError};

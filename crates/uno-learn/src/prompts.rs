@@ -170,6 +170,33 @@ pub fn coverage(lang: Lang, rule: &str, prior: &[String]) -> Vec<Message> {
     }
 }
 
+/// The one-word form of [`coverage`], for upstreams that return
+/// log-probabilities: P("yes") of the first token is P(covered).
+pub fn coverage_yes_no(lang: Lang, rule: &str, prior: &[String]) -> Vec<Message> {
+    match lang {
+        Lang::En => vec![
+            Message::system(
+                "Judge whether the Document meets the requirements based on the Query and the Instruct \
+                 provided. Note that the answer can only be \"yes\" or \"no\".",
+            ),
+            Message::user(format!(
+                "<Instruct>: Decide whether the suggestion in Query is already semantically covered by \
+                 the existing suggestions in Document.\n<Query>: {rule}\n<Document>: {}\n\
+                 Answer with one word, yes or no.",
+                prior.join("\n")
+            )),
+        ],
+        Lang::Zh => vec![
+            Message::system("根据查询和指令判断文档是否满足要求。只能回答“yes”或“no”。"),
+            Message::user(format!(
+                "<指令>: 判断查询中的建议是否已在文档的已有建议中从语义上被涵盖。\n<查询>: {rule}\n<文档>: {}\n\
+                 只用一个词回答：yes 或 no。",
+                prior.join("\n")
+            )),
+        ],
+    }
+}
+
 /// The judge: score an answer against expert suggestions (the standard).
 pub fn judge(lang: Lang, question: &str, rules: &[String], answer: &str) -> Vec<Message> {
     let standard = if rules.is_empty() {

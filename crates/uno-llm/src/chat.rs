@@ -211,6 +211,32 @@ impl ChatModel {
         content_of(&reply).ok_or(ChatError::Empty)
     }
 
+    /// P("yes") for a question the model answers with one word, from the
+    /// first token's log-probabilities (softmax over the "yes" and "no"
+    /// alternatives, as the method's reranker scores). `Ok(None)` when the
+    /// upstream returns no logprobs or neither word is among the top
+    /// alternatives, so the caller can fall back to sampled verdicts.
+    pub async fn yes_probability(&self, messages: &[Message]) -> Result<Option<f64>, ChatError> {
+        let mut body = self.body(
+            messages,
+            Sampling {
+                temperature: 0.0,
+                top_p: None,
+                max_tokens: 1,
+                seed: Some(42),
+            },
+        );
+        body["logprobs"] = json!(true);
+        body["top_logprobs"] = json!(10);
+        let reply = match self.call(body).await {
+            Ok(reply) => reply,
+            // Servers that do not know the fields may refuse them.
+            Err(ChatError::Status { status: 400, .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        Ok(yes_probability_of(&reply))
+    }
+
     /// A completion that must be JSON matching `schema`, parsed into `T`.
     pub async fn json<T: DeserializeOwned>(
         &self,
@@ -283,6 +309,33 @@ impl ChatModel {
     }
 }
 
+/// P(yes) from a reply's first-token `top_logprobs`.
+fn yes_probability_of(reply: &Value) -> Option<f64> {
+    let first = reply["choices"][0]["logprobs"]["content"].get(0)?;
+    let mut yes: Option<f64> = None;
+    let mut no: Option<f64> = None;
+    let alternatives = first["top_logprobs"].as_array().into_iter().flatten();
+    for alt in std::iter::once(first).chain(alternatives) {
+        let (Some(token), Some(lp)) = (alt["token"].as_str(), alt["logprob"].as_f64()) else {
+            continue;
+        };
+        let slot = match token.trim().to_lowercase().as_str() {
+            "yes" => &mut yes,
+            "no" => &mut no,
+            _ => continue,
+        };
+        *slot = Some(slot.map_or(lp, |old: f64| old.max(lp)));
+    }
+    match (yes, no) {
+        (None, None) => None,
+        (yes, no) => {
+            let y = yes.map_or(0.0, f64::exp);
+            let n = no.map_or(0.0, f64::exp);
+            Some(y / (y + n))
+        }
+    }
+}
+
 fn content_of(reply: &Value) -> Option<String> {
     reply["choices"][0]["message"]["content"]
         .as_str()
@@ -311,6 +364,27 @@ pub fn parse_json_reply<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn yes_probability_is_the_softmax_of_yes_and_no() {
+        let reply = serde_json::json!({"choices": [{"logprobs": {"content": [{
+            "token": "Yes", "logprob": -0.1,
+            "top_logprobs": [
+                {"token": "Yes", "logprob": -0.1},
+                {"token": " no", "logprob": -2.5},
+                {"token": "maybe", "logprob": -3.0}
+            ]
+        }]}}]});
+        let p = super::yes_probability_of(&reply).unwrap();
+        let expected = (-0.1f64).exp() / ((-0.1f64).exp() + (-2.5f64).exp());
+        assert!((p - expected).abs() < 1e-12, "{p} vs {expected}");
+        assert_eq!(
+            super::yes_probability_of(&serde_json::json!({"choices": [{}]})),
+            None
+        );
+        let only_no = serde_json::json!({"choices": [{"logprobs": {"content": [{"token": "no", "logprob": -0.01}]}}]});
+        assert_eq!(super::yes_probability_of(&only_no), Some(0.0));
+    }
+
     use super::*;
 
     #[derive(Debug, Deserialize, PartialEq)]

@@ -6,10 +6,12 @@ mod config;
 mod database;
 mod delete;
 mod export;
+mod import;
 mod keys;
 mod migrate;
 mod retention;
 mod serve;
+mod snapshot;
 
 use std::path::PathBuf;
 
@@ -37,12 +39,17 @@ enum Command {
     Migrate,
     /// Create, list and revoke client API keys.
     Keys(keys::KeysArgs),
+    /// Load existing chat logs (OpenAI chat or MemoryBench JSONL) as
+    /// interactions and feedback to learn from.
+    Import(import::ImportArgs),
     /// Write rated interactions as SFT or DPO training data (JSONL).
     Export(export::ExportArgs),
     /// Delete an end user's data, or a whole tenant's.
     Delete(delete::DeleteArgs),
     /// Remove data older than the retention policy, now.
     Retention(retention::RetentionArgs),
+    /// List, inspect, compare, activate and roll back published snapshots.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,9 +59,11 @@ fn main() -> std::process::ExitCode {
         Command::Config => config::print(cli.config.as_deref()),
         Command::Migrate => migrate::run(cli.config.as_deref()),
         Command::Keys(args) => keys::run(cli.config.as_deref(), args),
+        Command::Import(args) => import::run(cli.config.as_deref(), args),
         Command::Export(args) => export::run(cli.config.as_deref(), args),
         Command::Delete(args) => delete::run(cli.config.as_deref(), args),
         Command::Retention(args) => retention::run(cli.config.as_deref(), args),
+        Command::Snapshot(args) => snapshot::run(cli.config.as_deref(), args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

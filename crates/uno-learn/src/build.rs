@@ -1,0 +1,519 @@
+//! The cluster-level stages that need no LLM: clustering (method §2.5),
+//! cognitive gap (§2.6), the 80/20 member split (§2.7), rule consolidation
+//! with provenance and support, and the mode decision (§2.9).
+
+use std::collections::{HashMap, HashSet};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use uno_core::cluster::{
+    ClusterError, WardOptions, centroids, combine, unseen_thresholds, ward_auto,
+};
+use uno_core::config::LearnConfig;
+use uno_core::snapshot::{Gap, Lesson, Mode, Policy, Rule, Snapshot, Validation};
+use uno_store::learn::LearnLog;
+use uuid::Uuid;
+
+use crate::source::contributor;
+
+/// One cluster before validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterPlan {
+    /// Stable id.
+    pub id: String,
+    /// Indices into the logs, in interaction order.
+    pub members: Vec<usize>,
+    /// Training members (the block is built from these only).
+    pub train: Vec<usize>,
+    /// Held-out members (validation).
+    pub holdout: Vec<usize>,
+    /// Routing centroid (query-only).
+    pub centroid: Vec<f32>,
+    /// Unseen-distance threshold.
+    pub unseen_threshold: f32,
+    /// Cognitive gap.
+    pub gap: Gap,
+    /// Majority language.
+    pub lang: String,
+}
+
+/// Clusters the ready logs. All logs must carry vectors of one embedder
+/// (the store returns them so); logs whose vectors have another length are
+/// an error rather than silently mixed.
+pub fn plan_clusters(
+    logs: &[LearnLog],
+    config: &LearnConfig,
+    previous: Option<&Snapshot>,
+) -> Result<Vec<ClusterPlan>, ClusterError> {
+    let Some(first) = logs.first() else {
+        return Ok(Vec::new());
+    };
+    let dim = first.query_vec.len();
+    let mut combined = Vec::with_capacity(logs.len() * dim * 2);
+    let mut queries = Vec::with_capacity(logs.len() * dim);
+    for log in logs {
+        if log.query_vec.len() != dim || log.rules_vec.len() != dim {
+            return Err(ClusterError::Length {
+                what: "log vector",
+                got: log.query_vec.len(),
+                expected: dim,
+            });
+        }
+        combined.extend(combine(&log.query_vec, &log.rules_vec));
+        queries.extend_from_slice(&log.query_vec);
+    }
+    let options = WardOptions {
+        exact_max_points: config.exact_max_points,
+        seed: config.seed,
+        ..WardOptions::default()
+    };
+    let clustering = ward_auto(&combined, dim * 2, config.distance_threshold, &options)?;
+    let k = clustering.n_clusters;
+    let labels = &clustering.labels;
+    let centres = centroids(&queries, dim, labels, k)?;
+    let thresholds = unseen_thresholds(&queries, dim, labels, &centres, config.unseen_quantile)?;
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (i, &l) in labels.iter().enumerate() {
+        members[l].push(i);
+    }
+    let ids = stable_ids(logs, &members, previous);
+    let mut plans: Vec<ClusterPlan> = members
+        .into_iter()
+        .enumerate()
+        .map(|(c, members)| {
+            let (train, holdout) = split(&members, logs, config.holdout, config.seed);
+            ClusterPlan {
+                id: ids[c].clone(),
+                gap: gap(&members, logs),
+                lang: majority_lang(&members, logs),
+                centroid: centres[c * dim..(c + 1) * dim].to_vec(),
+                unseen_threshold: thresholds[c],
+                members,
+                train,
+                holdout,
+            }
+        })
+        .collect();
+    plans.sort_by(|a, b| natural(&a.id).cmp(&natural(&b.id)).then(a.id.cmp(&b.id)));
+    Ok(plans)
+}
+
+fn natural(id: &str) -> u64 {
+    id.parse().unwrap_or(u64::MAX)
+}
+
+/// Keeps cluster ids across re-clusterings: each new cluster takes the id of
+/// the previous cluster it shares the most members with (if it shares more
+/// than half of the smaller one), greedily by overlap; the rest get fresh
+/// numbers. Without a previous snapshot the ids are `0..k` in label order,
+/// as the method's.
+fn stable_ids(
+    logs: &[LearnLog],
+    members: &[Vec<usize>],
+    previous: Option<&Snapshot>,
+) -> Vec<String> {
+    let Some(previous) = previous.filter(|p| !p.clusters.is_empty()) else {
+        return (0..members.len()).map(|c| c.to_string()).collect();
+    };
+    let owner: HashMap<Uuid, usize> = previous
+        .clusters
+        .iter()
+        .enumerate()
+        .flat_map(|(j, c)| c.members.iter().map(move |m| (*m, j)))
+        .collect();
+    let mut pairs = Vec::new();
+    for (c, ms) in members.iter().enumerate() {
+        let mut overlap: HashMap<usize, usize> = HashMap::new();
+        for &i in ms {
+            if let Some(&j) = owner.get(&logs[i].input.interaction_id) {
+                *overlap.entry(j).or_default() += 1;
+            }
+        }
+        for (j, n) in overlap {
+            let smaller = ms.len().min(previous.clusters[j].members.len());
+            if 2 * n > smaller {
+                pairs.push((n, c, j));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut ids: Vec<Option<String>> = vec![None; members.len()];
+    let mut taken = HashSet::new();
+    for (_, c, j) in pairs {
+        if ids[c].is_none() && taken.insert(j) {
+            ids[c] = Some(previous.clusters[j].id.clone());
+        }
+    }
+    let mut next = previous
+        .clusters
+        .iter()
+        .filter_map(|c| c.id.parse::<u64>().ok())
+        .max()
+        .map_or(0, |m| m + 1);
+    ids.into_iter()
+        .map(|id| {
+            id.unwrap_or_else(|| {
+                next += 1;
+                (next - 1).to_string()
+            })
+        })
+        .collect()
+}
+
+/// The method's split: members in id order, shuffled with the seed, the
+/// first 80% train and the rest held out. A cluster of one keeps its log
+/// for training (nothing to validate with).
+fn split(
+    members: &[usize],
+    logs: &[LearnLog],
+    holdout: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut order = members.to_vec();
+    order.sort_by_key(|&i| logs[i].input.interaction_id);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    order.shuffle(&mut rng);
+    let n_train = (((order.len() as f64) * (1.0 - holdout)) as usize)
+        .max(1)
+        .min(order.len());
+    let holdout = order.split_off(n_train);
+    (order, holdout)
+}
+
+/// Method §2.6: averages over members with scores of their per-log
+/// minimum, mean and maximum novelty (all 0 when none has scores).
+fn gap(members: &[usize], logs: &[LearnLog]) -> Gap {
+    let scored: Vec<&LearnLog> = members
+        .iter()
+        .map(|&i| &logs[i])
+        .filter(|l| l.novelty_min.is_some())
+        .collect();
+    let n = scored.len().max(1) as f64;
+    let sum = |f: fn(&LearnLog) -> Option<f64>| scored.iter().filter_map(|l| f(l)).sum::<f64>() / n;
+    Gap {
+        min: sum(|l| l.novelty_min),
+        mean: sum(|l| l.novelty_mean),
+        max: sum(|l| l.novelty_max),
+        scored_logs: scored.len(),
+    }
+}
+
+fn majority_lang(members: &[usize], logs: &[LearnLog]) -> String {
+    let zh = members
+        .iter()
+        .filter(|&&i| logs[i].input.lang == "zh")
+        .count();
+    if 2 * zh > members.len() { "zh" } else { "en" }.to_owned()
+}
+
+/// Rule text as compared for exact duplicates: case, spacing and trailing
+/// punctuation do not make a rule different.
+pub fn normalise_rule(rule: &str) -> String {
+    rule.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches(['.', '!', '。', '！', ';', '；'])
+        .to_lowercase()
+}
+
+/// A rule candidate: one rule of one training log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The text.
+    pub text: String,
+    /// The log.
+    pub source: Uuid,
+    /// Who the log counts as.
+    pub contributor: String,
+}
+
+/// The training logs' rules as candidates, in member order.
+pub fn candidates(train: &[usize], logs: &[LearnLog]) -> Vec<Candidate> {
+    train
+        .iter()
+        .flat_map(|&i| {
+            let log = &logs[i];
+            let who = contributor(&log.input);
+            log.rules_f.iter().map(move |r| Candidate {
+                text: r.clone(),
+                source: log.input.interaction_id,
+                contributor: who.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Merges duplicate candidates into ranked rules with provenance and
+/// support. Two candidates are one rule when their normalised texts are
+/// equal or, given `vectors` (one unit vector per candidate), their cosine
+/// similarity is at least `similarity`; the rule keeps the first phrasing.
+/// Ranked by support, then sources, then first appearance; served when
+/// support reaches `min_support`. Returns the rules and, per candidate, the
+/// index of its rule.
+pub fn consolidate(
+    candidates: &[Candidate],
+    vectors: Option<&[Vec<f32>]>,
+    similarity: f32,
+    min_support: usize,
+) -> (Vec<Rule>, Vec<usize>) {
+    struct Group {
+        text: String,
+        rep: usize,
+        sources: Vec<Uuid>,
+        users: HashSet<String>,
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    let mut by_text: HashMap<String, usize> = HashMap::new();
+    let mut group_of = Vec::with_capacity(candidates.len());
+    for (i, c) in candidates.iter().enumerate() {
+        let key = normalise_rule(&c.text);
+        let found = by_text.get(&key).copied().or_else(|| {
+            let vs = vectors?;
+            groups
+                .iter()
+                .position(|g| dot(&vs[g.rep], &vs[i]) >= similarity)
+        });
+        let g = match found {
+            Some(g) => g,
+            None => {
+                groups.push(Group {
+                    text: c.text.trim().to_owned(),
+                    rep: i,
+                    sources: Vec::new(),
+                    users: HashSet::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        by_text.entry(key).or_insert(g);
+        if !groups[g].sources.contains(&c.source) {
+            groups[g].sources.push(c.source);
+        }
+        groups[g].users.insert(c.contributor.clone());
+        group_of.push(g);
+    }
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by(|&a, &b| {
+        groups[b]
+            .users
+            .len()
+            .cmp(&groups[a].users.len())
+            .then(groups[b].sources.len().cmp(&groups[a].sources.len()))
+            .then(a.cmp(&b))
+    });
+    let mut rank = vec![0; groups.len()];
+    for (r, &g) in order.iter().enumerate() {
+        rank[g] = r;
+    }
+    let rules = order
+        .iter()
+        .map(|&g| {
+            let group = &groups[g];
+            Rule {
+                text: group.text.clone(),
+                support: group.users.len(),
+                sources: group.sources.clone(),
+                served: group.users.len() >= min_support,
+            }
+        })
+        .collect();
+    let index = group_of.into_iter().map(|g| rank[g]).collect();
+    (rules, index)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Critic material: each training log's served rules (by index), with its
+/// query embedding for nearest-log retrieval at serving time.
+pub fn lessons(
+    train: &[usize],
+    logs: &[LearnLog],
+    candidates: &[Candidate],
+    rule_index: &[usize],
+    rules: &[Rule],
+) -> Vec<Lesson> {
+    train
+        .iter()
+        .filter_map(|&i| {
+            let id = logs[i].input.interaction_id;
+            let mut served: Vec<usize> = candidates
+                .iter()
+                .zip(rule_index)
+                .filter(|(c, r)| c.source == id && rules[**r].served)
+                .map(|(_, r)| *r)
+                .collect();
+            served.dedup();
+            (!served.is_empty()).then(|| Lesson {
+                source: id,
+                query_vec: logs[i].query_vec.clone(),
+                rules: served,
+            })
+        })
+        .collect()
+}
+
+/// The mode and the reason for it (method §2.9, with the proxy's additions:
+/// no served rule means nothing to apply; reflective needs lessons).
+pub fn decide(
+    config: &LearnConfig,
+    gap: &Gap,
+    validation: Option<&Validation>,
+    served_rules: usize,
+    lessons: usize,
+    skipped: Option<&str>,
+) -> (Mode, String, bool) {
+    let high_gap = gap.min >= config.gap_threshold;
+    let gap_text = format!(
+        "gap {:.2} {} {:.2}",
+        gap.min,
+        if high_gap { ">=" } else { "<" },
+        config.gap_threshold
+    );
+    let primary_ok = validation.is_some_and(|v| v.win_rate >= config.win_threshold);
+    let primary_text = match (validation, skipped) {
+        (Some(v), _) => format!(
+            "win rate {:.2} {} {:.2} on {} held-out logs",
+            v.win_rate,
+            if primary_ok { ">=" } else { "<" },
+            config.win_threshold,
+            v.logs
+        ),
+        (None, Some(why)) => format!("primary not validated: {why}"),
+        (None, None) => "primary not validated".to_owned(),
+    };
+    if served_rules == 0 {
+        return (
+            Mode::Passthrough,
+            format!(
+                "no rule has support from {} distinct users yet; {gap_text}",
+                config.min_support
+            ),
+            high_gap,
+        );
+    }
+    if primary_ok && !high_gap {
+        return (
+            Mode::Primary,
+            format!("{primary_text} and {gap_text}"),
+            high_gap,
+        );
+    }
+    let why = if high_gap {
+        format!("{gap_text} (high gap); {primary_text}")
+    } else {
+        format!("{primary_text}; {gap_text}")
+    };
+    match config.policy {
+        Policy::Uno if lessons > 0 => (Mode::Reflective, why, high_gap),
+        Policy::Uno => (
+            Mode::Passthrough,
+            format!("{why}; no lessons for a critic"),
+            high_gap,
+        ),
+        Policy::UnoSingle => (Mode::Passthrough, format!("{why} (UNO-Single)"), high_gap),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(text: &str, source: u128, who: &str) -> Candidate {
+        Candidate {
+            text: text.into(),
+            source: Uuid::from_u128(source),
+            contributor: who.into(),
+        }
+    }
+
+    #[test]
+    fn duplicates_merge_and_support_counts_distinct_users() {
+        let cs = vec![
+            cand("Give an example.", 1, "a"),
+            cand("Cite sources", 1, "a"),
+            cand("give an   example", 2, "b"),
+            cand("Give an example!", 3, "a"),
+            cand("Use a table", 4, "c"),
+            cand("Show an example", 5, "c"),
+        ];
+        let (rules, index) = consolidate(&cs, None, 0.9, 3);
+        assert_eq!(rules[0].text, "Give an example.");
+        assert_eq!(rules[0].support, 2, "a twice and b once");
+        assert_eq!(rules[0].sources.len(), 3);
+        assert!(!rules[0].served, "two users are fewer than three");
+        assert_eq!(index[2], 0);
+        assert_eq!(rules.len(), 4);
+        // With vectors, "Show an example" joins the first rule.
+        let mut vs = vec![vec![1.0, 0.0]; 6];
+        vs[1] = vec![0.0, 1.0];
+        vs[4] = vec![0.6, 0.8];
+        let (rules, index) = consolidate(&cs, Some(&vs), 0.9, 3);
+        assert_eq!(rules[0].support, 3);
+        assert!(rules[0].served);
+        assert_eq!(index[5], 0);
+        assert_eq!(rules.len(), 3);
+    }
+
+    fn config() -> LearnConfig {
+        LearnConfig::default()
+    }
+
+    fn validation(win_rate: f64) -> Validation {
+        Validation {
+            win_rate,
+            logs: 5,
+            wins: 0,
+            ties: 0,
+            guarded: 0,
+        }
+    }
+
+    #[test]
+    fn modes_follow_gap_and_win_rate() {
+        let low = Gap {
+            min: 0.2,
+            ..Gap::default()
+        };
+        let high = Gap {
+            min: 0.6,
+            ..Gap::default()
+        };
+        let c = config();
+        assert_eq!(
+            decide(&c, &low, Some(&validation(0.6)), 2, 3, None).0,
+            Mode::Primary
+        );
+        assert_eq!(
+            decide(&c, &low, Some(&validation(0.5)), 2, 3, None).0,
+            Mode::Reflective
+        );
+        let (mode, why, high_gap) = decide(&c, &high, Some(&validation(0.9)), 2, 3, None);
+        assert_eq!(
+            mode,
+            Mode::Reflective,
+            "high gap wins over a passing validation"
+        );
+        assert!(high_gap && why.contains("high gap"), "{why}");
+        assert_eq!(decide(&c, &low, None, 0, 0, None).0, Mode::Passthrough);
+        let single = LearnConfig {
+            policy: Policy::UnoSingle,
+            ..config()
+        };
+        assert_eq!(
+            decide(&single, &low, Some(&validation(0.5)), 2, 3, None).0,
+            Mode::Passthrough
+        );
+        assert_eq!(
+            decide(&single, &low, Some(&validation(0.53)), 2, 3, None).0,
+            Mode::Primary
+        );
+    }
+
+    #[test]
+    fn rule_text_normalises_case_space_and_final_punctuation() {
+        assert_eq!(normalise_rule("  Give  an Example. "), "give an example");
+        assert_eq!(normalise_rule("给出例子。"), "给出例子");
+    }
+}

@@ -1,0 +1,609 @@
+//! The worker: ingests feedback, runs the per-log stages under row leases,
+//! and for each tenant with enough change re-clusters, builds modules,
+//! validates and publishes a snapshot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use uno_core::config::{Config, EmbedderKind, LearnConfig, NoveltyKind};
+use uno_core::snapshot::{ClusterExperience, Snapshot};
+use uno_llm::embed::Embedder;
+use uno_llm::{ChatModel, HashingEmbedder, UpstreamClient, UpstreamEmbedder};
+use uno_store::Store;
+use uno_store::learn::{LearnLog, StageOutput, TenantLearnState};
+
+use crate::build::{self, ClusterPlan};
+use crate::prompts::{self, Lang};
+use crate::stages::{self, NoveltyScorer, StageError};
+use crate::validate;
+
+/// Why the worker could not run at all (per-log and per-tenant failures are
+/// recorded and retried instead).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] uno_store::StoreError),
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Progress of a run, for a terminal bar or logs.
+pub trait Progress: Send + Sync {
+    /// A phase starts with `total` steps (0 when unknown).
+    fn phase(&self, name: &str, total: u64);
+    /// `n` steps of the current phase are done.
+    fn advance(&self, n: u64);
+    /// A line worth showing (a tenant published, a failure).
+    fn note(&self, line: &str);
+}
+
+/// Progress that goes to the tracing log only.
+pub struct LogProgress;
+
+impl Progress for LogProgress {
+    fn phase(&self, name: &str, total: u64) {
+        tracing::info!(phase = name, total, "worker phase");
+    }
+    fn advance(&self, _n: u64) {}
+    fn note(&self, line: &str) {
+        tracing::info!("{line}");
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunReport {
+    /// Learning logs created or restarted from new feedback.
+    pub ingested: u64,
+    /// Per-log stages completed.
+    pub stages_done: u64,
+    /// Per-log stage failures (retried later, up to the attempt limit).
+    pub stage_failures: u64,
+    /// Snapshots published: (tenant, version).
+    pub published: Vec<(String, i64)>,
+    /// Tenants rebuilt whose snapshot came out unchanged.
+    pub unchanged: Vec<String>,
+    /// Tenants whose rebuild failed, with why.
+    pub failed_tenants: Vec<(String, String)>,
+}
+
+/// The learning worker.
+pub struct Worker {
+    store: Store,
+    config: LearnConfig,
+    client: UpstreamClient,
+    embedder: Arc<dyn Embedder>,
+    novelty: NoveltyScorer,
+    owner: String,
+}
+
+impl Worker {
+    /// A worker over `store` for the whole configuration (the learner
+    /// endpoint and embedder come from `[learn]`).
+    pub async fn from_config(store: Store, config: &Config) -> Result<Worker, WorkerError> {
+        let learn = config.learn.clone();
+        learn.validate().map_err(WorkerError::Config)?;
+        let client = learner_client(config)?;
+        let embedder = build_embedder(&learn, &client).await?;
+        Ok(Worker::new(store, learn, client, embedder))
+    }
+
+    /// A worker with an explicit client and embedder (tests, embedding in
+    /// `uno serve`).
+    pub fn new(
+        store: Store,
+        config: LearnConfig,
+        client: UpstreamClient,
+        embedder: Arc<dyn Embedder>,
+    ) -> Worker {
+        let novelty = match config.novelty {
+            NoveltyKind::Llm => NoveltyScorer::llm(config.novelty_samples),
+            NoveltyKind::Embedding => NoveltyScorer::Embedding(Arc::clone(&embedder)),
+        };
+        let owner = format!(
+            "{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        );
+        Worker {
+            store,
+            config,
+            client,
+            embedder,
+            novelty,
+            owner,
+        }
+    }
+
+    /// The embedder's id (what snapshots record).
+    pub fn embedder_id(&self) -> &str {
+        self.embedder.id()
+    }
+
+    fn model_for(&self, log_model: &str) -> ChatModel {
+        let model = if self.config.model.is_empty() {
+            log_model
+        } else {
+            &self.config.model
+        };
+        ChatModel::new(self.client.clone(), model)
+    }
+
+    /// Runs everything due once: ingestion, every pending per-log stage, and
+    /// the rebuild of every tenant that changed enough (all tenants with
+    /// any change when `force`).
+    pub async fn run_once(
+        &self,
+        progress: &dyn Progress,
+        force: bool,
+    ) -> Result<RunReport, WorkerError> {
+        let mut report = RunReport::default();
+        let reset = self
+            .store
+            .reset_stale_learn_logs(self.embedder.id(), &self.novelty.id(), force)
+            .await?;
+        if reset > 0 {
+            progress.note(&format!(
+                "{reset} learning logs go back a stage (new embedder or novelty scorer, or a retry)"
+            ));
+        }
+        report.ingested = self.ingest(progress).await?;
+        self.run_stages(progress, &mut report).await?;
+        self.rebuild_due(progress, force, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Runs until `shutdown` resolves, polling every `poll_interval_secs`.
+    pub async fn run(
+        &self,
+        progress: &dyn Progress,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            match self.run_once(progress, false).await {
+                Ok(r) if r.ingested + r.stages_done > 0 || !r.published.is_empty() => {
+                    tracing::info!(
+                        ingested = r.ingested,
+                        stages = r.stages_done,
+                        failures = r.stage_failures,
+                        published = ?r.published,
+                        "worker pass"
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "worker pass failed; retrying at the next poll"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(Duration::from_secs(self.config.poll_interval_secs.max(1))) => {}
+            }
+        }
+    }
+
+    async fn ingest(&self, progress: &dyn Progress) -> Result<u64, WorkerError> {
+        const PAGE: usize = 500;
+        const MAX_PER_RUN: usize = 50_000;
+        progress.phase("ingest feedback", 0);
+        let mut ingested = 0;
+        let mut seen = 0;
+        loop {
+            let sources = self.store.learn_sources(PAGE).await?;
+            let page = sources.len();
+            let mut progressed = 0;
+            for source in &sources {
+                let Some(log) = crate::source::learn_log(source) else {
+                    continue;
+                };
+                if self.store.upsert_learn_log(&log).await? {
+                    ingested += 1;
+                }
+                progressed += 1;
+                progress.advance(1);
+            }
+            seen += page;
+            // A page where nothing could be ingested would come back the same.
+            if page < PAGE || progressed == 0 || seen >= MAX_PER_RUN {
+                break;
+            }
+        }
+        Ok(ingested)
+    }
+
+    async fn run_stages(
+        &self,
+        progress: &dyn Progress,
+        report: &mut RunReport,
+    ) -> Result<(), WorkerError> {
+        let counts = self.store.learn_stage_counts(None).await?;
+        progress.phase(
+            "distil, embed, score",
+            counts.distil * 3 + counts.embed * 2 + counts.novelty,
+        );
+        loop {
+            let batch = self
+                .store
+                .lease_learn_logs(&self.owner, self.config.batch_size, self.config.lease_secs)
+                .await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let results: Vec<Result<bool, WorkerError>> = futures_util::stream::iter(&batch)
+                .map(|log| self.one_stage(log))
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+            for r in results {
+                if r? {
+                    report.stages_done += 1;
+                    progress.advance(1);
+                } else {
+                    report.stage_failures += 1;
+                }
+            }
+        }
+    }
+
+    /// Runs the log's current stage; true when its output was stored.
+    async fn one_stage(&self, log: &LearnLog) -> Result<bool, WorkerError> {
+        let started = Instant::now();
+        let model = self.model_for(&log.input.model);
+        let result: Result<StageOutput, StageError> = match log.stage.as_str() {
+            "distil" => stages::distil(&model, log).await,
+            "embed" => stages::embed(self.embedder.as_ref(), log).await,
+            _ => self.novelty.score(&model, log).await,
+        };
+        let id = log.input.interaction_id;
+        match result {
+            Ok(output) => {
+                let stored = self
+                    .store
+                    .finish_learn_stage(id, &self.owner, &log.input.feedback_hash, &output)
+                    .await?;
+                tracing::debug!(
+                    interaction = %id,
+                    stage = %log.stage,
+                    ms = started.elapsed().as_millis() as u64,
+                    stored,
+                    "stage done"
+                );
+                Ok(true)
+            }
+            Err(err) => {
+                tracing::warn!(interaction = %id, stage = %log.stage, %err, "stage failed");
+                self.store
+                    .fail_learn_stage(id, &self.owner, &err.to_string(), self.config.max_attempts)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn is_due(&self, t: &TenantLearnState, force: bool) -> bool {
+        if t.dirty {
+            return true;
+        }
+        let changed =
+            t.last_logs != Some(t.ready) || t.last_updated.is_none_or(|u| t.ready_updated > u);
+        if !changed {
+            return false;
+        }
+        if force {
+            return true;
+        }
+        let Some(last_run) = t.last_run_at else {
+            return t.ready > 0;
+        };
+        let grown = t.ready.abs_diff(t.last_logs.unwrap_or(0));
+        let waited = chrono::Utc::now()
+            .timestamp_micros()
+            .saturating_sub(last_run)
+            >= i64::try_from(
+                self.config
+                    .recluster_interval_secs
+                    .saturating_mul(1_000_000),
+            )
+            .unwrap_or(i64::MAX);
+        grown >= self.config.recluster_after_logs as u64
+            || waited
+            || t.ready < t.last_logs.unwrap_or(0)
+    }
+
+    async fn rebuild_due(
+        &self,
+        progress: &dyn Progress,
+        force: bool,
+        report: &mut RunReport,
+    ) -> Result<(), WorkerError> {
+        for t in self.store.learn_tenants().await? {
+            if !self.is_due(&t, force) {
+                continue;
+            }
+            if !self
+                .store
+                .lease_learn_job(&t.tenant, &self.owner, self.config.lease_secs)
+                .await?
+            {
+                progress.note(&format!(
+                    "tenant {}: another worker is rebuilding it",
+                    t.tenant
+                ));
+                continue;
+            }
+            let started = Instant::now();
+            let outcome = self.rebuild(&t.tenant, progress).await;
+            let (ok, line) = match &outcome {
+                Ok(Some(version)) => {
+                    report.published.push((t.tenant.clone(), *version));
+                    (
+                        true,
+                        format!("tenant {}: published snapshot version {version}", t.tenant),
+                    )
+                }
+                Ok(None) => {
+                    report.unchanged.push(t.tenant.clone());
+                    (true, format!("tenant {}: snapshot unchanged", t.tenant))
+                }
+                Err(err) => {
+                    report
+                        .failed_tenants
+                        .push((t.tenant.clone(), err.to_string()));
+                    (false, format!("tenant {}: rebuild failed: {err}", t.tenant))
+                }
+            };
+            tracing::info!(tenant = %t.tenant, ms = started.elapsed().as_millis() as u64, ok, "rebuild");
+            progress.note(&line);
+            self.store
+                .finish_learn_job(&t.tenant, &self.owner, t.ready, t.ready_updated, ok)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Re-clusters a tenant's ready logs, builds and validates modules and
+    /// publishes the snapshot. Returns the new version, or `None` when the
+    /// result equals the latest snapshot.
+    pub async fn rebuild(
+        &self,
+        tenant: &str,
+        progress: &dyn Progress,
+    ) -> Result<Option<i64>, WorkerError> {
+        let logs = self
+            .store
+            .ready_learn_logs(tenant, self.embedder.id())
+            .await?;
+        let previous = self.store.snapshot(tenant, None).await.ok().flatten();
+        progress.phase(&format!("cluster {tenant}"), logs.len() as u64);
+        let config = self.config.clone();
+        let logs = Arc::new(logs);
+        let plan_logs = Arc::clone(&logs);
+        let prev = previous.clone();
+        let plans = tokio::task::spawn_blocking(move || {
+            build::plan_clusters(&plan_logs, &config, prev.as_ref())
+        })
+        .await
+        .map_err(|err| WorkerError::Config(format!("clustering task failed: {err}")))?
+        .map_err(|err| WorkerError::Config(format!("clustering failed: {err}")))?;
+        progress.advance(logs.len() as u64);
+        progress.phase(&format!("build and validate {tenant}"), plans.len() as u64);
+        let mut clusters = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            clusters.push(self.cluster_experience(plan, &logs).await?);
+            progress.advance(1);
+        }
+        let dim = logs
+            .first()
+            .map_or(self.embedder.dim(), |l| l.query_vec.len());
+        let snapshot = Snapshot {
+            tenant: tenant.to_owned(),
+            version: 0,
+            created_at: 0,
+            embedder_id: self.embedder.id().to_owned(),
+            dim,
+            policy: self.config.policy,
+            settings: self.config.settings(),
+            logs: logs.len(),
+            clusters,
+        };
+        Ok(self.store.publish_snapshot(&snapshot, "worker").await?)
+    }
+
+    async fn cluster_experience(
+        &self,
+        plan: &ClusterPlan,
+        logs: &[LearnLog],
+    ) -> Result<ClusterExperience, WorkerError> {
+        let cfg = &self.config;
+        let candidates = build::candidates(&plan.train, logs);
+        let texts: Vec<String> = candidates.iter().map(|c| c.text.clone()).collect();
+        let vectors = match self.embedder.embed(&texts).await {
+            Ok(v) if v.len() == texts.len() => Some(v),
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(%err, cluster = %plan.id, "could not embed rules for deduplication; exact duplicates only");
+                None
+            }
+        };
+        let (mut rules, index) = build::consolidate(
+            &candidates,
+            vectors.as_deref(),
+            cfg.dedupe_similarity,
+            cfg.min_support,
+        );
+        let lessons = build::lessons(&plan.train, logs, &candidates, &index, &rules);
+        let served: Vec<String> = rules
+            .iter()
+            .filter(|r| r.served)
+            .take(cfg.max_rules)
+            .map(|r| r.text.clone())
+            .collect();
+        let lang = if plan.lang == "zh" {
+            Lang::Zh
+        } else {
+            Lang::En
+        };
+        let block = if served.is_empty() {
+            String::new()
+        } else {
+            prompts::experience_block(lang, &served)
+        };
+        let high_gap = plan.gap.min >= cfg.gap_threshold;
+        let holdout: Vec<&LearnLog> = plan.holdout.iter().map(|&i| &logs[i]).collect();
+        let skipped = if served.is_empty() {
+            Some("no served rules".to_owned())
+        } else if high_gap {
+            Some("high gap".to_owned())
+        } else if holdout.len() < cfg.min_validation_logs.max(1) {
+            Some(format!(
+                "{} held-out logs, fewer than the {} required",
+                holdout.len(),
+                cfg.min_validation_logs.max(1)
+            ))
+        } else {
+            None
+        };
+        let validation = if skipped.is_none() {
+            let model = self.model_for(&majority_model(&holdout));
+            match validate::validate(&self.store, &model, cfg, &block, &holdout, cfg.concurrency)
+                .await
+            {
+                Ok(v) => Some(v),
+                Err(err) => {
+                    return Err(WorkerError::Config(format!(
+                        "validating cluster {}: {err}",
+                        plan.id
+                    )));
+                }
+            }
+        } else {
+            None
+        };
+        let (mode, decision, high_gap) = build::decide(
+            cfg,
+            &plan.gap,
+            validation.as_ref(),
+            served.len(),
+            lessons.len(),
+            skipped.as_deref(),
+        );
+        // Only what is served is kept beyond the ranked list's head, so a
+        // long tail of one-off rules does not bloat every snapshot.
+        rules.truncate(cfg.max_rules.max(served.len()) * 5);
+        Ok(ClusterExperience {
+            id: plan.id.clone(),
+            size: plan.members.len(),
+            lang: plan.lang.clone(),
+            centroid: plan.centroid.clone(),
+            unseen_threshold: plan.unseen_threshold,
+            mode,
+            decision,
+            gap: plan.gap,
+            high_gap,
+            validation,
+            block,
+            rules,
+            lessons,
+            members: plan
+                .members
+                .iter()
+                .map(|&i| logs[i].input.interaction_id)
+                .collect(),
+            holdout: plan
+                .holdout
+                .iter()
+                .map(|&i| logs[i].input.interaction_id)
+                .collect(),
+        })
+    }
+}
+
+fn majority_model(logs: &[&LearnLog]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for l in logs {
+        match counts.iter_mut().find(|(m, _)| *m == l.input.model) {
+            Some(c) => c.1 += 1,
+            None => counts.push((&l.input.model, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(m, _)| m.to_owned())
+        .unwrap_or_default()
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "worker".to_owned())
+}
+
+/// The client the worker talks to: the `[learn]` endpoint when set, else
+/// the serving upstreams.
+fn learner_client(config: &Config) -> Result<UpstreamClient, WorkerError> {
+    let mut c = config.clone();
+    if !config.learn.url.is_empty() {
+        c.upstreams = vec![uno_core::config::UpstreamConfig {
+            name: "learner".to_owned(),
+            url: config.learn.url.clone(),
+            api_key: config.learn.api_key.clone(),
+            models: Vec::new(),
+        }];
+    }
+    // The worker's calls are long generations: allow them time.
+    c.http.read_timeout_ms = c.http.read_timeout_ms.max(300_000);
+    UpstreamClient::new(&c).map_err(|err| WorkerError::Config(format!("learner upstream: {err}")))
+}
+
+async fn build_embedder(
+    learn: &LearnConfig,
+    client: &UpstreamClient,
+) -> Result<Arc<dyn Embedder>, WorkerError> {
+    match learn.embedder {
+        EmbedderKind::Hashing => Ok(Arc::new(
+            HashingEmbedder::new(learn.hashing_dim)
+                .map_err(|err| WorkerError::Config(err.to_string()))?,
+        )),
+        EmbedderKind::Upstream => {
+            let embedder: UpstreamEmbedder =
+                UpstreamEmbedder::builder(client.clone(), learn.embedder_model.clone())
+                    .probe()
+                    .await
+                    .map_err(|err| WorkerError::Config(format!("upstream embedder: {err}")))?;
+            Ok(Arc::new(embedder))
+        }
+        EmbedderKind::Local => local_embedder(learn).await,
+    }
+}
+
+#[cfg(feature = "local-embed")]
+async fn local_embedder(learn: &LearnConfig) -> Result<Arc<dyn Embedder>, WorkerError> {
+    let embedder = uno_llm::LocalEmbedder::open(learn.embedder_path.clone())
+        .await
+        .map_err(|err| {
+            WorkerError::Config(format!(
+                "local embedder at {:?}: {err}; run scripts/install-models.sh, or set learn.embedder_path (UNO_EMBEDDER_PATH)",
+                learn.embedder_path
+            ))
+        })?;
+    Ok(Arc::new(embedder))
+}
+
+#[cfg(not(feature = "local-embed"))]
+async fn local_embedder(_learn: &LearnConfig) -> Result<Arc<dyn Embedder>, WorkerError> {
+    Err(WorkerError::Config(
+        "learn.embedder = \"local\" needs uno built with `--features local-embed`; \
+         build it so, or set learn.embedder (UNO_EMBEDDER) to \"upstream\""
+            .to_owned(),
+    ))
+}
