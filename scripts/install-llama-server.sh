@@ -95,6 +95,7 @@ cmake_args=(
     -DGGML_METAL=OFF
     -DGGML_RPC=OFF
     -DGGML_NATIVE=ON
+    -DGGML_CCACHE=OFF
 )
 
 pip_flags=(--no-input)

@@ -8,7 +8,6 @@
 //! mid-validation, or the next re-clustering with an unchanged block, does
 //! not pay for the same calls again.
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uno_core::bleu::{passes_bleu_guard, passes_length_guard};
@@ -72,11 +71,14 @@ pub async fn validate(
     holdout: &[&LearnLog],
     concurrency: usize,
 ) -> Result<Validation, StageError> {
-    let outcomes: Vec<Result<Outcome, StageError>> = futures_util::stream::iter(holdout)
-        .map(|log| judged(store, model, config, block, log))
-        .buffered(concurrency.max(1))
-        .collect()
-        .await;
+    let mut outcomes: Vec<Result<Outcome, StageError>> = Vec::with_capacity(holdout.len());
+    for chunk in holdout.chunks(concurrency.max(1)) {
+        let futures: Vec<_> = chunk
+            .iter()
+            .map(|log| judged(store, model, config, block, log))
+            .collect();
+        outcomes.extend(futures_util::future::join_all(futures).await);
+    }
     let mut v = Validation {
         win_rate: 0.0,
         logs: holdout.len(),

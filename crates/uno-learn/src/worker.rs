@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use uno_core::config::{Config, EmbedderKind, LearnConfig, NoveltyKind};
 use uno_core::snapshot::{ClusterExperience, Snapshot};
 use uno_llm::embed::Embedder;
@@ -232,11 +231,14 @@ impl Worker {
             if batch.is_empty() {
                 return Ok(());
             }
-            let results: Vec<Result<bool, WorkerError>> = futures_util::stream::iter(&batch)
-                .map(|log| self.one_stage(log))
-                .buffer_unordered(self.config.concurrency.max(1))
-                .collect()
-                .await;
+            // Chunks joined in turn rather than a buffered stream: a stream
+            // of borrowing closures is not provably `Send` (rustc #102211),
+            // and `uno serve` runs the worker on a spawned task.
+            let mut results = Vec::with_capacity(batch.len());
+            for chunk in batch.chunks(self.config.concurrency.max(1)) {
+                let futures: Vec<_> = chunk.iter().map(|log| self.one_stage(log)).collect();
+                results.extend(futures_util::future::join_all(futures).await);
+            }
             for r in results {
                 if r? {
                     report.stages_done += 1;
@@ -284,16 +286,15 @@ impl Worker {
     }
 
     fn is_due(&self, t: &TenantLearnState, force: bool) -> bool {
-        if t.dirty {
+        // Forced: every tenant, so a change of settings (policy,
+        // thresholds) takes effect without waiting for new logs.
+        if t.dirty || force {
             return true;
         }
         let changed =
             t.last_logs != Some(t.ready) || t.last_updated.is_none_or(|u| t.ready_updated > u);
         if !changed {
             return false;
-        }
-        if force {
-            return true;
         }
         let Some(last_run) = t.last_run_at else {
             return t.ready > 0;

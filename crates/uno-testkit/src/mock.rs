@@ -111,13 +111,30 @@ pub struct MockReply {
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-#[derive(Clone, Debug)]
+/// Computes an assistant text from the request JSON.
+type Responder = Arc<dyn Fn(&Value) -> String + Send + Sync>;
+
+#[derive(Clone)]
 enum ReplyKind {
     Text(String),
     Echo,
+    Respond(Responder),
     Status(StatusCode, Value),
     RawSse(Vec<String>),
     DropConnection,
+}
+
+impl std::fmt::Debug for ReplyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyKind::Text(t) => f.debug_tuple("Text").field(t).finish(),
+            ReplyKind::Echo => f.write_str("Echo"),
+            ReplyKind::Respond(_) => f.write_str("Respond(..)"),
+            ReplyKind::Status(s, v) => f.debug_tuple("Status").field(s).field(v).finish(),
+            ReplyKind::RawSse(e) => f.debug_tuple("RawSse").field(e).finish(),
+            ReplyKind::DropConnection => f.write_str("DropConnection"),
+        }
+    }
 }
 
 impl Default for MockReply {
@@ -157,6 +174,14 @@ impl MockReply {
     /// can see what the upstream actually received without parsing requests.
     pub fn echo() -> Self {
         Self::new(ReplyKind::Echo)
+    }
+
+    /// Like [`MockReply::text`] with the text `respond(request)` computes
+    /// from the request's JSON body, so one default reply can play a model
+    /// that answers each prompt differently (the learning worker's tests
+    /// script rule extraction, judging and answers this way).
+    pub fn respond(respond: impl Fn(&Value) -> String + Send + Sync + 'static) -> Self {
+        Self::new(ReplyKind::Respond(Arc::new(respond)))
     }
 
     /// Answer with this status code and JSON body, to simulate upstream
@@ -945,7 +970,7 @@ async fn chat_completions(shared: Arc<Shared>, guard: ResponseGuard, body: Bytes
         ReplyKind::DropConnection => {
             return aborting_response(&shared, guard, &reply, Vec::new(), 0);
         }
-        ReplyKind::Text(_) | ReplyKind::Echo => {}
+        ReplyKind::Text(_) | ReplyKind::Echo | ReplyKind::Respond(_) => {}
     }
 
     let req: Value = match serde_json::from_slice(&body) {
@@ -961,6 +986,7 @@ async fn chat_completions(shared: Arc<Shared>, guard: ResponseGuard, body: Bytes
     };
     let text: Cow<'_, str> = match &reply.kind {
         ReplyKind::Text(text) => Cow::Borrowed(text),
+        ReplyKind::Respond(respond) => Cow::Owned(respond(&req)),
         _ => Cow::Owned(format!("echo: {}", last_user_text(&req))),
     };
     let model = req

@@ -12,6 +12,7 @@ mod migrate;
 mod retention;
 mod serve;
 mod snapshot;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,8 @@ enum Command {
     Retention(retention::RetentionArgs),
     /// List, inspect, compare, activate and roll back published snapshots.
     Snapshot(snapshot::SnapshotArgs),
+    /// Run the learning worker: logged feedback to published experience.
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Delete(args) => delete::run(cli.config.as_deref(), args),
         Command::Retention(args) => retention::run(cli.config.as_deref(), args),
         Command::Snapshot(args) => snapshot::run(cli.config.as_deref(), args),
+        Command::Worker(args) => worker::run(cli.config.as_deref(), args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -55,6 +55,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await;
     let retention = spawn_retention(store.clone(), &config.retention);
+    let learner = spawn_worker(&config, store.clone()).await?;
     if state.auth().accepts_nothing() {
         tracing::warn!(
             "no API keys are configured, so every /v1 request will get 401; \
@@ -78,6 +79,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(retention) = retention {
         retention.abort();
     }
+    if let Some(learner) = learner {
+        learner.abort();
+    }
     // Everything logged so far reaches the database, or the journal.
     writer.shutdown().await;
     store.close().await;
@@ -86,7 +90,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
+/// The learning worker inside `uno serve` (`learn.in_serve`), on its own
+/// task; serving never waits on it.
+async fn spawn_worker(
+    config: &Config,
+    store: uno_store::Store,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if !config.learn.in_serve {
+        return Ok(None);
+    }
+    let worker = uno_learn::Worker::from_config(store, config)
+        .await
+        .context("cannot start the learning worker (learn.in_serve)")?;
+    tracing::info!(
+        embedder = worker.embedder_id(),
+        "learning worker runs inside serve"
+    );
+    Ok(Some(tokio::spawn(async move {
+        worker
+            .run(&uno_learn::LogProgress, std::future::pending())
+            .await;
+    })))
+}
+
+pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter).with_context(|| {
         format!(
             "log.filter (UNO_LOG) {:?} is not a valid filter",
