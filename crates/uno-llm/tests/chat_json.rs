@@ -109,3 +109,38 @@ async fn gives_up_after_three_unparseable_replies_with_what_was_said() {
         "each retry samples anew"
     );
 }
+
+#[tokio::test]
+async fn yes_probability_comes_from_first_token_logprobs() {
+    let mock = MockUpstream::builder().record_requests(true).start().await;
+    mock.push_reply(MockReply::status(
+        200,
+        json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "no"},
+            "logprobs": {"content": [{"token": "no", "logprob": -0.2231,
+                "top_logprobs": [{"token": "no", "logprob": -0.2231}, {"token": "yes", "logprob": -1.6094}]}]}}]}),
+    ));
+    // An upstream without logprobs (the mock's plain text reply): None, so
+    // the caller falls back to sampled verdicts.
+    mock.push_reply(MockReply::text("yes"));
+    let m = model(&mock);
+    let p = m
+        .yes_probability(&[Message::user("covered?")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        (p - 0.2).abs() < 1e-3,
+        "P(yes) = e^-1.6094 / (e^-1.6094 + e^-0.2231) = 0.2, got {p}"
+    );
+    let sent = mock.chat_requests()[0].json();
+    assert_eq!(
+        (sent["logprobs"].clone(), sent["max_tokens"].clone()),
+        (json!(true), json!(1))
+    );
+    assert_eq!(
+        m.yes_probability(&[Message::user("covered?")])
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -561,3 +561,33 @@ async fn shutdown_kills_in_flight_streams() {
     assert!(saw_error);
     assert!(start.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn a_responder_answers_from_the_request() {
+    let mock = MockUpstream::builder()
+        .default_reply(MockReply::respond(|req| {
+            format!(
+                "{} messages for {}",
+                req["messages"].as_array().map_or(0, Vec::len),
+                req["model"]
+            )
+        }))
+        .start()
+        .await;
+    let body: Value = post_chat(&mock, &chat_body(false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "2 messages for \"gpt-test\""
+    );
+    let mut streamed = post_chat(&mock, &chat_body(true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    streamed.retain(|c| c != '\n');
+    assert!(streamed.contains("[DONE]"), "{streamed}");
+}
