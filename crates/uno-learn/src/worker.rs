@@ -77,6 +77,9 @@ pub struct Worker {
     embedder: Arc<dyn Embedder>,
     novelty: NoveltyScorer,
     owner: String,
+    /// One chat model per model name, shared so what each learns about its
+    /// upstream (which JSON mode it accepts) carries over between logs.
+    models: std::sync::Mutex<std::collections::HashMap<String, ChatModel>>,
 }
 
 impl Worker {
@@ -115,6 +118,7 @@ impl Worker {
             embedder,
             novelty,
             owner,
+            models: std::sync::Mutex::default(),
         }
     }
 
@@ -129,7 +133,11 @@ impl Worker {
         } else {
             &self.config.model
         };
-        ChatModel::new(self.client.clone(), model)
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        models
+            .entry(model.to_owned())
+            .or_insert_with(|| ChatModel::new(self.client.clone(), model))
+            .clone()
     }
 
     /// Runs everything due once: ingestion, every pending per-log stage, and

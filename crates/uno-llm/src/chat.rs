@@ -17,6 +17,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use serde_json::{Value, json};
 
 use crate::{Endpoint, UpstreamClient, collect_body};
@@ -117,15 +120,52 @@ pub struct ChatModel {
     model: String,
     attempts: u32,
     timeout: Duration,
+    json_mode: Arc<AtomicU8>,
 }
 
 /// How much structure the upstream accepted, learned on first refusal so
-/// later calls do not pay for the same 400 again.
+/// later calls (of this model and its clones) do not pay for the same
+/// refusal again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum JsonMode {
-    Schema,
-    Object,
-    Prompt,
+    /// OpenAI's `{"type": "json_schema", "json_schema": {...}}`.
+    Schema = 0,
+    /// `{"type": "json_object", "schema": ...}`: llama.cpp's server
+    /// (llama-cpp-python) constrains output to the schema this way and
+    /// refuses `json_schema`.
+    ObjectWithSchema = 1,
+    /// Plain JSON mode.
+    Object = 2,
+    /// Only an instruction in the prompt.
+    Prompt = 3,
+}
+
+impl JsonMode {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => JsonMode::Schema,
+            1 => JsonMode::ObjectWithSchema,
+            2 => JsonMode::Object,
+            _ => JsonMode::Prompt,
+        }
+    }
+
+    fn simpler(self) -> Self {
+        JsonMode::from_u8(self as u8 + 1)
+    }
+}
+
+/// Whether an error answer is the upstream refusing the `response_format`
+/// we sent (OpenAI and vLLM answer 400; llama-cpp-python answers 500 with a
+/// validation error naming the accepted types).
+fn refuses_response_format(err: &ChatError) -> bool {
+    match err {
+        ChatError::Status { status, message } if matches!(status, 400 | 422 | 500) => {
+            let m = message.to_lowercase();
+            m.contains("response_format") || m.contains("json_schema") || m.contains("json_object")
+        }
+        _ => false,
+    }
 }
 
 impl ChatModel {
@@ -136,6 +176,7 @@ impl ChatModel {
             model: model.into(),
             attempts: 3,
             timeout: Duration::from_secs(300),
+            json_mode: Arc::new(AtomicU8::new(JsonMode::Schema as u8)),
         }
     }
 
@@ -245,7 +286,7 @@ impl ChatModel {
         schema_name: &str,
         schema: &Value,
     ) -> Result<T, ChatError> {
-        let mut mode = JsonMode::Schema;
+        let mut mode = JsonMode::from_u8(self.json_mode.load(Ordering::Relaxed));
         let mut last_problem = String::new();
         let mut last_reply = String::new();
         let mut attempt = 0;
@@ -260,6 +301,9 @@ impl ChatModel {
                         "json_schema": {"name": schema_name, "schema": schema, "strict": true},
                     });
                 }
+                JsonMode::ObjectWithSchema => {
+                    body["response_format"] = json!({"type": "json_object", "schema": schema});
+                }
                 JsonMode::Object => body["response_format"] = json!({"type": "json_object"}),
                 JsonMode::Prompt => {
                     let instruction = format!(
@@ -272,18 +316,10 @@ impl ChatModel {
             }
             let reply = match self.call(body).await {
                 Ok(reply) => reply,
-                Err(ChatError::Status {
-                    status: 400,
-                    message,
-                }) if mode != JsonMode::Prompt
-                    && message.to_lowercase().contains("response_format") =>
-                {
-                    tracing::info!(model = %self.model, %message, "upstream refused this response_format; trying a simpler one");
-                    mode = if mode == JsonMode::Schema {
-                        JsonMode::Object
-                    } else {
-                        JsonMode::Prompt
-                    };
+                Err(err) if mode != JsonMode::Prompt && refuses_response_format(&err) => {
+                    tracing::info!(model = %self.model, %err, "upstream refused this response_format; trying a simpler one");
+                    mode = mode.simpler();
+                    self.json_mode.fetch_max(mode as u8, Ordering::Relaxed);
                     continue; // a refusal is not an attempt
                 }
                 Err(err) => return Err(err),

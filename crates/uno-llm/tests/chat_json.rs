@@ -49,10 +49,15 @@ async fn asks_for_the_schema_and_parses_the_reply() {
 async fn falls_back_when_the_upstream_refuses_response_format() {
     let mock = MockUpstream::start().await;
     let refusal = json!({"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error"}});
+    // llama-cpp-python refuses json_schema with a 500 validation error.
+    let llama = json!({"error": {"message": "1 validation error: Input should be 'text' or 'json_object'", "type": "internal_server_error"}});
+    mock.push_reply(MockReply::status(500, llama));
     mock.push_reply(MockReply::status(400, refusal.clone()));
     mock.push_reply(MockReply::status(400, refusal));
     mock.push_reply(MockReply::text("Here you go: {\"rules\": []}"));
-    let rules: Rules = model(&mock)
+    mock.push_reply(MockReply::text("{\"rules\": [\"x\"]}"));
+    let m = model(&mock);
+    let rules: Rules = m
         .json(
             &[Message::user("q")],
             Sampling::precise(256),
@@ -65,13 +70,41 @@ async fn falls_back_when_the_upstream_refuses_response_format() {
     let sent = mock.chat_requests();
     assert_eq!(sent[0].json()["response_format"]["type"], "json_schema");
     assert_eq!(sent[1].json()["response_format"]["type"], "json_object");
-    assert!(sent[2].json().get("response_format").is_none());
-    let last = sent[2].json();
+    assert_eq!(
+        sent[1].json()["response_format"]["schema"],
+        schema(),
+        "llama.cpp's schema form"
+    );
+    assert_eq!(
+        sent[2].json()["response_format"],
+        json!({"type": "json_object"})
+    );
+    assert!(sent[3].json().get("response_format").is_none());
+    let last = sent[3].json();
     let instruction = last["messages"].as_array().unwrap().last().unwrap()["content"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(instruction.contains("JSON schema"), "{instruction}");
+    // Learned: the next call (and clones) start where the upstream accepts.
+    let again: Rules = m
+        .clone()
+        .json(
+            &[Message::user("q")],
+            Sampling::precise(256),
+            "rules",
+            &schema(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.rules, vec!["x"]);
+    assert_eq!(mock.chat_requests().len(), 5, "no second round of refusals");
+    assert!(
+        mock.chat_requests()[4]
+            .json()
+            .get("response_format")
+            .is_none()
+    );
 }
 
 #[tokio::test]
