@@ -68,9 +68,13 @@ fn clean(rules: Vec<String>) -> Vec<String> {
 
 /// Stage 1: R_f (with satisfaction) from the feedback, and R_0 from the
 /// query alone, both at T = 0.1, seed 42, as JSON.
-pub async fn distil(model: &ChatModel, log: &LearnLog) -> Result<StageOutput, StageError> {
+pub async fn distil(
+    model: &ChatModel,
+    log: &LearnLog,
+    max_tokens: u32,
+) -> Result<StageOutput, StageError> {
     let lang = Lang::of(&log.input.query);
-    let sampling = Sampling::precise(2048);
+    let sampling = Sampling::precise(max_tokens);
     let with_feedback: FeedbackRules = model
         .json(
             &prompts::feedback_rules(

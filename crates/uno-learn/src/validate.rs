@@ -185,14 +185,14 @@ async fn judge(
             Sampling {
                 temperature: 0.0,
                 top_p: None,
-                max_tokens: 1024,
+                max_tokens: config.judge_max_tokens,
                 seed: Some(config.seed),
             }
         } else {
             Sampling {
                 temperature: 1.0,
                 top_p: Some(0.9),
-                max_tokens: 1024,
+                max_tokens: config.judge_max_tokens,
                 seed: Some(config.seed + u64::from(j)),
             }
         };
@@ -223,7 +223,8 @@ fn cache_key(
         block.to_owned(),
         serde_json::to_string(standard).unwrap_or_default(),
         format!(
-            "{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}",
+            config.judge_max_tokens,
             config.judge_samples,
             config.bleu_min,
             config.length_min_ratio,

@@ -263,7 +263,7 @@ impl Worker {
         let started = Instant::now();
         let model = self.model_for(&log.input.model);
         let result: Result<StageOutput, StageError> = match log.stage.as_str() {
-            "distil" => stages::distil(&model, log).await,
+            "distil" => stages::distil(&model, log, self.config.rules_max_tokens).await,
             "embed" => stages::embed(self.embedder.as_ref(), log).await,
             _ => self.novelty.score(&model, log).await,
         };

@@ -88,6 +88,10 @@ pub struct LearnConfig {
     pub dedupe_similarity: f32,
     /// `max_tokens` of validation answers.
     pub answer_max_tokens: u32,
+    /// `max_tokens` of rule extraction (R_f, R_0).
+    pub rules_max_tokens: u32,
+    /// `max_tokens` of each judgement.
+    pub judge_max_tokens: u32,
     /// Re-cluster after this many new or changed learning logs...
     pub recluster_after_logs: usize,
     /// ...or when this many seconds passed since the last run with any
@@ -135,6 +139,8 @@ impl Default for LearnConfig {
             max_rules: 20,
             dedupe_similarity: 0.9,
             answer_max_tokens: 2048,
+            rules_max_tokens: 2048,
+            judge_max_tokens: 1024,
             recluster_after_logs: 50,
             recluster_interval_secs: 3600,
             poll_interval_secs: 10,
