@@ -304,8 +304,10 @@ impl Worker {
         if !changed {
             return false;
         }
+        // Never rebuilt: publish even with no usable log yet (every log may
+        // have failed), so the tenant has a first version to build on.
         let Some(last_run) = t.last_run_at else {
-            return t.ready > 0;
+            return true;
         };
         let grown = t.ready.abs_diff(t.last_logs.unwrap_or(0));
         let waited = chrono::Utc::now()
@@ -413,6 +415,9 @@ impl Worker {
             created_at: 0,
             embedder_id: self.embedder.id().to_owned(),
             dim,
+            route_embedder: build::route_embedder(&self.config)
+                .map(|e| e.id().to_owned())
+                .map_err(|err| WorkerError::Config(format!("learn.route_dim: {err}")))?,
             policy: self.config.policy,
             settings: self.config.settings(),
             logs: logs.len(),
@@ -508,6 +513,8 @@ impl Worker {
             lang: plan.lang.clone(),
             centroid: plan.centroid.clone(),
             unseen_threshold: plan.unseen_threshold,
+            route_centroid: plan.route_centroid.clone(),
+            route_threshold: plan.route_threshold,
             mode,
             decision,
             gap: plan.gap,

@@ -391,15 +391,66 @@ pub fn parse_json_reply<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     let end = trimmed.rfind('}');
     if let (Some(start), Some(end)) = (start, end)
         && end > start
-        && let Ok(value) = serde_json::from_str::<T>(&trimmed[start..=end])
     {
-        return Ok(value);
+        let object = &trimmed[start..=end];
+        if let Ok(value) = serde_json::from_str::<T>(object) {
+            return Ok(value);
+        }
+        // Grammar-constrained small models (llama.cpp) put raw newlines and
+        // tabs inside strings, which JSON forbids; escaping them changes no
+        // content.
+        if let Ok(value) = serde_json::from_str::<T>(&escape_raw_controls(object)) {
+            return Ok(value);
+        }
     }
     Err(err.to_string())
 }
 
+/// `text` with raw control characters inside JSON strings escaped.
+fn escape_raw_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            } else if c < ' ' {
+                match c {
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    other => out.push_str(&format!("\\u{:04x}", other as u32)),
+                }
+                continue;
+            }
+        } else if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn raw_newlines_inside_strings_are_repaired() {
+        #[derive(serde::Deserialize)]
+        struct Rules {
+            rules: Vec<String>,
+        }
+        let reply = "{ \"rules\": [\"line one\nline two\", \"tab\there\"] }\n";
+        let rules: Rules = super::parse_json_reply(reply).unwrap();
+        assert_eq!(rules.rules, vec!["line one\nline two", "tab\there"]);
+        // Newlines between tokens were always fine and stay untouched.
+        assert_eq!(super::escape_raw_controls("{\n\"a\": \"b\"}"), "{\n\"a\": \"b\"}");
+    }
+
     #[test]
     fn yes_probability_is_the_softmax_of_yes_and_no() {
         let reply = serde_json::json!({"choices": [{"logprobs": {"content": [{
