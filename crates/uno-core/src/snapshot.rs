@@ -130,6 +130,17 @@ pub struct ClusterExperience {
     pub centroid: Vec<f32>,
     /// Queries farther than this from the centroid are not routed here.
     pub unseen_threshold: f32,
+    /// The routing centroid in the routing embedder's space
+    /// ([`Snapshot::route_embedder`]): the mean of the members' query
+    /// texts embedded with it. The proxy routes with this one, because the
+    /// clustering embedder is too slow for the request path. Empty in
+    /// snapshots from before routing existed (nothing is routed then).
+    #[serde(default)]
+    pub route_centroid: Vec<f32>,
+    /// [`ClusterExperience::unseen_threshold`] in the routing space: the
+    /// same quantile of the members' distances to `route_centroid`.
+    #[serde(default)]
+    pub route_threshold: f32,
     /// What the proxy does here.
     pub mode: Mode,
     /// Why, in words (gap, win rate, support).
@@ -174,6 +185,10 @@ pub struct Snapshot {
     pub embedder_id: String,
     /// Vector length.
     pub dim: usize,
+    /// The embedder of the clusters' routing centroids (a hashing embedder
+    /// id such as `hashing:v1:256`); empty in snapshots from before routing.
+    #[serde(default)]
+    pub route_embedder: String,
     /// UNO or UNO-Single.
     pub policy: Policy,
     /// Thresholds used.
@@ -284,6 +299,8 @@ mod tests {
             lang: "en".into(),
             centroid: vec![1.0, 0.0],
             unseen_threshold: 0.5,
+            route_centroid: vec![1.0, 0.0],
+            route_threshold: 0.5,
             mode,
             decision: String::new(),
             gap: Gap::default(),
@@ -312,6 +329,7 @@ mod tests {
             created_at: 1,
             embedder_id: "hash:8".into(),
             dim: 2,
+            route_embedder: "hashing:v1:2".into(),
             policy: Policy::Uno,
             settings: Settings {
                 distance_threshold: 4.0,
@@ -348,6 +366,22 @@ mod tests {
         assert_eq!(d.changed[0].rules_added, vec!["c"]);
         assert_eq!(d.changed[0].rules_removed, vec!["b"]);
         assert!(diff(&new, &new).changed.is_empty());
+    }
+
+    #[test]
+    fn snapshots_without_routing_fields_still_parse() {
+        let mut value = serde_json::to_value(snapshot(vec![cluster("0", Mode::Primary, &[])]))
+            .expect("serialises");
+        value.as_object_mut().map(|o| o.remove("route_embedder"));
+        for c in value["clusters"].as_array_mut().into_iter().flatten() {
+            c.as_object_mut().map(|o| {
+                o.remove("route_centroid");
+                o.remove("route_threshold")
+            });
+        }
+        let old: Snapshot = serde_json::from_value(value).expect("an old snapshot parses");
+        assert!(old.route_embedder.is_empty());
+        assert!(old.clusters[0].route_centroid.is_empty());
     }
 
     #[test]

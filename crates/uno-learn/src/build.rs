@@ -11,6 +11,8 @@ use uno_core::cluster::{
 };
 use uno_core::config::LearnConfig;
 use uno_core::snapshot::{Gap, Lesson, Mode, Policy, Rule, Snapshot, Validation};
+use uno_llm::HashingEmbedder;
+use uno_llm::embed::Embedder;
 use uno_store::learn::LearnLog;
 use uuid::Uuid;
 
@@ -31,10 +33,22 @@ pub struct ClusterPlan {
     pub centroid: Vec<f32>,
     /// Unseen-distance threshold.
     pub unseen_threshold: f32,
+    /// Routing centroid in the routing embedder's space (see
+    /// [`route_embedder`]).
+    pub route_centroid: Vec<f32>,
+    /// Unseen-distance threshold in the routing space.
+    pub route_threshold: f32,
     /// Cognitive gap.
     pub gap: Gap,
     /// Majority language.
     pub lang: String,
+}
+
+/// The embedder the proxy routes with: feature hashing, microseconds per
+/// query where the clustering embedder takes milliseconds. Its id goes in
+/// the snapshot so the proxy rebuilds the same one.
+pub fn route_embedder(config: &LearnConfig) -> Result<HashingEmbedder, ClusterError> {
+    HashingEmbedder::new(config.route_dim).map_err(|_| ClusterError::ZeroDim)
 }
 
 /// Clusters the ready logs. All logs must carry vectors of one embedder
@@ -72,6 +86,21 @@ pub fn plan_clusters(
     let labels = &clustering.labels;
     let centres = centroids(&queries, dim, labels, k)?;
     let thresholds = unseen_thresholds(&queries, dim, labels, &centres, config.unseen_quantile)?;
+    // The same clusters, in the space the proxy routes in.
+    let route = route_embedder(config)?;
+    let route_dim = route.dim();
+    let mut route_queries = Vec::with_capacity(logs.len() * route_dim);
+    for log in logs {
+        route_queries.extend(route.embed_one(&log.input.query));
+    }
+    let route_centres = centroids(&route_queries, route_dim, labels, k)?;
+    let route_thresholds = unseen_thresholds(
+        &route_queries,
+        route_dim,
+        labels,
+        &route_centres,
+        config.unseen_quantile,
+    )?;
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
     for (i, &l) in labels.iter().enumerate() {
         members[l].push(i);
@@ -88,6 +117,8 @@ pub fn plan_clusters(
                 lang: majority_lang(&members, logs),
                 centroid: centres[c * dim..(c + 1) * dim].to_vec(),
                 unseen_threshold: thresholds[c],
+                route_centroid: route_centres[c * route_dim..(c + 1) * route_dim].to_vec(),
+                route_threshold: route_thresholds[c],
                 members,
                 train,
                 holdout,

@@ -29,6 +29,8 @@ fn cluster(id: &str, mode: Mode, rules: &[(&str, usize, bool)]) -> ClusterExperi
         lang: "en".into(),
         centroid: vec![1.0, 0.0],
         unseen_threshold: 0.5,
+        route_centroid: vec![1.0, 0.0],
+        route_threshold: 0.5,
         mode,
         decision: format!("{} because the test says so", mode.as_str()),
         gap: Gap {
@@ -68,6 +70,7 @@ fn snapshot(tenant: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
         created_at: 0,
         embedder_id: "hash:8".into(),
         dim: 2,
+        route_embedder: "hashing:v1:2".into(),
         policy: Policy::Uno,
         settings: Settings {
             distance_threshold: 4.0,

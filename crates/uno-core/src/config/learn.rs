@@ -109,6 +109,27 @@ pub struct LearnConfig {
     pub max_attempts: u32,
     /// Up to this many logs, exact Ward; above, micro-clusters first.
     pub exact_max_points: usize,
+    /// Vector length of the routing embedder. The proxy routes with the
+    /// hashing embedder (microseconds per query) rather than the clustering
+    /// embedder (milliseconds), so each cluster also gets a centroid and a
+    /// threshold in this space.
+    pub route_dim: usize,
+    /// Seconds between the proxy's checks for a newly activated snapshot
+    /// (Postgres also notifies at once).
+    pub snapshot_poll_secs: u64,
+    /// Percent of the requests routed to a treated (primary or reflective)
+    /// cluster that are served untouched and logged with path `holdout`,
+    /// so treated and untreated feedback can be compared per cluster.
+    /// Unrelated to [`LearnConfig::holdout`], the validation split.
+    pub holdout_percent: u8,
+    /// Longest wait, in milliseconds, for each of the reflective module's
+    /// three upstream calls (draft, critique, revision).
+    pub reflective_step_timeout_ms: u64,
+    /// Tenants whose requests are never changed by learned experience.
+    pub disabled_tenants: Vec<String>,
+    /// Route and log which path each request would have taken (as
+    /// `shadow:primary`, …), but serve every request untouched.
+    pub shadow: bool,
 }
 
 impl Default for LearnConfig {
@@ -149,6 +170,12 @@ impl Default for LearnConfig {
             concurrency: 4,
             max_attempts: 3,
             exact_max_points: 20_000,
+            route_dim: 256,
+            snapshot_poll_secs: 2,
+            holdout_percent: 10,
+            reflective_step_timeout_ms: 60_000,
+            disabled_tenants: Vec::new(),
+            shadow: false,
         }
     }
 }
@@ -195,9 +222,25 @@ impl LearnConfig {
                     .into(),
             );
         }
-        if self.batch_size == 0 || self.concurrency == 0 || self.hashing_dim == 0 {
+        if self.batch_size == 0
+            || self.concurrency == 0
+            || self.hashing_dim == 0
+            || self.route_dim == 0
+        {
             return Err(
-                "learn.batch_size, learn.concurrency and learn.hashing_dim must be at least 1"
+                "learn.batch_size, learn.concurrency, learn.hashing_dim and learn.route_dim must be at least 1"
+                    .into(),
+            );
+        }
+        if self.holdout_percent > 100 {
+            return Err(format!(
+                "learn.holdout_percent must be between 0 and 100, not {}",
+                self.holdout_percent
+            ));
+        }
+        if self.snapshot_poll_secs == 0 || self.reflective_step_timeout_ms == 0 {
+            return Err(
+                "learn.snapshot_poll_secs and learn.reflective_step_timeout_ms must be at least 1"
                     .into(),
             );
         }

@@ -53,6 +53,14 @@ impl HashingEmbedder {
         })
     }
 
+    /// The embedder an [`Embedder::id`] names (`hashing:v1:DIM`), so a
+    /// snapshot that records its routing embedder's id can be routed by a
+    /// proxy that rebuilds the same one. `None` for any other id.
+    pub fn from_id(id: &str) -> Option<Self> {
+        let dim = id.strip_prefix("hashing:v1:")?.parse().ok()?;
+        Self::new(dim).ok()
+    }
+
     /// Embeds one text synchronously: the work is a few hashes per word, so
     /// callers outside async code need not go through [`Embedder::embed`].
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
@@ -173,5 +181,14 @@ mod tests {
     #[test]
     fn zero_dim_is_refused() {
         assert!(HashingEmbedder::new(0).is_err());
+    }
+
+    #[test]
+    fn rebuilt_from_its_id() {
+        let e = HashingEmbedder::new(64).unwrap();
+        let again = HashingEmbedder::from_id(e.id()).unwrap();
+        assert_eq!(again.embed_one("same text"), e.embed_one("same text"));
+        assert!(HashingEmbedder::from_id("hashing:v1:0").is_none());
+        assert!(HashingEmbedder::from_id("local:minilm").is_none());
     }
 }
