@@ -160,7 +160,10 @@ impl JsonMode {
 /// validation error naming the accepted types).
 fn refuses_response_format(err: &ChatError) -> bool {
     match err {
-        ChatError::Status { status, message } if matches!(status, 400 | 422 | 500) => {
+        ChatError::Status {
+            status: 400 | 422 | 500,
+            message,
+        } => {
             let m = message.to_lowercase();
             m.contains("response_format") || m.contains("json_schema") || m.contains("json_object")
         }
@@ -448,7 +451,10 @@ mod tests {
         let rules: Rules = super::parse_json_reply(reply).unwrap();
         assert_eq!(rules.rules, vec!["line one\nline two", "tab\there"]);
         // Newlines between tokens were always fine and stay untouched.
-        assert_eq!(super::escape_raw_controls("{\n\"a\": \"b\"}"), "{\n\"a\": \"b\"}");
+        assert_eq!(
+            super::escape_raw_controls("{\n\"a\": \"b\"}"),
+            "{\n\"a\": \"b\"}"
+        );
     }
 
     #[test]
