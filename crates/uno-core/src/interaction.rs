@@ -80,6 +80,75 @@ pub struct InteractionRecord {
     pub time_to_first_byte: Option<Duration>,
     /// What went wrong, for failed, partial and cancelled exchanges.
     pub error: Option<String>,
+    /// Which learned experience served it, and how.
+    pub experience: ExperienceTrace,
+}
+
+/// Which path served an exchange: the `x-uno-path` header, and with
+/// [`ExperienceTrace`] the log's `path` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServePath {
+    /// Forwarded untouched.
+    Passthrough,
+    /// The cluster's rule block went into the system message.
+    Primary,
+    /// Draft, critique, revision.
+    Reflective,
+    /// Routed to a treated cluster but served untouched on purpose, so
+    /// treated and untreated feedback can be compared.
+    Holdout,
+}
+
+impl ServePath {
+    /// `passthrough`, `primary`, `reflective` or `holdout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServePath::Passthrough => "passthrough",
+            ServePath::Primary => "primary",
+            ServePath::Reflective => "reflective",
+            ServePath::Holdout => "holdout",
+        }
+    }
+
+    /// The log's name for a path taken only in shadow mode.
+    pub fn shadow_str(self) -> &'static str {
+        match self {
+            ServePath::Passthrough => "passthrough",
+            ServePath::Primary => "shadow:primary",
+            ServePath::Reflective => "shadow:reflective",
+            ServePath::Holdout => "shadow:holdout",
+        }
+    }
+}
+
+/// How learned experience met one exchange: recorded with it so any answer
+/// can be traced to the snapshot that shaped it, and so feedback on treated
+/// and holdout traffic can be compared per cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExperienceTrace {
+    /// The tenant's active snapshot version when the request arrived.
+    pub snapshot_version: Option<i64>,
+    /// The cluster the request was routed to.
+    pub cluster_id: Option<Arc<str>>,
+    /// The path that served it; `None` before routing (a refused request).
+    pub path: Option<ServePath>,
+    /// In shadow mode, the path that would have served it.
+    pub shadow: Option<ServePath>,
+    /// The reflective module's draft answer.
+    pub draft: Option<String>,
+    /// The reflective module's critique of the draft.
+    pub critique: Option<String>,
+}
+
+impl ExperienceTrace {
+    /// The `path` column: the shadow path when there is one, else the
+    /// served path.
+    pub fn logged_path(&self) -> Option<&'static str> {
+        match self.shadow {
+            Some(p) if p != ServePath::Passthrough => Some(p.shadow_str()),
+            _ => self.path.map(ServePath::as_str),
+        }
+    }
 }
 
 impl InteractionRecord {

@@ -31,6 +31,19 @@ pub struct ChatRequestView<'a> {
     /// The end user, as OpenAI's `user` field names them.
     #[serde(default, borrow)]
     pub user: Option<Cow<'a, str>>,
+    /// Tool definitions; kept raw, only their presence matters (requests
+    /// with tools are not given learned experience).
+    #[serde(default, borrow)]
+    pub tools: Option<&'a RawValue>,
+    /// The legacy form of `tools`.
+    #[serde(default, borrow)]
+    pub functions: Option<&'a RawValue>,
+    /// How the model may call tools.
+    #[serde(default, borrow)]
+    pub tool_choice: Option<&'a RawValue>,
+    /// A requested output format (JSON mode, a schema).
+    #[serde(default, borrow)]
+    pub response_format: Option<&'a RawValue>,
 }
 
 /// One message of a chat request.
@@ -43,6 +56,29 @@ pub struct MessageView<'a> {
     /// Kept raw: uno only needs it for logging, which happens off the hot path.
     #[serde(default, borrow)]
     pub content: Option<&'a RawValue>,
+}
+
+impl MessageView<'_> {
+    /// The content as text: a string as is, the text parts of an array
+    /// joined by newlines, nothing for null (as
+    /// [`content_text`](crate::conversation::content_text) reads stored
+    /// requests, so the proxy sees the query the worker learned from).
+    pub fn text(&self) -> Cow<'_, str> {
+        let Some(raw) = self.content else {
+            return Cow::Borrowed("");
+        };
+        match raw.get().as_bytes().first() {
+            Some(b'"') => match serde_json::from_str::<&str>(raw.get()) {
+                Ok(text) => Cow::Borrowed(text),
+                // Escapes: the unescaped text needs its own buffer.
+                Err(_) => Cow::Owned(serde_json::from_str::<String>(raw.get()).unwrap_or_default()),
+            },
+            Some(b'[') => serde_json::from_str::<serde_json::Value>(raw.get())
+                .map(|v| Cow::Owned(crate::conversation::content_text(&v)))
+                .unwrap_or(Cow::Borrowed("")),
+            _ => Cow::Borrowed(""),
+        }
+    }
 }
 
 /// `stream_options` of a chat request.
@@ -223,6 +259,26 @@ mod tests {
             ChatRequestView::parse(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#)
                 .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].content"));
+    }
+
+    #[test]
+    fn message_text_reads_strings_parts_and_escapes() {
+        let body = br#"{"model":"m","messages":[
+            {"role":"system","content":"Be \"brief\"."},
+            {"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{}},{"type":"text","text":"b"}]},
+            {"role":"assistant","content":null},
+            {"role":"user","content":"plain"}],
+            "tools":[{"type":"function"}],"response_format":null}"#;
+        let view = ChatRequestView::parse(body).unwrap();
+        let texts: Vec<_> = view
+            .messages
+            .iter()
+            .map(|m| m.text().into_owned())
+            .collect();
+        assert_eq!(texts, ["Be \"brief\".", "a\nb", "", "plain"]);
+        assert!(view.tools.is_some());
+        assert!(view.response_format.is_none(), "null counts as absent");
+        assert!(view.functions.is_none() && view.tool_choice.is_none());
     }
 
     #[test]

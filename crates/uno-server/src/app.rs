@@ -12,6 +12,7 @@ use uno_store::writer::LogSink;
 
 use crate::auth::Authenticator;
 use crate::context::ContextLayer;
+use crate::experience::Experience;
 use crate::recent::RecentInteractions;
 use crate::routes;
 
@@ -33,6 +34,7 @@ struct Inner {
     persistence: Option<Persistence>,
     admin_key: Option<[u8; 32]>,
     feedback_max_text_bytes: usize,
+    experience: Experience,
 }
 
 /// The database side: what feedback and the admin API need.
@@ -77,6 +79,7 @@ impl AppState {
                 persistence,
                 admin_key: config.admin.key.as_deref().map(crate::auth::key_digest),
                 feedback_max_text_bytes: config.feedback.max_text_bytes,
+                experience: Experience::new(&config.learn),
             }),
         })
     }
@@ -99,6 +102,11 @@ impl AppState {
     /// Longest feedback text accepted.
     pub fn feedback_max_text_bytes(&self) -> usize {
         self.inner.feedback_max_text_bytes
+    }
+
+    /// Learned experience: the active snapshots and how they are applied.
+    pub fn experience(&self) -> &Experience {
+        &self.inner.experience
     }
 
     /// The pooled upstream client.

@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 mod body;
 mod context;
+pub mod experience;
 mod headers;
 mod pending;
 pub mod recent;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use uno_core::interaction::{InteractionRecord, InteractionSink, Outcome, ResponseBody};
+use uno_core::interaction::{
+    ExperienceTrace, InteractionRecord, InteractionSink, Outcome, ResponseBody,
+};
 
 use crate::context::RequestContext;
 
@@ -26,6 +28,7 @@ struct Draft {
     stream: bool,
     upstream_sent: Option<Instant>,
     status: u16,
+    experience: ExperienceTrace,
 }
 
 /// How a finished exchange ended, for [`PendingInteraction::finish`].
@@ -50,6 +53,7 @@ impl PendingInteraction {
         end_user: Option<String>,
         request_body: Bytes,
         stream: bool,
+        experience: ExperienceTrace,
     ) -> Self {
         PendingInteraction {
             draft: Some(Draft {
@@ -59,6 +63,7 @@ impl PendingInteraction {
                 stream,
                 upstream_sent: None,
                 status: 499,
+                experience,
             }),
             sink,
         }
@@ -68,6 +73,15 @@ impl PendingInteraction {
     pub fn upstream_sent(&mut self, at: Instant) {
         if let Some(draft) = &mut self.draft {
             draft.upstream_sent = Some(at);
+        }
+    }
+
+    /// Notes the reflective module's draft and critique as they arrive, so
+    /// they are logged even if a later step fails or the client leaves.
+    pub fn reflection(&mut self, draft: Option<String>, critique: Option<String>) {
+        if let Some(d) = &mut self.draft {
+            d.experience.draft = draft;
+            d.experience.critique = critique;
         }
     }
 
@@ -124,6 +138,7 @@ impl PendingInteraction {
                 .first_byte
                 .map(|t| t.saturating_duration_since(draft.context.received)),
             error: ending.error,
+            experience: draft.experience,
         };
         self.sink.submit(record);
     }

@@ -285,6 +285,7 @@ async fn feedback_for_an_interaction_only_in_the_database_is_accepted(backend: B
         total_latency: Duration::from_millis(1),
         time_to_first_byte: None,
         error: None,
+        experience: Default::default(),
     };
     app.store()
         .write_rows(&uno_store::rows::rows_for_interaction(&record))

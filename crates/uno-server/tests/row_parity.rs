@@ -152,6 +152,7 @@ async fn a_restart_with_a_non_empty_journal_loses_and_duplicates_nothing() {
     (&mut app.handle).await.unwrap().unwrap();
     let persisted = app.persisted.as_mut().unwrap();
     persisted.key_refresh.abort();
+    persisted.snapshot_refresh.abort();
     persisted.writer.take().unwrap().shutdown().await;
     let journal = uno_store::writer::Journal::open(&journal_dir, u64::MAX).unwrap();
     assert!(!journal.is_empty(), "nothing was journaled");

@@ -49,11 +49,12 @@ pub struct InteractionRow {
     pub ttfb_ms: Option<f64>,
     /// What went wrong, if anything.
     pub error: Option<String>,
-    /// The snapshot version that served it (filled in by later stages).
+    /// The tenant's active snapshot version when it was served.
     pub snapshot_version: Option<i64>,
     /// The cluster it was routed to.
     pub cluster_id: Option<String>,
-    /// `passthrough`, `primary`, `reflective` or `holdout`.
+    /// `passthrough`, `primary`, `reflective` or `holdout`; in shadow mode
+    /// `shadow:primary`, … (what would have been applied).
     pub path: Option<String>,
     /// Identifies (conversation so far, this answer) for follow-up matching.
     pub conversation_hash: Option<Vec<u8>>,
@@ -177,9 +178,9 @@ pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
         total_ms: ms(record.total_latency),
         ttfb_ms: record.time_to_first_byte.map(ms),
         error: clean_opt(record.error.as_deref().or(summary.error.as_deref())),
-        snapshot_version: None,
-        cluster_id: None,
-        path: None,
+        snapshot_version: record.experience.snapshot_version,
+        cluster_id: record.experience.cluster_id.as_deref().map(clean),
+        path: record.experience.logged_path().map(str::to_owned),
         conversation_hash: hash,
         request: clean(&request),
         response_text: (!summary.text.is_empty()).then(|| clean(&summary.text)),
@@ -253,6 +254,7 @@ mod tests {
             total_latency: Duration::from_millis(12),
             time_to_first_byte: Some(Duration::from_millis(12)),
             error: None,
+            experience: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 //! can reload at once instead of at their next poll.
 
 use uno_core::snapshot::Snapshot;
+use uuid::Uuid;
 
 use crate::Store;
 use crate::error::StoreError;
@@ -35,6 +36,61 @@ pub struct SnapshotInfo {
     pub active: bool,
 }
 
+/// How an interaction was served, from its log row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedBy {
+    /// Tenant.
+    pub tenant: String,
+    /// The tenant's active snapshot version when it was served.
+    pub snapshot_version: Option<i64>,
+    /// The cluster it was routed to.
+    pub cluster_id: Option<String>,
+    /// `passthrough`, `primary`, `reflective`, `holdout` or `shadow:…`.
+    pub path: Option<String>,
+}
+
+/// Notifications of snapshot activations (Postgres `LISTEN`).
+#[derive(Debug)]
+pub struct SnapshotListener {
+    listener: sqlx::postgres::PgListener,
+}
+
+/// What a [`SnapshotListener`] heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotEvent {
+    /// A tenant activated a version.
+    Activated {
+        /// Tenant.
+        tenant: String,
+        /// Version, when the payload carried a readable one.
+        version: Option<i64>,
+    },
+    /// The connection was lost and re-opened: notifications may have been
+    /// missed, so the listener's owner should re-read every version.
+    Reconnected,
+}
+
+impl SnapshotListener {
+    /// Waits for the next event. Errors when the database cannot be reached
+    /// (the next call tries to reconnect).
+    pub async fn recv(&mut self) -> Result<SnapshotEvent, StoreError> {
+        match self.listener.try_recv().await? {
+            Some(notification) => {
+                let payload = notification.payload();
+                let (tenant, version) = match payload.rsplit_once(':') {
+                    Some((tenant, version)) => (tenant, version.parse().ok()),
+                    None => (payload, None),
+                };
+                Ok(SnapshotEvent::Activated {
+                    tenant: tenant.to_owned(),
+                    version,
+                })
+            }
+            None => Ok(SnapshotEvent::Reconnected),
+        }
+    }
+}
+
 impl Store {
     /// Publishes `snapshot` as the tenant's next version and activates it.
     /// Returns the new version, or `None` when its content is identical to
@@ -48,7 +104,14 @@ impl Store {
         let now = now_micros();
         let tenant = snapshot.tenant.as_str();
         let version = on_pool!(self, |pool, sqlite| {
-            let mut tx = pool.begin().await?;
+            // SQLite: take the write lock up front. A deferred transaction
+            // that reads first cannot upgrade while the log writer commits
+            // (SQLITE_BUSY at once, not after the busy timeout).
+            let mut tx = if sqlite {
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            } else {
+                pool.begin().await?
+            };
             let latest: Option<(i64, String)> = sqlx::query_as(&sql(
                 sqlite,
                 "SELECT version, digest FROM snapshots WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
@@ -92,7 +155,14 @@ impl Store {
     pub async fn activate_snapshot(&self, tenant: &str, version: i64) -> Result<(), StoreError> {
         let now = now_micros();
         on_pool!(self, |pool, sqlite| {
-            let mut tx = pool.begin().await?;
+            // SQLite: take the write lock up front. A deferred transaction
+            // that reads first cannot upgrade while the log writer commits
+            // (SQLITE_BUSY at once, not after the busy timeout).
+            let mut tx = if sqlite {
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            } else {
+                pool.begin().await?
+            };
             let exists: Option<(i64,)> = sqlx::query_as(&sql(
                 sqlite,
                 "SELECT version FROM snapshots WHERE tenant_id = $1 AND version = $2",
@@ -205,6 +275,59 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Every tenant's active version: what a proxy compares with the
+    /// versions it holds, so that it loads a snapshot's content (which can
+    /// be large) only when the version changed.
+    pub async fn active_snapshot_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(on_pool!(self, |pool, sqlite| {
+            sqlx::query_as(&sql(
+                sqlite,
+                "SELECT tenant_id, version FROM active_snapshots ORDER BY tenant_id",
+            ))
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// A listener for snapshot activations, on Postgres (`None` on SQLite,
+    /// where proxies poll). It holds a connection of its own, outside the
+    /// store's pool, so listening takes nothing from the log writer.
+    pub async fn snapshot_listener(&self) -> Result<Option<SnapshotListener>, StoreError> {
+        match self {
+            Store::Postgres(s) => {
+                let own = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with((*s.pool().connect_options()).clone());
+                let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+                listener.listen(SNAPSHOT_CHANNEL).await?;
+                Ok(Some(SnapshotListener { listener }))
+            }
+            Store::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Which snapshot, cluster and path served an interaction, as logged.
+    pub async fn served_by(&self, interaction: Uuid) -> Result<Option<ServedBy>, StoreError> {
+        type Row = (String, Option<i64>, Option<String>, Option<String>);
+        let row: Option<Row> = on_pool!(self, |pool, sqlite| {
+            sqlx::query_as(&sql(
+                sqlite,
+                "SELECT tenant_id, snapshot_version, cluster_id, path FROM interactions WHERE id = $1",
+            ))
+            .bind(interaction)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(
+            row.map(|(tenant, snapshot_version, cluster_id, path)| ServedBy {
+                tenant,
+                snapshot_version,
+                cluster_id,
+                path,
+            }),
+        )
     }
 
     /// Versions of one tenant (or all), newest first.

@@ -35,6 +35,7 @@ fn record(i: usize) -> InteractionRecord {
         total_latency: Duration::from_millis(4),
         time_to_first_byte: None,
         error: None,
+        experience: Default::default(),
     }
 }
 

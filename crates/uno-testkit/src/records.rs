@@ -61,6 +61,7 @@ pub fn conversation(
         total_latency: Duration::from_millis(6),
         time_to_first_byte: Some(Duration::from_millis(6)),
         error: None,
+        experience: Default::default(),
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use uno_core::config::{Config, LogFormat};
 use uno_server::auth::spawn_key_refresh;
+use uno_server::experience::spawn_snapshot_refresh;
 use uno_server::{AppState, BoundServer, build_router, shutdown_signal};
 use uno_store::jobs::spawn_retention;
 use uno_store::writer::{LogWriter, WriterConfig};
@@ -54,6 +55,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.auth.key_refresh_secs),
     )
     .await;
+    // Every tenant's active snapshot is loaded before the first request.
+    let snapshots = spawn_snapshot_refresh(
+        state.experience().snapshots.clone(),
+        store.clone(),
+        Duration::from_secs(config.learn.snapshot_poll_secs),
+    )
+    .await;
     let retention = spawn_retention(store.clone(), &config.retention);
     let learner = spawn_worker(&config, store.clone()).await?;
     if state.auth().accepts_nothing() {
@@ -76,6 +84,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let served = server.run(shutdown_signal()).await;
     key_refresh.abort();
+    snapshots.abort();
     if let Some(retention) = retention {
         retention.abort();
     }

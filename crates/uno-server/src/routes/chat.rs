@@ -1,4 +1,9 @@
-//! `POST /v1/chat/completions`, plain and streamed.
+//! `POST /v1/chat/completions`, plain and streamed, with learned experience
+//! applied (method §6.2): the request is planned against the tenant's
+//! active snapshot, then forwarded untouched, with the cluster's rule block
+//! in its system message (primary), or through draft, critique and revision
+//! (reflective). Every answer carries `x-uno-snapshot`, `x-uno-cluster` and
+//! `x-uno-path`, and its log record says the same.
 
 use std::time::Instant;
 
@@ -6,26 +11,33 @@ use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderValue, Method};
-use uno_core::interaction::{Outcome, ResponseBody};
+use http::response::Parts;
+use http::{HeaderMap, HeaderValue, Method};
+use hyper::body::Incoming;
+use uno_core::ApiError;
+use uno_core::interaction::{Outcome, ResponseBody, ServePath};
 use uno_core::wire::ChatRequestView;
-use uno_llm::{Endpoint, collect_body};
+use uno_llm::{Endpoint, Upstream, collect_body};
 
 use super::forward::{body_error, model_not_found};
 use crate::app::AppState;
 use crate::body::read_limited;
 use crate::context::RequestContext;
+use crate::experience::reflective::{CRITIC_RULES, Reflection};
+use crate::experience::route::{self, Action};
+use crate::experience::{Stamp, rewrite};
 use crate::headers::{copy_from_upstream, travels_upstream};
 use crate::pending::{Ending, PendingInteraction};
 use crate::relay::RelayBody;
-use crate::reply::ErrorReply;
+use crate::reply::{ErrorReply, error_response};
 
 /// The header that names the end user, when the body's `user` does not.
 pub const END_USER_HEADER: &str = "x-uno-user";
 
-/// Forwards a chat completion: the client's bytes go upstream unchanged, the
-/// answer comes back as it arrives, and the exchange is logged.
+/// Serves a chat completion: plans it against the tenant's experience,
+/// serves it by the plan, and logs the exchange.
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,
@@ -38,6 +50,11 @@ pub async fn chat_completions(
     let bytes = read_limited(body, &headers, state.max_body_bytes()).await?;
     let view = ChatRequestView::parse(&bytes)?;
     let stream = view.is_stream();
+    let include_usage = view
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
     let upstream = state
         .upstream()
         .select(&view.model)
@@ -48,19 +65,93 @@ pub async fn chat_completions(
         .or(view.user.as_deref())
         .filter(|u| !u.is_empty())
         .map(str::to_owned);
+    let experience = state.experience();
+    let mut plan = route::plan(
+        experience.snapshots.get(&context.tenant),
+        &experience.policy,
+        &context.tenant,
+        context.id,
+        &headers,
+        &view,
+    );
+    let model = matches!(plan.action, Action::Reflective { .. }).then(|| view.model.to_string());
     drop(view);
+
+    // The primary body is built before anything is logged, so that a body
+    // that cannot be rewritten is served, and logged, as passthrough.
+    let mut forwarded = bytes.clone();
+    if let Action::Primary = plan.action {
+        let block = plan.routed_cluster().map_or("", |c| c.block.as_str());
+        match rewrite::with_block(&bytes, block) {
+            Ok(body) => forwarded = body,
+            Err(err) => {
+                tracing::warn!(%err, "serving passthrough instead of primary");
+                plan.trace.path = Some(ServePath::Passthrough);
+                plan.action = Action::Forward;
+            }
+        }
+    }
+    let stamp = Stamp {
+        snapshot: plan.snapshot.as_ref().map(|s| s.version_header.clone()),
+        cluster: plan.routed_cluster().and_then(|c| c.id_header.clone()),
+        path: plan.trace.path,
+    };
 
     // Remembered only where feedback can be posted (a store is configured).
     if state.persistence().is_some() {
         state.recent().insert(context.id, context.tenant.clone());
     }
-    let mut pending = PendingInteraction::new(
+    let pending = PendingInteraction::new(
         state.sink().clone(),
         context,
         end_user,
         bytes.clone(),
         stream,
+        plan.trace.clone(),
     );
+    let served = match plan.action {
+        Action::Forward | Action::Primary => {
+            forward(&state, &headers, upstream, forwarded, stream, pending).await
+        }
+        Action::Reflective {
+            ref routed,
+            ref query,
+        } => {
+            let rules = plan
+                .routed_cluster()
+                .map(|c| c.rules_like(&routed.vector, CRITIC_RULES))
+                .unwrap_or_default();
+            Reflection {
+                state: &state,
+                headers: &headers,
+                upstream,
+                body: &bytes,
+                model: model.as_deref().unwrap_or_default(),
+                query,
+                rules,
+                stream,
+                include_usage,
+                step_timeout: state.experience().step_timeout,
+            }
+            .serve(pending)
+            .await
+        }
+    };
+    let mut response = served.unwrap_or_else(|error| error_response(&error));
+    stamp.apply(&mut response);
+    Ok(response)
+}
+
+/// Forwards `body`, relaying the answer as it arrives; the exchange is
+/// logged however it ends.
+async fn forward(
+    state: &AppState,
+    headers: &HeaderMap,
+    upstream: &Upstream,
+    body: Bytes,
+    stream: bool,
+    mut pending: PendingInteraction,
+) -> Result<Response, ApiError> {
     pending.upstream_sent(Instant::now());
     let sent = state
         .upstream()
@@ -68,9 +159,9 @@ pub async fn chat_completions(
             upstream,
             Method::POST,
             upstream.endpoint(Endpoint::ChatCompletions),
-            &headers,
+            headers,
             travels_upstream,
-            bytes,
+            body,
         )
         .await;
     let upstream_response = match sent {
@@ -84,7 +175,7 @@ pub async fn chat_completions(
                 first_byte: None,
                 error: Some(err.to_string()),
             });
-            return Err(error.into());
+            return Err(error);
         }
     };
 
@@ -96,20 +187,7 @@ pub async fn chat_completions(
         .is_some_and(|v| v.starts_with("text/event-stream"));
 
     if stream && parts.status.is_success() && is_event_stream {
-        let relay = RelayBody::new(
-            upstream_body,
-            state.upstream().read_timeout(),
-            parts.status.as_u16(),
-            pending,
-        );
-        let mut response = Response::new(Body::new(relay));
-        *response.status_mut() = parts.status;
-        let out = response.headers_mut();
-        copy_from_upstream(&parts.headers, out);
-        out.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        // Tells nginx-style proxies in front of uno not to buffer the stream.
-        out.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        return Ok(response);
+        return Ok(relay_stream(state, &parts, upstream_body, pending));
     }
 
     let whole = match collect_body(upstream_body, state.upstream().read_timeout()).await {
@@ -123,7 +201,7 @@ pub async fn chat_completions(
                 first_byte: None,
                 error: Some(error.message.clone()),
             });
-            return Err(error.into());
+            return Err(error);
         }
     };
     let success = parts.status.is_success();
@@ -142,4 +220,28 @@ pub async fn chat_completions(
     *response.status_mut() = parts.status;
     copy_from_upstream(&parts.headers, response.headers_mut());
     Ok(response)
+}
+
+/// The client's response for an upstream event stream: each event relayed
+/// as it arrives, the exchange logged when the stream ends.
+pub(crate) fn relay_stream(
+    state: &AppState,
+    parts: &Parts,
+    upstream_body: Incoming,
+    pending: PendingInteraction,
+) -> Response {
+    let relay = RelayBody::new(
+        upstream_body,
+        state.upstream().read_timeout(),
+        parts.status.as_u16(),
+        pending,
+    );
+    let mut response = Response::new(Body::new(relay));
+    *response.status_mut() = parts.status;
+    let out = response.headers_mut();
+    copy_from_upstream(&parts.headers, out);
+    out.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies in front of uno not to buffer the stream.
+    out.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }

@@ -4,6 +4,6 @@ pub mod admin;
 pub mod chat;
 pub mod embeddings;
 pub mod feedback;
-mod forward;
+pub(crate) mod forward;
 pub mod misc;
 pub mod models;

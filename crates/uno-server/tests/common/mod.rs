@@ -62,6 +62,8 @@ pub struct TestApp {
     pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
     /// With a database: the store, the writer and the key refresh task.
     pub persisted: Option<Persisted>,
+    /// The snapshots the app serves.
+    pub snapshots: Arc<uno_server::experience::ActiveSnapshots>,
 }
 
 /// The database side of a [`TestApp`] started with a store.
@@ -69,6 +71,7 @@ pub struct Persisted {
     pub store: uno_store::Store,
     pub writer: Option<uno_store::writer::LogWriter>,
     pub key_refresh: tokio::task::JoinHandle<()>,
+    pub snapshot_refresh: tokio::task::JoinHandle<()>,
     pub journal: tempfile::TempDir,
 }
 
@@ -122,10 +125,17 @@ impl TestApp {
             Duration::from_secs(config.auth.key_refresh_secs),
         )
         .await;
+        let snapshot_refresh = uno_server::experience::spawn_snapshot_refresh(
+            state.experience().snapshots.clone(),
+            store.clone(),
+            Duration::from_secs(config.learn.snapshot_poll_secs),
+        )
+        .await;
         let persisted = Persisted {
             store,
             writer: Some(writer),
             key_refresh,
+            snapshot_refresh,
             journal,
         };
         Self::serve(
@@ -167,12 +177,13 @@ impl TestApp {
     ) -> TestApp {
         let server = BoundServer::bind(
             "127.0.0.1:0".parse().unwrap(),
-            build_router(state),
+            build_router(state.clone()),
             Duration::from_secs(config.server.shutdown_grace_secs),
         )
         .await
         .expect("bind");
         let addr = server.local_addr().unwrap();
+        let snapshots = state.experience().snapshots.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -184,6 +195,7 @@ impl TestApp {
             shutdown: Some(tx),
             handle,
             persisted,
+            snapshots,
         }
     }
 

@@ -1,0 +1,305 @@
+//! A snapshot made ready for the request path.
+//!
+//! Everything a request needs that can be computed once per snapshot is
+//! computed here, when the snapshot is loaded, never per request: the routing
+//! embedder rebuilt from its id, the routing centroids as one flat matrix,
+//! each served rule's routing vector (so the critic's "rules most similar to
+//! the query" is a few dot products), and the header values.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use uno_core::cluster::nearest;
+use uno_core::snapshot::{Mode, Snapshot};
+use uno_llm::HashingEmbedder;
+
+/// Why a snapshot cannot be served. The proxy keeps the tenant's previous
+/// snapshot then.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The snapshot names a routing embedder this proxy cannot rebuild.
+    #[error(
+        "routing embedder {0:?} is not one this uno knows; rebuild the snapshot with `uno worker --once --force`"
+    )]
+    UnknownEmbedder(String),
+    /// A cluster's routing data is malformed.
+    #[error("cluster {cluster:?}: {problem}")]
+    BadCluster {
+        /// The cluster id.
+        cluster: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// A tenant's active snapshot, ready to route with.
+#[derive(Debug)]
+pub struct LoadedSnapshot {
+    /// The tenant it belongs to.
+    pub tenant: Arc<str>,
+    /// Its version.
+    pub version: i64,
+    /// `x-uno-snapshot`.
+    pub version_header: HeaderValue,
+    router: Option<Router>,
+    /// The clusters, in snapshot order.
+    pub clusters: Vec<LoadedCluster>,
+}
+
+#[derive(Debug)]
+struct Router {
+    embedder: HashingEmbedder,
+    dim: usize,
+    /// Row-major `k × dim`: the routable clusters' centroids.
+    centroids: Vec<f32>,
+    /// Row of `centroids` → index into `clusters`.
+    rows: Vec<usize>,
+}
+
+/// One cluster, as the request path uses it.
+#[derive(Debug)]
+pub struct LoadedCluster {
+    /// Its stable id.
+    pub id: Arc<str>,
+    /// `x-uno-cluster`, when the id is a valid header value.
+    pub id_header: Option<HeaderValue>,
+    /// What the proxy does here.
+    pub mode: Mode,
+    /// Routing-space unseen threshold.
+    pub threshold: f32,
+    /// The primary module's rule block (exactly what validation judged).
+    pub block: String,
+    /// Served rules, best first: the critic's lessons.
+    pub rules: Vec<String>,
+    /// Row-major `rules.len() × dim` routing vectors of `rules`.
+    rule_vectors: Vec<f32>,
+}
+
+/// Where a query was routed.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// Index into [`LoadedSnapshot::clusters`].
+    pub cluster: usize,
+    /// The query's routing vector, kept for the critic's rule choice.
+    pub vector: Vec<f32>,
+}
+
+impl LoadedSnapshot {
+    /// Prepares `snapshot`. A snapshot without routing data (published
+    /// before routing existed) loads but routes nothing.
+    pub fn load(snapshot: &Snapshot) -> Result<LoadedSnapshot, LoadError> {
+        let embedder = if snapshot.route_embedder.is_empty() {
+            None
+        } else {
+            Some(
+                HashingEmbedder::from_id(&snapshot.route_embedder)
+                    .ok_or_else(|| LoadError::UnknownEmbedder(snapshot.route_embedder.clone()))?,
+            )
+        };
+        let dim = embedder.as_ref().map_or(0, uno_llm::Embedder::dim);
+        let mut clusters = Vec::with_capacity(snapshot.clusters.len());
+        let mut centroids = Vec::new();
+        let mut rows = Vec::new();
+        for (i, c) in snapshot.clusters.iter().enumerate() {
+            let bad = |problem: String| LoadError::BadCluster {
+                cluster: c.id.clone(),
+                problem,
+            };
+            let rules: Vec<String> = c.served_rules().map(|r| r.text.clone()).collect();
+            let mut rule_vectors = Vec::with_capacity(rules.len() * dim);
+            if let Some(embedder) = &embedder {
+                if !c.route_centroid.is_empty() {
+                    if c.route_centroid.len() != dim {
+                        return Err(bad(format!(
+                            "routing centroid has {} values, the routing embedder {dim}",
+                            c.route_centroid.len()
+                        )));
+                    }
+                    if !c.route_centroid.iter().all(|v| v.is_finite())
+                        || !c.route_threshold.is_finite()
+                    {
+                        return Err(bad("routing data is not finite".to_owned()));
+                    }
+                    centroids.extend_from_slice(&c.route_centroid);
+                    rows.push(i);
+                }
+                for rule in &rules {
+                    rule_vectors.extend(embedder.embed_one(rule));
+                }
+            }
+            clusters.push(LoadedCluster {
+                id: Arc::from(c.id.as_str()),
+                id_header: HeaderValue::from_str(&c.id).ok(),
+                mode: c.mode,
+                threshold: c.route_threshold,
+                block: c.block.clone(),
+                rules,
+                rule_vectors,
+            });
+        }
+        Ok(LoadedSnapshot {
+            tenant: Arc::from(snapshot.tenant.as_str()),
+            version: snapshot.version,
+            version_header: HeaderValue::from(snapshot.version),
+            router: embedder.map(|embedder| Router {
+                embedder,
+                dim,
+                centroids,
+                rows,
+            }),
+            clusters,
+        })
+    }
+
+    /// Whether this snapshot can route at all.
+    pub fn routes(&self) -> bool {
+        self.router.as_ref().is_some_and(|r| !r.rows.is_empty())
+    }
+
+    /// The cluster `query` belongs to: the nearest centroid, if the query
+    /// lies within that cluster's unseen threshold.
+    pub fn route(&self, query: &str) -> Option<Routed> {
+        let router = self.router.as_ref()?;
+        if router.rows.is_empty() {
+            return None;
+        }
+        let vector = router.embedder.embed_one(query);
+        let (row, distance) = nearest(&router.centroids, router.dim, &vector)?;
+        let cluster = *router.rows.get(row)?;
+        (distance <= self.clusters.get(cluster)?.threshold).then_some(Routed { cluster, vector })
+    }
+}
+
+impl LoadedCluster {
+    /// Up to `k` served rules most similar to the query vector (cosine; the
+    /// vectors are unit length), most similar first, ties in rank order.
+    pub fn rules_like(&self, query: &[f32], k: usize) -> Vec<String> {
+        let dim = query.len();
+        if dim == 0 || self.rule_vectors.len() != self.rules.len() * dim {
+            return self.rules.iter().take(k).cloned().collect();
+        }
+        let mut scored: Vec<(usize, f32)> = self
+            .rule_vectors
+            .chunks_exact(dim)
+            .map(|v| v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>())
+            .enumerate()
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored
+            .into_iter()
+            .take(k)
+            .filter_map(|(i, _)| self.rules.get(i).cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use uno_core::snapshot::{ClusterExperience, Gap, Policy, Rule, Settings};
+
+    fn cluster(id: &str, mode: Mode, texts: &[&str], rules: &[&str]) -> ClusterExperience {
+        let e = HashingEmbedder::new(64).unwrap();
+        let vectors: Vec<f32> = texts.iter().flat_map(|t| e.embed_one(t)).collect();
+        let labels = vec![0; texts.len()];
+        let centroid = uno_core::cluster::centroids(&vectors, 64, &labels, 1).unwrap();
+        let threshold =
+            uno_core::cluster::unseen_thresholds(&vectors, 64, &labels, &centroid, 1.0).unwrap()[0];
+        ClusterExperience {
+            id: id.into(),
+            size: texts.len(),
+            lang: "en".into(),
+            centroid: vec![],
+            unseen_threshold: 0.0,
+            route_centroid: centroid,
+            route_threshold: threshold,
+            mode,
+            decision: String::new(),
+            gap: Gap::default(),
+            high_gap: false,
+            validation: None,
+            block: "block".into(),
+            rules: rules
+                .iter()
+                .map(|t| Rule {
+                    text: (*t).into(),
+                    support: 3,
+                    sources: vec![],
+                    served: true,
+                })
+                .collect(),
+            lessons: vec![],
+            members: vec![],
+            holdout: vec![],
+        }
+    }
+
+    fn snapshot(route_embedder: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
+        Snapshot {
+            tenant: "t".into(),
+            version: 3,
+            created_at: 0,
+            embedder_id: "x".into(),
+            dim: 0,
+            route_embedder: route_embedder.into(),
+            policy: Policy::Uno,
+            settings: Settings {
+                distance_threshold: 4.0,
+                gap_threshold: 0.45,
+                win_threshold: 0.53,
+                min_support: 3,
+                min_validation_logs: 1,
+                unseen_quantile: 0.95,
+            },
+            logs: 0,
+            clusters,
+        }
+    }
+
+    #[test]
+    fn routes_to_the_nearest_cluster_within_its_threshold() {
+        let s = snapshot(
+            "hashing:v1:64",
+            vec![
+                cluster(
+                    "0",
+                    Mode::Primary,
+                    &["boil pasta water salt", "boil pasta water time"],
+                    &[],
+                ),
+                cluster(
+                    "1",
+                    Mode::Reflective,
+                    &["tax form freelance income", "tax form rental income"],
+                    &["Cite the form number.", "Boil pasta in salted water."],
+                ),
+            ],
+        );
+        let loaded = LoadedSnapshot::load(&s).unwrap();
+        assert!(loaded.routes());
+        assert_eq!(loaded.route("boil pasta water salt").unwrap().cluster, 0);
+        let tax = loaded.route("tax form freelance income").unwrap();
+        assert_eq!(tax.cluster, 1);
+        assert!(loaded.route("quantum chromodynamics lecture").is_none());
+        let rules = loaded.clusters[1].rules_like(&tax.vector, 1);
+        assert_eq!(rules, ["Cite the form number."]);
+        assert_eq!(loaded.version_header, "3");
+    }
+
+    #[test]
+    fn unknown_embedders_and_bad_centroids_are_refused() {
+        let c = cluster("0", Mode::Primary, &["a b"], &[]);
+        assert!(matches!(
+            LoadedSnapshot::load(&snapshot("minilm", vec![c.clone()])),
+            Err(LoadError::UnknownEmbedder(_))
+        ));
+        assert!(matches!(
+            LoadedSnapshot::load(&snapshot("hashing:v1:32", vec![c.clone()])),
+            Err(LoadError::BadCluster { .. })
+        ));
+        let old = LoadedSnapshot::load(&snapshot("", vec![c])).unwrap();
+        assert!(!old.routes() && old.route("a b").is_none());
+    }
+}
