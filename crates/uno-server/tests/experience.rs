@@ -1,0 +1,776 @@
+//! Learned experience on the request path, end to end against real
+//! databases: snapshots are published through the store, the app loads them
+//! as `uno serve` does, and every assertion is on what the mock upstream
+//! received, what the client got back, and what was logged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{KEY, TestApp, sse_data, test_config};
+use serde_json::{Value, json};
+use uno_core::cluster::{centroids, unseen_thresholds};
+use uno_core::config::{ApiKeyConfig, Config};
+use uno_core::snapshot::{ClusterExperience, Gap, Mode, Policy, Rule, Settings, Snapshot};
+use uno_learn::prompts::{Lang, experience_block};
+use uno_llm::{Embedder, HashingEmbedder};
+use uno_store::snapshots::ServedBy;
+use uno_testkit::{Backend, MockReply, MockUpstream, RecordedRequest, TestDatabase, both_backends};
+
+both_backends! {
+    a_learned_topic_gets_the_block_and_an_unrelated_one_passes_unchanged,
+    a_reflective_cluster_drafts_critiques_and_revises,
+    a_failing_critique_or_revision_returns_the_draft,
+    holdout_shadow_and_switches_serve_untouched,
+    requests_outside_the_method_pass_through,
+    tenants_never_get_each_others_rules,
+    a_snapshot_published_under_load_is_picked_up_without_mixing,
+    a_snapshot_that_cannot_load_leaves_the_old_one_serving,
+}
+
+const OTHER_KEY: &str = "uno-test-key-beta-0002";
+const ROUTE_DIM: usize = 256;
+const COOKING_RULE: &str = "State the exact cooking time in minutes.";
+const TAX_RULES: [&str; 2] = [
+    "Cite the official tax form number.",
+    "Mention the filing deadline.",
+];
+const CHEF: &str = "You are a chef.";
+const REVISED: &str = "REVISED: the form is 1040-ES, due on the fifteenth.";
+const CRITIQUE: &str = "1. Cite the form number.";
+
+fn cooking(i: usize) -> String {
+    format!("How long should I boil spaghetti pasta batch {i} for dinner tonight?")
+}
+
+fn tax(i: usize) -> String {
+    format!("Which tax form should I file for freelance income source {i} this year?")
+}
+
+/// A cluster whose routing centroid is the mean of `members` in the
+/// routing space, with a threshold a margin beyond its farthest member (so
+/// a new query on the topic, which shares no member's number, still routes).
+fn cluster(id: &str, mode: Mode, members: &[String], rules: &[&str]) -> ClusterExperience {
+    let embedder = HashingEmbedder::new(ROUTE_DIM).unwrap();
+    let points: Vec<f32> = members.iter().flat_map(|m| embedder.embed_one(m)).collect();
+    let labels = vec![0; members.len()];
+    let centroid = centroids(&points, ROUTE_DIM, &labels, 1).unwrap();
+    let farthest = unseen_thresholds(&points, ROUTE_DIM, &labels, &centroid, 1.0).unwrap()[0];
+    let served: Vec<String> = rules.iter().map(|r| (*r).to_owned()).collect();
+    ClusterExperience {
+        id: id.into(),
+        size: members.len(),
+        lang: "en".into(),
+        centroid: vec![],
+        unseen_threshold: 0.0,
+        route_centroid: centroid,
+        route_threshold: farthest * 1.5,
+        mode,
+        decision: "test".into(),
+        gap: Gap::default(),
+        high_gap: false,
+        validation: None,
+        block: if served.is_empty() {
+            String::new()
+        } else {
+            experience_block(Lang::En, &served)
+        },
+        rules: served
+            .into_iter()
+            .map(|text| Rule {
+                text,
+                support: 3,
+                sources: vec![],
+                served: true,
+            })
+            .collect(),
+        lessons: vec![],
+        members: vec![],
+        holdout: vec![],
+    }
+}
+
+fn snapshot(tenant: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
+    Snapshot {
+        tenant: tenant.into(),
+        version: 0,
+        created_at: 0,
+        embedder_id: "hashing:v1:256".into(),
+        dim: ROUTE_DIM,
+        route_embedder: HashingEmbedder::new(ROUTE_DIM).unwrap().id().to_owned(),
+        policy: Policy::Uno,
+        settings: Settings {
+            distance_threshold: 4.0,
+            gap_threshold: 0.45,
+            win_threshold: 0.53,
+            min_support: 3,
+            min_validation_logs: 1,
+            unseen_quantile: 0.95,
+        },
+        logs: 20,
+        clusters,
+    }
+}
+
+/// Cooking is primary, tax reflective. Half the cooking questions came
+/// with a system message: the query the worker clusters (and the proxy
+/// routes) is every message's text.
+fn two_topics(tenant: &str) -> Snapshot {
+    let cooking_members: Vec<String> = (0..10)
+        .map(|i| match i % 2 {
+            0 => cooking(i),
+            _ => format!("{CHEF}\n\n{}", cooking(i)),
+        })
+        .collect();
+    let tax_members: Vec<String> = (0..10).map(tax).collect();
+    snapshot(
+        tenant,
+        vec![
+            cluster("0", Mode::Primary, &cooking_members, &[COOKING_RULE]),
+            cluster("1", Mode::Reflective, &tax_members, &TAX_RULES),
+        ],
+    )
+}
+
+fn text_of(request: &Value) -> String {
+    request["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["content"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// The mock model: a critique for the critic prompt, a revision for the
+/// revision prompt, else a draft that quotes the request's system message
+/// (so a test can see which block a request carried).
+fn model(request: &Value) -> String {
+    let text = text_of(request);
+    if text.contains("Give numbered suggestions") {
+        return CRITIQUE.to_owned();
+    }
+    if text.contains("Revise the Initial Answer") {
+        return REVISED.to_owned();
+    }
+    let system = request["messages"][0]
+        .as_object()
+        .filter(|m| m["role"] == "system")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("none");
+    format!("DRAFT with system: {system}")
+}
+
+async fn start(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+) -> (MockUpstream, TestDatabase, TestApp) {
+    let mock = MockUpstream::builder()
+        .default_reply(MockReply::respond(model))
+        .start()
+        .await;
+    let db = TestDatabase::new(backend).await;
+    let app = start_app(&mock, &db, tweak).await;
+    (mock, db, app)
+}
+
+async fn start_app(
+    mock: &MockUpstream,
+    db: &TestDatabase,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = test_config(&mock.base_url());
+    config.auth.keys.push(ApiKeyConfig {
+        key: OTHER_KEY.to_owned(),
+        tenant: "beta".to_owned(),
+    });
+    config.learn.holdout_percent = 0;
+    config.learn.snapshot_poll_secs = 1;
+    tweak(&mut config);
+    TestApp::start_with_store(config, &db.url).await
+}
+
+/// Publishes and waits until the app serves it.
+async fn publish(app: &TestApp, snapshot: &Snapshot) -> i64 {
+    let version = app
+        .store()
+        .publish_snapshot(snapshot, "test")
+        .await
+        .unwrap()
+        .expect("a new version");
+    wait_for_version(app, &snapshot.tenant, version, Duration::from_secs(10)).await;
+    version
+}
+
+async fn wait_for_version(app: &TestApp, tenant: &str, version: i64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while app.snapshots.version(tenant) != Some(version) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "version {version} of {tenant} not served within {within:?} (serving {:?})",
+            app.snapshots.version(tenant)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What one chat request got back.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    fn id(&self) -> uuid::Uuid {
+        self.header("x-uno-interaction-id")
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// The assistant text, from a completion or a stream.
+    fn text(&self) -> String {
+        if self.body.starts_with("data:") {
+            sse_data(&self.body)
+                .iter()
+                .filter(|d| *d != "[DONE]")
+                .filter_map(|d| {
+                    serde_json::from_str::<Value>(d).ok()?["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .collect()
+        } else {
+            let v: Value = serde_json::from_str(&self.body).unwrap();
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    }
+}
+
+async fn send(app: &TestApp, key: &str, body: &[u8], extra: &[(&str, &str)]) -> Answer {
+    let mut request = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    }
+}
+
+fn ask(query: &str) -> Vec<u8> {
+    json!({"model": "mock-model", "messages": [{"role": "user", "content": query}]})
+        .to_string()
+        .into_bytes()
+}
+
+/// The chat requests the mock received since `before` of them.
+fn received_since(mock: &MockUpstream, before: usize) -> Vec<RecordedRequest> {
+    mock.chat_requests().split_off(before)
+}
+
+/// The log row's snapshot, cluster and path (waits for the writer).
+async fn served_by(app: &TestApp, id: uuid::Uuid) -> ServedBy {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(row) = app.store().served_by(id).await.unwrap() {
+            return row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{id} never logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn row(version: Option<i64>, cluster: Option<&str>, path: &str) -> ServedBy {
+    ServedBy {
+        tenant: "acme".into(),
+        snapshot_version: version,
+        cluster_id: cluster.map(str::to_owned),
+        path: Some(path.to_owned()),
+    }
+}
+
+async fn a_learned_topic_gets_the_block_and_an_unrelated_one_passes_unchanged(backend: Backend) {
+    let (mock, _db, app) = start(backend, |_| {}).await;
+
+    // No snapshot yet: passthrough, and no snapshot header.
+    let before = send(&app, KEY, &ask(&cooking(99)), &[]).await;
+    assert_eq!(before.header("x-uno-path"), Some("passthrough"));
+    assert_eq!(before.header("x-uno-snapshot"), None);
+    assert_eq!(
+        served_by(&app, before.id()).await,
+        row(None, None, "passthrough")
+    );
+
+    let version = publish(&app, &two_topics("acme")).await;
+    assert_eq!(version, 1);
+    let block = experience_block(Lang::En, &[COOKING_RULE.to_owned()]);
+
+    // A learned topic, with a system message: the block is appended to it.
+    let body = json!({
+        "model": "mock-model",
+        "messages": [
+            {"role": "system", "content": CHEF},
+            {"role": "user", "content": cooking(99)},
+        ],
+        "temperature": 0.25,
+        "x_vendor": {"keep": [1, 2]},
+    });
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, body.to_string().as_bytes(), &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("x-uno-path"), Some("primary"));
+    assert_eq!(answer.header("x-uno-cluster"), Some("0"));
+    assert_eq!(answer.header("x-uno-snapshot"), Some("1"));
+    let got = received_since(&mock, n);
+    assert_eq!(got.len(), 1);
+    let sent = got[0].json();
+    assert_eq!(
+        sent["messages"][0]["content"],
+        format!("You are a chef.\n\n{block}")
+    );
+    assert_eq!(sent["messages"][1], body["messages"][1]);
+    assert_eq!(sent["temperature"], 0.25);
+    assert_eq!(sent["x_vendor"], json!({"keep": [1, 2]}));
+    assert_eq!(
+        served_by(&app, answer.id()).await,
+        row(Some(1), Some("0"), "primary")
+    );
+
+    // Without a system message, streamed: a new first system message.
+    let body = json!({
+        "model": "mock-model",
+        "messages": [{"role": "user", "content": cooking(98)}],
+        "stream": true,
+    });
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, body.to_string().as_bytes(), &[]).await;
+    assert_eq!(answer.header("x-uno-path"), Some("primary"));
+    assert!(
+        answer.body.trim_end().ends_with("data: [DONE]"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.text(), format!("DRAFT with system: {block}"));
+    let sent = received_since(&mock, n)[0].json();
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": block})
+    );
+    assert_eq!(sent["stream"], true);
+
+    // An unrelated topic reaches the upstream byte for byte.
+    let raw = br#"{ "model":"mock-model","messages":[{"role":"user","content":"Explain quantum chromodynamics to a physicist"}], "top_p" : 1.0 }"#;
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, raw, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(received_since(&mock, n)[0].body.as_ref(), raw);
+    assert_eq!(answer.header("x-uno-path"), Some("passthrough"));
+    assert_eq!(answer.header("x-uno-cluster"), None);
+    assert_eq!(answer.header("x-uno-snapshot"), Some("1"));
+    assert_eq!(
+        served_by(&app, answer.id()).await,
+        row(Some(1), None, "passthrough")
+    );
+}
+
+async fn a_reflective_cluster_drafts_critiques_and_revises(backend: Backend) {
+    let (mock, _db, app) = start(backend, |_| {}).await;
+    publish(&app, &two_topics("acme")).await;
+
+    for stream in [false, true] {
+        let body = json!({
+            "model": "mock-model",
+            "messages": [{"role": "user", "content": tax(42)}],
+            "temperature": 0.3,
+            "seed": 7,
+            "stream": stream,
+            "stream_options": if stream { json!({"include_usage": true}) } else { Value::Null },
+        });
+        let n = mock.chat_requests().len();
+        let answer = send(&app, KEY, body.to_string().as_bytes(), &[]).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.header("x-uno-path"), Some("reflective"));
+        assert_eq!(answer.header("x-uno-cluster"), Some("1"));
+        assert_eq!(answer.text(), REVISED, "stream: {stream}");
+        if stream {
+            assert!(answer.body.trim_end().ends_with("data: [DONE]"));
+        }
+
+        let calls: Vec<Value> = received_since(&mock, n)
+            .iter()
+            .map(RecordedRequest::json)
+            .collect();
+        assert_eq!(calls.len(), 3, "draft, critique, revision: {calls:#?}");
+        let (draft, critique, revision) = (&calls[0], &calls[1], &calls[2]);
+        // The draft: the client's request, not streamed.
+        assert_eq!(draft["messages"], body["messages"]);
+        assert_eq!(draft["stream"], false);
+        assert!(draft.get("stream_options").is_none());
+        assert_eq!(
+            (draft["temperature"].clone(), draft["seed"].clone()),
+            (json!(0.3), json!(7))
+        );
+        // The critique: the critic prompt with the cluster's rules.
+        let critic = text_of(critique);
+        assert!(critic.contains("Give numbered suggestions"), "{critic}");
+        assert!(TAX_RULES.iter().all(|r| critic.contains(r)), "{critic}");
+        assert!(critic.contains(&tax(42)) && critic.contains("DRAFT with system: none"));
+        assert_eq!(
+            (
+                critique["max_tokens"].clone(),
+                critique["temperature"].clone()
+            ),
+            (json!(512), json!(0.1))
+        );
+        // The revision: the client's parameters and stream flag.
+        let revise = text_of(revision);
+        assert!(
+            revise.contains("Revise the Initial Answer") && revise.contains(CRITIQUE),
+            "{revise}"
+        );
+        assert_eq!(revision["stream"], stream);
+        assert_eq!(
+            (revision["temperature"].clone(), revision["seed"].clone()),
+            (json!(0.3), json!(7))
+        );
+
+        assert_eq!(
+            served_by(&app, answer.id()).await,
+            row(Some(1), Some("1"), "reflective")
+        );
+    }
+}
+
+async fn a_failing_critique_or_revision_returns_the_draft(backend: Backend) {
+    let (mock, _db, app) = start(backend, |c| c.http.max_retries = 0).await;
+    publish(&app, &two_topics("acme")).await;
+    let failure = || {
+        MockReply::status(
+            500,
+            json!({"error": {"message": "critic down", "type": "server_error"}}),
+        )
+    };
+
+    for stream in [false, true] {
+        let body = json!({
+            "model": "mock-model",
+            "messages": [{"role": "user", "content": tax(7)}],
+            "stream": stream,
+        });
+        // The critique fails.
+        mock.push_reply(MockReply::text("the draft answer"));
+        mock.push_reply(failure());
+        let n = mock.chat_requests().len();
+        let answer = send(&app, KEY, body.to_string().as_bytes(), &[]).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.text(), "the draft answer", "stream: {stream}");
+        assert_eq!(answer.header("x-uno-path"), Some("reflective"));
+        if stream {
+            assert!(
+                answer.body.trim_end().ends_with("data: [DONE]"),
+                "{}",
+                answer.body
+            );
+        }
+        assert_eq!(
+            received_since(&mock, n).len(),
+            2,
+            "no revision without a critique"
+        );
+
+        // The revision fails.
+        mock.push_reply(MockReply::text("another draft"));
+        mock.push_reply(MockReply::text("1. a suggestion"));
+        mock.push_reply(failure());
+        let n = mock.chat_requests().len();
+        let answer = send(&app, KEY, body.to_string().as_bytes(), &[]).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.text(), "another draft", "stream: {stream}");
+        assert_eq!(received_since(&mock, n).len(), 3);
+    }
+
+    // A failing draft is the client's error, as in passthrough.
+    mock.push_reply(failure());
+    let answer = send(&app, KEY, &ask(&tax(8)), &[]).await;
+    assert_eq!(answer.status, 500);
+    assert_eq!(answer.header("x-uno-path"), Some("reflective"));
+}
+
+async fn holdout_shadow_and_switches_serve_untouched(backend: Backend) {
+    let mock = MockUpstream::builder()
+        .default_reply(MockReply::respond(model))
+        .start()
+        .await;
+    let db = TestDatabase::new(backend).await;
+    let raw = ask(&cooking(77));
+
+    // Holdout at 100%: routed, served untouched, marked.
+    let app = start_app(&mock, &db, |c| c.learn.holdout_percent = 100).await;
+    publish(&app, &two_topics("acme")).await;
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, &raw, &[]).await;
+    assert_eq!(received_since(&mock, n)[0].body.as_ref(), raw.as_slice());
+    assert_eq!(answer.header("x-uno-path"), Some("holdout"));
+    assert_eq!(answer.header("x-uno-cluster"), Some("0"));
+    assert_eq!(
+        served_by(&app, answer.id()).await,
+        row(Some(1), Some("0"), "holdout")
+    );
+
+    // Shadow: routed and logged as what would have happened, served untouched.
+    let app = start_app(&mock, &db, |c| c.learn.shadow = true).await;
+    wait_for_version(&app, "acme", 1, Duration::from_secs(10)).await;
+    for (query, logged) in [
+        (cooking(76), "shadow:primary"),
+        (tax(76), "shadow:reflective"),
+    ] {
+        let raw = ask(&query);
+        let n = mock.chat_requests().len();
+        let answer = send(&app, KEY, &raw, &[]).await;
+        let got = received_since(&mock, n);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body.as_ref(), raw.as_slice());
+        assert_eq!(answer.header("x-uno-path"), Some("passthrough"));
+        let cluster = if logged.ends_with("primary") {
+            "0"
+        } else {
+            "1"
+        };
+        assert_eq!(
+            served_by(&app, answer.id()).await,
+            row(Some(1), Some(cluster), logged)
+        );
+    }
+
+    // A disabled tenant, and `x-uno-learning: off`: untouched.
+    let app = start_app(&mock, &db, |c| {
+        c.learn.disabled_tenants = vec!["acme".into()]
+    })
+    .await;
+    wait_for_version(&app, "acme", 1, Duration::from_secs(10)).await;
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, &raw, &[]).await;
+    assert_eq!(received_since(&mock, n)[0].body.as_ref(), raw.as_slice());
+    assert_eq!(answer.header("x-uno-path"), Some("passthrough"));
+    assert_eq!(answer.header("x-uno-snapshot"), Some("1"));
+
+    let app = start_app(&mock, &db, |_| {}).await;
+    wait_for_version(&app, "acme", 1, Duration::from_secs(10)).await;
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, &raw, &[("x-uno-learning", "off")]).await;
+    assert_eq!(received_since(&mock, n)[0].body.as_ref(), raw.as_slice());
+    assert_eq!(answer.header("x-uno-path"), Some("passthrough"));
+    assert_eq!(
+        served_by(&app, answer.id()).await,
+        row(Some(1), None, "passthrough")
+    );
+    let answer = send(&app, KEY, &raw, &[("x-uno-learning", "on")]).await;
+    assert_eq!(answer.header("x-uno-path"), Some("primary"));
+}
+
+async fn requests_outside_the_method_pass_through(backend: Backend) {
+    let (mock, _db, app) = start(backend, |_| {}).await;
+    publish(&app, &two_topics("acme")).await;
+    let user = json!({"role": "user", "content": cooking(5)});
+    for body in [
+        json!({"model": "mock-model", "messages": [user, {"role": "assistant", "content": "Ten minutes."}, {"role": "user", "content": "And for fusilli?"}]}),
+        json!({"model": "mock-model", "messages": [user], "tools": [{"type": "function", "function": {"name": "timer", "parameters": {}}}]}),
+        json!({"model": "mock-model", "messages": [user], "tool_choice": "none"}),
+        json!({"model": "mock-model", "messages": [user], "functions": [{"name": "timer", "parameters": {}}]}),
+        json!({"model": "mock-model", "messages": [user], "response_format": {"type": "json_object"}}),
+    ] {
+        let raw = body.to_string().into_bytes();
+        let n = mock.chat_requests().len();
+        let answer = send(&app, KEY, &raw, &[]).await;
+        assert_eq!(
+            received_since(&mock, n)[0].body.as_ref(),
+            raw.as_slice(),
+            "{body}"
+        );
+        assert_eq!(answer.header("x-uno-path"), Some("passthrough"), "{body}");
+        assert_eq!(answer.header("x-uno-cluster"), None, "{body}");
+    }
+}
+
+async fn tenants_never_get_each_others_rules(backend: Backend) {
+    let (mock, _db, app) = start(backend, |_| {}).await;
+    publish(&app, &two_topics("acme")).await;
+
+    // Beta has no snapshot: its cooking question goes out untouched.
+    let raw = ask(&cooking(3));
+    let n = mock.chat_requests().len();
+    let answer = send(&app, OTHER_KEY, &raw, &[]).await;
+    assert_eq!(received_since(&mock, n)[0].body.as_ref(), raw.as_slice());
+    assert_eq!(answer.header("x-uno-snapshot"), None);
+    assert_eq!(answer.header("x-uno-path"), Some("passthrough"));
+
+    // Beta learns its own cooking rule: each tenant gets only its own.
+    let beta_rule = "Answer in metric units only.";
+    let members: Vec<String> = (0..10).map(cooking).collect();
+    let beta = snapshot(
+        "beta",
+        vec![cluster("0", Mode::Primary, &members, &[beta_rule])],
+    );
+    publish(&app, &beta).await;
+    for (key, own, other) in [
+        (KEY, COOKING_RULE, beta_rule),
+        (OTHER_KEY, beta_rule, COOKING_RULE),
+    ] {
+        let n = mock.chat_requests().len();
+        let answer = send(&app, key, &ask(&cooking(4)), &[]).await;
+        assert_eq!(answer.header("x-uno-path"), Some("primary"));
+        let prompt = text_of(&received_since(&mock, n)[0].json());
+        assert!(prompt.contains(own) && !prompt.contains(other), "{prompt}");
+    }
+    // Beta's tax question is not routed to acme's tax cluster.
+    let n = mock.chat_requests().len();
+    let answer = send(&app, OTHER_KEY, &ask(&tax(4)), &[]).await;
+    assert_eq!(answer.header("x-uno-path"), Some("passthrough"));
+    assert_eq!(received_since(&mock, n).len(), 1);
+}
+
+/// Publishing (and rolling back) while requests are in flight: every answer
+/// is a success, and the block it was served with is the one of the version
+/// in its `x-uno-snapshot` header, and in its log row.
+async fn a_snapshot_published_under_load_is_picked_up_without_mixing(backend: Backend) {
+    // Postgres notifies; SQLite is polled (every second here).
+    let poll = if backend == Backend::Postgres {
+        3600
+    } else {
+        1
+    };
+    let (_mock, _db, app) = start(backend, |c| c.learn.snapshot_poll_secs = poll).await;
+    let members: Vec<String> = (0..10).map(cooking).collect();
+    let version_rule = |v: i64| format!("Rule of snapshot version {v}.");
+    let with_rule = |v: i64| {
+        snapshot(
+            "acme",
+            vec![cluster("0", Mode::Primary, &members, &[&version_rule(v)])],
+        )
+    };
+    let first = publish(&app, &with_rule(1)).await;
+    assert_eq!(first, 1);
+
+    let app = std::sync::Arc::new(app);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let app = app.clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 5 {
+                let answer = send(&app, KEY, &ask(&cooking(100 + w * 1000 + i)), &[]).await;
+                seen.push(answer);
+                i += 1;
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let second = app
+        .store()
+        .publish_snapshot(&with_rule(2), "test")
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for_version(&app, "acme", second, Duration::from_secs(10)).await;
+    let picked_up = started.elapsed();
+    if backend == Backend::Postgres {
+        assert!(
+            picked_up < Duration::from_secs(5),
+            "notification took {picked_up:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.store().rollback_snapshot("acme").await.unwrap();
+    wait_for_version(&app, "acme", first, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.store().activate_snapshot("acme", second).await.unwrap();
+    wait_for_version(&app, "acme", second, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut per_version = std::collections::BTreeMap::<i64, usize>::new();
+    let mut answers = Vec::new();
+    for w in workers {
+        let seen = w.await.unwrap();
+        // Each worker's last request began after the final activation.
+        let last = seen.last().unwrap();
+        assert_eq!(last.header("x-uno-snapshot"), Some("2"), "{}", last.body);
+        answers.extend(seen);
+    }
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let version: i64 = answer.header("x-uno-snapshot").unwrap().parse().unwrap();
+        let text = answer.text();
+        assert!(
+            text.contains(&version_rule(version)),
+            "v{version} served {text}"
+        );
+        assert!(!text.contains(&version_rule(3 - version)), "mixed: {text}");
+        *per_version.entry(version).or_default() += 1;
+    }
+    assert!(
+        per_version.len() == 2,
+        "both versions served: {per_version:?}"
+    );
+    for answer in answers.iter().step_by(7) {
+        let version = answer.header("x-uno-snapshot").unwrap().parse().unwrap();
+        assert_eq!(
+            served_by(&app, answer.id()).await,
+            row(Some(version), Some("0"), "primary")
+        );
+    }
+}
+
+async fn a_snapshot_that_cannot_load_leaves_the_old_one_serving(backend: Backend) {
+    let (mock, _db, app) = start(backend, |_| {}).await;
+    publish(&app, &two_topics("acme")).await;
+    let mut broken = two_topics("acme");
+    broken.route_embedder = "minilm:v9:384".into();
+    let version = app
+        .store()
+        .publish_snapshot(&broken, "test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(version, 2);
+    app.snapshots.refresh(app.store()).await.unwrap();
+    assert_eq!(app.snapshots.version("acme"), Some(1));
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, &ask(&cooking(1)), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("x-uno-snapshot"), Some("1"));
+    assert_eq!(answer.header("x-uno-path"), Some("primary"));
+    assert!(text_of(&received_since(&mock, n)[0].json()).contains(COOKING_RULE));
+
+    // A later good version replaces it.
+    let fixed = snapshot("acme", vec![]);
+    let version = publish(&app, &fixed).await;
+    assert_eq!(version, 3);
+    let answer = send(&app, KEY, &ask(&cooking(1)), &[]).await;
+    assert_eq!(answer.header("x-uno-path"), Some("passthrough"));
+}
