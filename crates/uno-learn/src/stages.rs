@@ -54,17 +54,20 @@ struct Coverage {
 /// instructions, so the cap is also applied here.
 const MAX_PRIOR_RULES: usize = 5;
 
-/// Trims, drops empty and duplicate rules.
+/// Trims, and drops duplicates and rules that say nothing: small models
+/// echo the schema's placeholder (`"..."`) or emit bare punctuation, and a
+/// rule without a letter or digit cannot instruct anyone.
 fn clean(rules: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(rules.len());
     for r in rules {
         let r = r.trim().to_owned();
-        if !r.is_empty() && !out.contains(&r) {
+        if r.chars().any(char::is_alphanumeric) && !out.contains(&r) {
             out.push(r);
         }
     }
     out
 }
+
 
 /// Stage 1: R_f (with satisfaction) from the feedback, and R_0 from the
 /// query alone, both at T = 0.1, seed 42, as JSON.
@@ -269,5 +272,21 @@ async fn p_covered(
         }),
         (0, None) => Ok(0.0),
         _ => Ok(f64::from(yes) / f64::from(answered)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_and_duplicates_are_not_rules() {
+        let rules = super::clean(vec![
+            "...".into(),
+            " Cite the form number. ".into(),
+            "Cite the form number.".into(),
+            "".into(),
+            "—".into(),
+            "给出例子".into(),
+        ]);
+        assert_eq!(rules, vec!["Cite the form number.", "给出例子"]);
     }
 }
