@@ -306,6 +306,8 @@ fn row(version: Option<i64>, cluster: Option<&str>, path: &str) -> ServedBy {
         snapshot_version: version,
         cluster_id: cluster.map(str::to_owned),
         path: Some(path.to_owned()),
+        draft: None,
+        critique: None,
     }
 }
 
@@ -454,9 +456,15 @@ async fn a_reflective_cluster_drafts_critiques_and_revises(backend: Backend) {
             (json!(0.3), json!(7))
         );
 
+        // The draft and the critique are logged with the answer.
+        let logged = served_by(&app, answer.id()).await;
         assert_eq!(
-            served_by(&app, answer.id()).await,
-            row(Some(1), Some("1"), "reflective")
+            logged,
+            ServedBy {
+                draft: Some("DRAFT with system: none".into()),
+                critique: Some(CRITIQUE.into()),
+                ..row(Some(1), Some("1"), "reflective")
+            }
         );
     }
 }
@@ -497,6 +505,9 @@ async fn a_failing_critique_or_revision_returns_the_draft(backend: Backend) {
             2,
             "no revision without a critique"
         );
+        let logged = served_by(&app, answer.id()).await;
+        assert_eq!(logged.draft.as_deref(), Some("the draft answer"));
+        assert_eq!(logged.critique, None);
 
         // The revision fails.
         mock.push_reply(MockReply::text("another draft"));

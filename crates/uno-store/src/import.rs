@@ -254,6 +254,8 @@ pub fn parse_line(line: &str, options: &ImportOptions) -> Result<ImportedLine, B
         conversation_hash: Some(conversation_hash(tenant, &prompt_text, answer).to_vec()),
         request: Value::Object(request).to_string(),
         response_text: Some(clean(answer)),
+        draft: None,
+        critique: None,
     };
 
     // Feedback times follow the interaction's, a millisecond apart, so that

@@ -515,8 +515,10 @@ async fn insert_interactions(
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "INSERT INTO interaction_contents (interaction_id, tenant_id, created_at, request, response_text) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) \
+        "INSERT INTO interaction_contents (interaction_id, tenant_id, created_at, request, response_text, \
+         draft, critique) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+         $6::text[], $7::text[]) \
          ON CONFLICT DO NOTHING",
     )
     .bind(&ids)
@@ -524,6 +526,8 @@ async fn insert_interactions(
     .bind(&times)
     .bind(text!(request))
     .bind(optional!(response_text))
+    .bind(optional!(draft))
+    .bind(optional!(critique))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -62,6 +62,13 @@ pub struct InteractionRow {
     pub request: String,
     /// The answer text.
     pub response_text: Option<String>,
+    /// The reflective module's draft (absent from journals written before
+    /// it existed).
+    #[serde(default)]
+    pub draft: Option<String>,
+    /// The reflective module's critique of the draft.
+    #[serde(default)]
+    pub critique: Option<String>,
 }
 
 /// Explicit or implicit feedback, upserted by id.
@@ -184,6 +191,8 @@ pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
         conversation_hash: hash,
         request: clean(&request),
         response_text: (!summary.text.is_empty()).then(|| clean(&summary.text)),
+        draft: clean_opt(record.experience.draft.as_deref()),
+        critique: clean_opt(record.experience.critique.as_deref()),
     })));
     if let Some(follow) = follow_up(tenant, &messages) {
         rows.push(LogRow::FollowUp(FollowUpRow {
@@ -294,6 +303,16 @@ mod tests {
         };
         assert_eq!(Some(&follow.parent_hash), parent.conversation_hash.as_ref());
         assert_eq!(follow.text, "too terse");
+    }
+
+    #[test]
+    fn journal_lines_from_before_reflection_still_parse() {
+        let rows = rows_for_interaction(&record(r#"{"model":"m","messages":[]}"#, "x"));
+        let mut value = serde_json::to_value(&rows[0]).unwrap();
+        let object = value.as_object_mut().unwrap();
+        assert!(object.remove("draft").is_some() && object.remove("critique").is_some());
+        let back: LogRow = serde_json::from_value(value).unwrap();
+        assert_eq!(back, rows[0]);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct ServedBy {
     pub cluster_id: Option<String>,
     /// `passthrough`, `primary`, `reflective`, `holdout` or `shadow:…`.
     pub path: Option<String>,
+    /// The reflective module's draft, when it made one.
+    pub draft: Option<String>,
+    /// The reflective module's critique, when it made one.
+    pub critique: Option<String>,
 }
 
 /// Notifications of snapshot activations (Postgres `LISTEN`).
@@ -308,26 +312,38 @@ impl Store {
         }
     }
 
-    /// Which snapshot, cluster and path served an interaction, as logged.
+    /// Which snapshot, cluster and path served an interaction, as logged,
+    /// with the reflective module's draft and critique.
     pub async fn served_by(&self, interaction: Uuid) -> Result<Option<ServedBy>, StoreError> {
-        type Row = (String, Option<i64>, Option<String>, Option<String>);
+        type Row = (
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
         let row: Option<Row> = on_pool!(self, |pool, sqlite| {
             sqlx::query_as(&sql(
                 sqlite,
-                "SELECT tenant_id, snapshot_version, cluster_id, path FROM interactions WHERE id = $1",
+                "SELECT i.tenant_id, i.snapshot_version, i.cluster_id, i.path, c.draft, c.critique \
+                 FROM interactions i LEFT JOIN interaction_contents c \
+                 ON c.interaction_id = i.id AND c.created_at = i.created_at WHERE i.id = $1",
             ))
             .bind(interaction)
             .fetch_optional(pool)
             .await?
         });
-        Ok(
-            row.map(|(tenant, snapshot_version, cluster_id, path)| ServedBy {
+        Ok(row.map(
+            |(tenant, snapshot_version, cluster_id, path, draft, critique)| ServedBy {
                 tenant,
                 snapshot_version,
                 cluster_id,
                 path,
-            }),
-        )
+                draft,
+                critique,
+            },
+        ))
     }
 
     /// Versions of one tenant (or all), newest first.

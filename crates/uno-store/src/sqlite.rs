@@ -415,14 +415,16 @@ async fn insert_interaction(
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "INSERT INTO interaction_contents (interaction_id, tenant_id, created_at, request, response_text) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO interaction_contents (interaction_id, tenant_id, created_at, request, response_text, \
+         draft, critique) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(r.id)
     .bind(&r.tenant)
     .bind(created)
     .bind(&r.request)
     .bind(&r.response_text)
+    .bind(&r.draft)
+    .bind(&r.critique)
     .execute(&mut **tx)
     .await?;
     Ok(())
