@@ -68,7 +68,6 @@ fn clean(rules: Vec<String>) -> Vec<String> {
     out
 }
 
-
 /// Stage 1: R_f (with satisfaction) from the feedback, and R_0 from the
 /// query alone, both at T = 0.1, seed 42, as JSON.
 pub async fn distil(
