@@ -303,6 +303,7 @@ impl Store {
             Store::Postgres(s) => {
                 let own = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(1)
+                    .acquire_timeout(std::time::Duration::from_secs(3))
                     .connect_lazy_with((*s.pool().connect_options()).clone());
                 let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
                 listener.listen(SNAPSHOT_CHANNEL).await?;

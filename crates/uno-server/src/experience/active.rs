@@ -175,21 +175,23 @@ enum Failure {
 }
 
 /// Loads every active snapshot now, then keeps them current on a task:
-/// polling every `poll`, and on Postgres also on each notification.
+/// polling every `poll`, and on Postgres also on each notification. The
+/// listener is in place before the first load, so a snapshot published in
+/// between is not missed until the next poll.
 pub async fn spawn_snapshot_refresh(
     snapshots: Arc<ActiveSnapshots>,
     store: Store,
     poll: Duration,
 ) -> tokio::task::JoinHandle<()> {
+    let mut listener = match store.snapshot_listener().await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for snapshot notifications; polling only");
+            None
+        }
+    };
     refresh_logged(&snapshots, &store).await;
     tokio::spawn(async move {
-        let mut listener = match store.snapshot_listener().await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for snapshot notifications; polling only");
-                None
-            }
-        };
         let mut ticker = tokio::time::interval(poll.max(Duration::from_millis(50)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
