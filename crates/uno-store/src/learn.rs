@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::portable::{bytes_to_vec, now_micros, on_pool, sql, vec_to_bytes};
+use crate::portable::{begin_write, bytes_to_vec, now_micros, on_pool, sql, vec_to_bytes};
 
 /// One feedback row of a learning source.
 #[derive(Debug, Clone, PartialEq)]
@@ -351,7 +351,7 @@ impl Store {
     pub async fn upsert_learn_log(&self, log: &NewLearnLog) -> Result<bool, StoreError> {
         let now = now_micros();
         on_pool!(self, |pool, sqlite| {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin_write!(pool, sqlite);
             let existing: Option<(String,)> = sqlx::query_as(&sql(
                 sqlite,
                 "SELECT feedback_hash FROM learn_logs WHERE interaction_id = $1",

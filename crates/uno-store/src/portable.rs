@@ -46,6 +46,21 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Begins a transaction that will write after reading. On SQLite it takes
+/// the write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that
+/// reads and then writes while the log writer holds the lock fails with
+/// SQLITE_BUSY at once instead of waiting out the busy timeout.
+macro_rules! begin_write {
+    ($pool:expr, $sqlite:expr) => {
+        if $sqlite {
+            $pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            $pool.begin().await?
+        }
+    };
+}
+pub(crate) use begin_write;
+
 /// Now, in Unix microseconds (the learning tables' time unit).
 pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()

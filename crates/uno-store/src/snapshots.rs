@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::portable::{now_micros, on_pool, sql};
+use crate::portable::{begin_write, now_micros, on_pool, sql};
 
 /// The Postgres channel publication and activation notify.
 pub const SNAPSHOT_CHANNEL: &str = "uno_snapshot";
@@ -108,14 +108,7 @@ impl Store {
         let now = now_micros();
         let tenant = snapshot.tenant.as_str();
         let version = on_pool!(self, |pool, sqlite| {
-            // SQLite: take the write lock up front. A deferred transaction
-            // that reads first cannot upgrade while the log writer commits
-            // (SQLITE_BUSY at once, not after the busy timeout).
-            let mut tx = if sqlite {
-                pool.begin_with("BEGIN IMMEDIATE").await?
-            } else {
-                pool.begin().await?
-            };
+            let mut tx = begin_write!(pool, sqlite);
             let latest: Option<(i64, String)> = sqlx::query_as(&sql(
                 sqlite,
                 "SELECT version, digest FROM snapshots WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
@@ -159,14 +152,7 @@ impl Store {
     pub async fn activate_snapshot(&self, tenant: &str, version: i64) -> Result<(), StoreError> {
         let now = now_micros();
         on_pool!(self, |pool, sqlite| {
-            // SQLite: take the write lock up front. A deferred transaction
-            // that reads first cannot upgrade while the log writer commits
-            // (SQLITE_BUSY at once, not after the busy timeout).
-            let mut tx = if sqlite {
-                pool.begin_with("BEGIN IMMEDIATE").await?
-            } else {
-                pool.begin().await?
-            };
+            let mut tx = begin_write!(pool, sqlite);
             let exists: Option<(i64,)> = sqlx::query_as(&sql(
                 sqlite,
                 "SELECT version FROM snapshots WHERE tenant_id = $1 AND version = $2",
