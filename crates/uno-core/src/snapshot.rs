@@ -117,6 +117,28 @@ pub struct Validation {
     pub guarded: usize,
 }
 
+/// The measured lift of a cluster's treatment (method §6.2's holdout): how
+/// often answers served treated (primary or reflective) and answers served
+/// untouched as holdout were rated down, over the worker's lift window, and
+/// the one-sided pooled two-proportion z of treated being rated down more.
+/// An interaction counts as rated when it has explicit ratings, and as rated
+/// down when their sum is negative.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Lift {
+    /// Treated interactions with a rating.
+    pub treated_rated: u64,
+    /// Of those, rated down.
+    pub treated_down: u64,
+    /// Holdout interactions with a rating.
+    pub holdout_rated: u64,
+    /// Of those, rated down.
+    pub holdout_down: u64,
+    /// (treated down-rate − holdout down-rate) / pooled standard error;
+    /// positive when treated does worse, 0 when it cannot be computed (an
+    /// arm without ratings, or no variance).
+    pub z: f64,
+}
+
 /// Everything the proxy needs about one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterExperience {
@@ -162,6 +184,10 @@ pub struct ClusterExperience {
     pub members: Vec<Uuid>,
     /// The held-out members validation used.
     pub holdout: Vec<Uuid>,
+    /// Treated versus holdout ratings in served traffic, when the cluster
+    /// had any; absent in snapshots from before the lift check.
+    #[serde(default)]
+    pub lift: Option<Lift>,
 }
 
 impl ClusterExperience {
@@ -319,6 +345,7 @@ mod tests {
             lessons: vec![],
             members: vec![],
             holdout: vec![],
+            lift: None,
         }
     }
 
@@ -376,12 +403,14 @@ mod tests {
         for c in value["clusters"].as_array_mut().into_iter().flatten() {
             c.as_object_mut().map(|o| {
                 o.remove("route_centroid");
-                o.remove("route_threshold")
+                o.remove("route_threshold");
+                o.remove("lift")
             });
         }
         let old: Snapshot = serde_json::from_value(value).expect("an old snapshot parses");
         assert!(old.route_embedder.is_empty());
         assert!(old.clusters[0].route_centroid.is_empty());
+        assert!(old.clusters[0].lift.is_none());
     }
 
     #[test]

@@ -533,6 +533,7 @@ impl Worker {
                 .iter()
                 .map(|&i| logs[i].input.interaction_id)
                 .collect(),
+            lift: None,
         })
     }
 }

@@ -89,6 +89,7 @@ fn cluster(id: &str, mode: Mode, members: &[String], rules: &[&str]) -> ClusterE
         lessons: vec![],
         members: vec![],
         holdout: vec![],
+        lift: None,
     }
 }
 

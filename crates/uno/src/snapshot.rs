@@ -352,6 +352,13 @@ fn summary(s: &Snapshot, active: bool) -> String {
         if !c.decision.is_empty() {
             let _ = writeln!(out, "  decision: {}", c.decision);
         }
+        if let Some(l) = &c.lift {
+            let _ = writeln!(
+                out,
+                "  lift: treated rated down {}/{}, holdout {}/{}, z {:.2}",
+                l.treated_down, l.treated_rated, l.holdout_down, l.holdout_rated, l.z
+            );
+        }
         let served: Vec<_> = c.served_rules().collect();
         if served.is_empty() {
             let _ = writeln!(

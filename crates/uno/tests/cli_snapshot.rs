@@ -10,7 +10,7 @@ use uno_testkit::both_backends;
 use cli_common::{fresh, uno};
 use serde_json::Value;
 use uno_core::snapshot::{
-    ClusterExperience, Gap, Mode, Policy, Rule, Settings, Snapshot, Validation,
+    ClusterExperience, Gap, Lift, Mode, Policy, Rule, Settings, Snapshot, Validation,
 };
 use uno_store::Store;
 use uno_testkit::Backend;
@@ -60,6 +60,7 @@ fn cluster(id: &str, mode: Mode, rules: &[(&str, usize, bool)]) -> ClusterExperi
         lessons: vec![],
         members: vec![],
         holdout: vec![],
+        lift: None,
     }
 }
 
@@ -109,7 +110,16 @@ async fn seed(store: &Store) {
                     ("List the exceptions.", 3, true),
                 ],
             ),
-            cluster("1", Mode::Passthrough, &[]),
+            ClusterExperience {
+                lift: Some(Lift {
+                    treated_rated: 50,
+                    treated_down: 23,
+                    holdout_rated: 20,
+                    holdout_down: 2,
+                    z: 2.8397,
+                }),
+                ..cluster("1", Mode::Passthrough, &[])
+            },
         ],
     );
     assert_eq!(
@@ -180,6 +190,7 @@ async fn snapshots_are_listed_shown_and_diffed(backend: Backend) {
         "- Cite the article. [support 5, 5 sources]",
         "- List the exceptions. [support 3, 3 sources]",
         "cluster 1: 12 logs, mode passthrough",
+        "lift: treated rated down 23/50, holdout 2/20, z 2.84",
     ] {
         assert!(shown.stdout.contains(expected), "{expected}: {shown:?}");
     }

@@ -130,6 +130,27 @@ pub struct LearnConfig {
     /// Route and log which path each request would have taken (as
     /// `shadow:primary`, …), but serve every request untouched.
     pub shadow: bool,
+    /// Route requests that carry `tools`, `functions` or `tool_choice`
+    /// instead of passing them through. Off by default: the method learned
+    /// from free-text answers, and a tool call is not one.
+    pub route_tools: bool,
+    /// Route requests that set `response_format` instead of passing them
+    /// through. Off by default for the same reason.
+    pub route_response_format: bool,
+    /// Most estimated tokens of a cluster's rule block: rules are kept in
+    /// rank order while the block stays within it, so a cluster with many
+    /// long rules cannot crowd the client's own prompt.
+    pub block_max_tokens: usize,
+    /// Days of served traffic the holdout lift check reads (interactions
+    /// logged by primary, reflective or holdout paths); 0 turns it off.
+    pub lift_window_days: u32,
+    /// A cluster goes back to passthrough when its treated traffic is rated
+    /// down more often than its holdout traffic with a one-sided pooled
+    /// two-proportion z at or above this (1.645: p < 0.05).
+    pub lift_z: f64,
+    /// Rated interactions each arm (treated, holdout) needs before the
+    /// lift check may decide anything.
+    pub lift_min_rated: u64,
 }
 
 impl Default for LearnConfig {
@@ -176,6 +197,12 @@ impl Default for LearnConfig {
             reflective_step_timeout_ms: 60_000,
             disabled_tenants: Vec::new(),
             shadow: false,
+            route_tools: false,
+            route_response_format: false,
+            block_max_tokens: 512,
+            lift_window_days: 14,
+            lift_z: 1.645,
+            lift_min_rated: 20,
         }
     }
 }
@@ -243,6 +270,17 @@ impl LearnConfig {
                 "learn.snapshot_poll_secs and learn.reflective_step_timeout_ms must be at least 1"
                     .into(),
             );
+        }
+        if self.block_max_tokens == 0 || self.lift_min_rated == 0 {
+            return Err(
+                "learn.block_max_tokens and learn.lift_min_rated must be at least 1".into(),
+            );
+        }
+        if !(self.lift_z.is_finite() && self.lift_z > 0.0) {
+            return Err(format!(
+                "learn.lift_z must be a number greater than 0, not {}",
+                self.lift_z
+            ));
         }
         if !(self.url.is_empty()
             || self.url.starts_with("http://")

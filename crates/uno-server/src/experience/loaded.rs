@@ -233,6 +233,7 @@ mod tests {
             lessons: vec![],
             members: vec![],
             holdout: vec![],
+            lift: None,
         }
     }
 
