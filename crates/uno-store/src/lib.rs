@@ -13,6 +13,7 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod learn;
+pub mod lift;
 mod portable;
 mod postgres;
 pub mod rows;

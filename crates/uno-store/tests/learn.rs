@@ -21,6 +21,7 @@ both_backends! {
     a_stale_worker_cannot_store_its_result,
     repeated_failures_mark_a_log_failed,
     one_worker_at_a_time_rebuilds_a_tenant,
+    served_ratings_are_counted_per_cluster_treated_against_holdout,
 }
 
 async fn fresh(backend: Backend) -> (TestDatabase, Store) {
@@ -271,4 +272,81 @@ async fn one_worker_at_a_time_rebuilds_a_tenant(backend: Backend) {
         (state.last_logs, state.last_updated, state.dirty),
         (Some(5), Some(9), false)
     );
+}
+
+async fn served_ratings_are_counted_per_cluster_treated_against_holdout(backend: Backend) {
+    use std::time::{Duration, SystemTime};
+    use uno_core::interaction::ServePath::{Holdout, Passthrough, Primary, Reflective};
+    use uno_store::lift::ClusterRatings;
+    use uno_testkit::records::{feedback, record, served};
+
+    let (_db, store) = fresh(backend).await;
+    let now = SystemTime::now();
+    let month_ago = now - Duration::from_secs(30 * 86_400);
+    // (tenant, cluster, path, when, ratings by distinct users)
+    let seeds: Vec<(&str, &str, _, SystemTime, Vec<Rating>)> = vec![
+        ("t", "0", Primary, now, vec![Rating::Down]),
+        ("t", "0", Primary, now, vec![Rating::Up, Rating::Down]), // net 0: rated, not down
+        ("t", "0", Primary, now, vec![Rating::Down, Rating::Down]),
+        ("t", "0", Primary, now, vec![]), // unrated
+        ("t", "0", Reflective, now, vec![Rating::Up]),
+        ("t", "0", Holdout, now, vec![Rating::Down]),
+        ("t", "0", Holdout, now, vec![Rating::Up]),
+        ("t", "1", Holdout, now, vec![Rating::Up]),
+        ("t", "0", Passthrough, now, vec![Rating::Down]), // neither arm
+        ("t", "0", Primary, month_ago, vec![Rating::Down]), // before the window
+        ("other", "0", Primary, now, vec![Rating::Down]), // another tenant
+    ];
+    let mut rows = Vec::new();
+    let mut ratings = Vec::new();
+    for (i, (tenant, cluster, path, at, votes)) in seeds.into_iter().enumerate() {
+        let r = served(
+            record(tenant, "u", &format!("q{i}"), "a", at),
+            1,
+            cluster,
+            path,
+        );
+        for (j, vote) in votes.into_iter().enumerate() {
+            let who = format!("user-{j}");
+            ratings.push(row_for_feedback(&feedback(
+                tenant,
+                r.id,
+                &who,
+                Some(vote),
+                None,
+                None,
+            )));
+        }
+        rows.extend(rows_for_interaction(&r));
+    }
+    // Shadow traffic was served untouched whatever it logs.
+    let mut shadow = served(record("t", "u", "shadowed", "a", now), 1, "0", Passthrough);
+    shadow.experience.shadow = Some(Primary);
+    ratings.push(row_for_feedback(&feedback(
+        "t",
+        shadow.id,
+        "w",
+        Some(Rating::Down),
+        None,
+        None,
+    )));
+    rows.extend(rows_for_interaction(&shadow));
+    store.write_rows(&rows).await.unwrap();
+    store.write_rows(&ratings).await.unwrap();
+
+    let fortnight = chrono::Utc::now().timestamp_micros() - 14 * 86_400 * 1_000_000;
+    let got = store.cluster_ratings("t", fortnight).await.unwrap();
+    let counts = |cluster: &str, tr, td, hr, hd| ClusterRatings {
+        cluster_id: cluster.into(),
+        treated_rated: tr,
+        treated_down: td,
+        holdout_rated: hr,
+        holdout_down: hd,
+    };
+    assert_eq!(got, vec![counts("0", 4, 2, 2, 1), counts("1", 0, 0, 1, 0)]);
+    // A wider window takes the month-old interaction in.
+    let two_months = fortnight - 46 * 86_400 * 1_000_000;
+    let wider = store.cluster_ratings("t", two_months).await.unwrap();
+    assert_eq!(wider[0], counts("0", 5, 3, 2, 1));
+    assert!(store.cluster_ratings("nobody", 0).await.unwrap().is_empty());
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use uno_core::InteractionId;
 use uno_core::feedback::{ExplicitFeedback, Rating, explicit_feedback_id};
-use uno_core::interaction::{InteractionRecord, Outcome, ResponseBody};
+use uno_core::interaction::{ExperienceTrace, InteractionRecord, Outcome, ResponseBody, ServePath};
 
 /// Defines `postgres::NAME` and `sqlite::NAME` tests for each `NAME`, each
 /// calling the async fn `NAME(Backend)` of the enclosing module.
@@ -68,6 +68,23 @@ pub fn conversation(
 /// [`record`] at the current time.
 pub fn ask(tenant: &str, user: &str, question: &str, answer: &str) -> InteractionRecord {
     record(tenant, user, question, answer, SystemTime::now())
+}
+
+/// `record` as the proxy logs it when snapshot `version` served it on
+/// `path`, routed to `cluster`.
+pub fn served(
+    mut record: InteractionRecord,
+    version: i64,
+    cluster: &str,
+    path: ServePath,
+) -> InteractionRecord {
+    record.experience = ExperienceTrace {
+        snapshot_version: Some(version),
+        cluster_id: Some(Arc::from(cluster)),
+        path: Some(path),
+        ..ExperienceTrace::default()
+    };
+    record
 }
 
 /// Explicit feedback of `user` on interaction `id`, with the id the API
