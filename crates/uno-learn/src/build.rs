@@ -16,6 +16,7 @@ use uno_llm::embed::Embedder;
 use uno_store::learn::LearnLog;
 use uuid::Uuid;
 
+use crate::prompts::{self, Lang};
 use crate::source::contributor;
 
 /// One cluster before validation.
@@ -356,6 +357,44 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// Estimated tokens of `text`, without the model's tokenizer (the worker
+/// serves many models and has none of them): a quarter token per ASCII
+/// byte, rounded up, plus one token per other character. English BPE
+/// tokenizers average about four characters a token; a CJK character is
+/// one token or more, so counting it as one keeps Chinese blocks from
+/// passing as four times shorter than they are.
+pub fn estimate_tokens(text: &str) -> usize {
+    let ascii = text.bytes().filter(u8::is_ascii).count();
+    let other = text.chars().filter(|c| !c.is_ascii()).count();
+    ascii.div_ceil(4) + other
+}
+
+/// The rules the primary block carries and the block itself: `ranked`
+/// (served rules, best first) taken in order, at most `max_rules`, while
+/// the whole block's [`estimate_tokens`] stays within `max_tokens`. It stops
+/// at the first rule that does not fit rather than skipping to shorter
+/// ones, so the block is always a prefix of the ranking. Empty when not
+/// even the best rule fits.
+pub fn fit_block(
+    lang: Lang,
+    ranked: &[String],
+    max_rules: usize,
+    max_tokens: usize,
+) -> (Vec<String>, String) {
+    let mut kept: Vec<String> = Vec::new();
+    let mut block = String::new();
+    for rule in ranked.iter().take(max_rules) {
+        kept.push(rule.clone());
+        let longer = prompts::experience_block(lang, &kept);
+        if estimate_tokens(&longer) > max_tokens {
+            kept.pop();
+            break;
+        }
+        block = longer;
+    }
+    (kept, block)
+}
+
 /// Critic material: each training log's served rules (by index), with its
 /// query embedding for nearest-log retrieval at serving time.
 pub fn lessons(
@@ -540,6 +579,45 @@ mod tests {
             decide(&single, &low, Some(&validation(0.53)), 2, 3, None).0,
             Mode::Primary
         );
+    }
+
+    #[test]
+    fn tokens_are_estimated_from_ascii_bytes_and_other_characters() {
+        assert_eq!(estimate_tokens(""), 0);
+        assert_eq!(estimate_tokens("abcd"), 1);
+        assert_eq!(estimate_tokens("abcde"), 2);
+        assert_eq!(estimate_tokens("给出例子"), 4);
+        assert_eq!(estimate_tokens("a 例"), 2);
+    }
+
+    #[test]
+    fn the_block_keeps_ranked_rules_while_they_fit_the_budget() {
+        let ranked: Vec<String> = ["Cite the form number.", "Give the deadline.", "Be brief."]
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect();
+        let cost = |n: usize| estimate_tokens(&prompts::experience_block(Lang::En, &ranked[..n]));
+        // Everything fits a large budget; max_rules still applies.
+        let (all, block) = fit_block(Lang::En, &ranked, 20, 10_000);
+        assert_eq!(all, ranked);
+        assert_eq!(block, prompts::experience_block(Lang::En, &ranked));
+        assert_eq!(fit_block(Lang::En, &ranked, 2, 10_000).0, ranked[..2]);
+        // Exactly two rules' worth: the third is cut, even though it is short.
+        let (two, block) = fit_block(Lang::En, &ranked, 20, cost(2));
+        assert_eq!(two, ranked[..2]);
+        assert!(estimate_tokens(&block) <= cost(2));
+        // One token short of two rules: the second is cut and the block
+        // stops there, although the shorter third would fit.
+        let (one, _) = fit_block(Lang::En, &ranked, 20, cost(2) - 1);
+        assert_eq!(one, ranked[..1]);
+        let first_and_third = [ranked[0].clone(), ranked[2].clone()];
+        assert!(
+            estimate_tokens(&prompts::experience_block(Lang::En, &first_and_third)) < cost(2),
+            "the third rule would have fitted"
+        );
+        // Not even the best rule fits: no block.
+        let (none, block) = fit_block(Lang::En, &ranked, 20, cost(1) - 1);
+        assert!(none.is_empty() && block.is_empty());
     }
 
     #[test]

@@ -8,9 +8,12 @@
 //!   consolidation with provenance and support, the mode decision;
 //! - [`validate`]: the held-out validation gate (judge, BLEU and length
 //!   guards, win rate);
+//! - [`lift`]: the online check of served traffic, treated against
+//!   holdout, that withdraws a treatment users rate worse;
 //! - [`worker`]: scheduling, leases and publishing.
 
 pub mod build;
+pub mod lift;
 pub mod prompts;
 pub mod source;
 pub mod stages;

@@ -13,7 +13,8 @@ use uno_store::Store;
 use uno_store::learn::{LearnLog, StageOutput, TenantLearnState};
 
 use crate::build::{self, ClusterPlan};
-use crate::prompts::{self, Lang};
+use crate::lift;
+use crate::prompts::Lang;
 use crate::stages::{self, NoveltyScorer, StageError};
 use crate::validate;
 
@@ -406,6 +407,7 @@ impl Worker {
             clusters.push(self.cluster_experience(plan, &logs).await?);
             progress.advance(1);
         }
+        self.check_lift(tenant, &mut clusters).await?;
         let dim = logs
             .first()
             .map_or(self.embedder.dim(), |l| l.query_vec.len());
@@ -424,6 +426,35 @@ impl Worker {
             clusters,
         };
         Ok(self.store.publish_snapshot(&snapshot, "worker").await?)
+    }
+
+    /// The holdout lift check ([`crate::lift`]): the tenant's served
+    /// traffic over the last `learn.lift_window_days`, per cluster id, is
+    /// recorded on the cluster with the same id (ids are kept across
+    /// re-clusterings, so the traffic was served by the same cluster), and a
+    /// treatment users rate measurably worse than its holdout is withdrawn.
+    async fn check_lift(
+        &self,
+        tenant: &str,
+        clusters: &mut [ClusterExperience],
+    ) -> Result<(), WorkerError> {
+        if self.config.lift_window_days == 0 {
+            return Ok(());
+        }
+        let window = i64::from(self.config.lift_window_days) * 86_400 * 1_000_000;
+        let since = chrono::Utc::now().timestamp_micros().saturating_sub(window);
+        let ratings = self.store.cluster_ratings(tenant, since).await?;
+        for cluster in clusters.iter_mut() {
+            let Some(r) = ratings.iter().find(|r| r.cluster_id == cluster.id) else {
+                continue;
+            };
+            let before = cluster.mode;
+            lift::apply(&self.config, cluster, r);
+            if cluster.mode != before {
+                tracing::warn!(tenant, cluster = %cluster.id, decision = %cluster.decision, "treatment withdrawn");
+            }
+        }
+        Ok(())
     }
 
     async fn cluster_experience(
@@ -449,10 +480,9 @@ impl Worker {
             cfg.min_support,
         );
         let lessons = build::lessons(&plan.train, logs, &candidates, &index, &rules);
-        let served: Vec<String> = rules
+        let supported: Vec<String> = rules
             .iter()
             .filter(|r| r.served)
-            .take(cfg.max_rules)
             .map(|r| r.text.clone())
             .collect();
         let lang = if plan.lang == "zh" {
@@ -460,15 +490,19 @@ impl Worker {
         } else {
             Lang::En
         };
-        let block = if served.is_empty() {
-            String::new()
-        } else {
-            prompts::experience_block(lang, &served)
-        };
+        // The block carries what fits the budget; the critic (reflective)
+        // may still draw on every supported rule.
+        let (served, block) =
+            build::fit_block(lang, &supported, cfg.max_rules, cfg.block_max_tokens);
         let high_gap = plan.gap.min >= cfg.gap_threshold;
         let holdout: Vec<&LearnLog> = plan.holdout.iter().map(|&i| &logs[i]).collect();
-        let skipped = if served.is_empty() {
+        let skipped = if supported.is_empty() {
             Some("no served rules".to_owned())
+        } else if served.is_empty() {
+            Some(format!(
+                "not even the best rule fits learn.block_max_tokens ({} estimated tokens)",
+                cfg.block_max_tokens
+            ))
         } else if high_gap {
             Some("high gap".to_owned())
         } else if holdout.len() < cfg.min_validation_logs.max(1) {
@@ -500,7 +534,7 @@ impl Worker {
             cfg,
             &plan.gap,
             validation.as_ref(),
-            served.len(),
+            supported.len(),
             lessons.len(),
             skipped.as_deref(),
         );
