@@ -25,6 +25,8 @@ both_backends! {
     a_failing_critique_or_revision_returns_the_draft,
     holdout_shadow_and_switches_serve_untouched,
     requests_outside_the_method_pass_through,
+    tools_are_routed_when_learn_route_tools_is_on,
+    a_response_format_is_routed_when_learn_route_response_format_is_on,
     tenants_never_get_each_others_rules,
     a_snapshot_published_under_load_is_picked_up_without_mixing,
     a_snapshot_that_cannot_load_leaves_the_old_one_serving,
@@ -622,6 +624,71 @@ async fn requests_outside_the_method_pass_through(backend: Backend) {
         assert_eq!(answer.header("x-uno-path"), Some("passthrough"), "{body}");
         assert_eq!(answer.header("x-uno-cluster"), None, "{body}");
     }
+}
+
+/// With one switch on, `on` (a cooking question carrying what the switch
+/// lets in) gets the block with the rest of its body intact, and `off` (one
+/// carrying what the other switch governs) still passes through unchanged.
+async fn routed_with_switch(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+    on: Value,
+    off: Value,
+) {
+    let (mock, _db, app) = start(backend, tweak).await;
+    publish(&app, &two_topics("acme")).await;
+    let block = experience_block(Lang::En, &[COOKING_RULE.to_owned()]);
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, on.to_string().as_bytes(), &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("x-uno-path"), Some("primary"), "{on}");
+    assert_eq!(answer.header("x-uno-cluster"), Some("0"));
+    let mut sent = received_since(&mock, n)[0].json();
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": block})
+    );
+    sent["messages"].as_array_mut().unwrap().remove(0);
+    assert_eq!(sent, on, "only the block was added");
+    assert_eq!(
+        served_by(&app, answer.id()).await,
+        row(Some(1), Some("0"), "primary")
+    );
+    let raw = off.to_string().into_bytes();
+    let n = mock.chat_requests().len();
+    let answer = send(&app, KEY, &raw, &[]).await;
+    assert_eq!(answer.header("x-uno-path"), Some("passthrough"), "{off}");
+    assert_eq!(received_since(&mock, n)[0].body.as_ref(), raw.as_slice());
+}
+
+fn cooking_with(extra: &[(&str, Value)]) -> Value {
+    let mut body =
+        json!({"model": "mock-model", "messages": [{"role": "user", "content": cooking(5)}]});
+    for (k, v) in extra {
+        body[*k] = v.clone();
+    }
+    body
+}
+
+async fn tools_are_routed_when_learn_route_tools_is_on(backend: Backend) {
+    let tools = json!([{"type": "function", "function": {"name": "timer", "parameters": {}}}]);
+    routed_with_switch(
+        backend,
+        |c| c.learn.route_tools = true,
+        cooking_with(&[("tools", tools), ("tool_choice", json!("auto"))]),
+        cooking_with(&[("response_format", json!({"type": "json_object"}))]),
+    )
+    .await;
+}
+
+async fn a_response_format_is_routed_when_learn_route_response_format_is_on(backend: Backend) {
+    routed_with_switch(
+        backend,
+        |c| c.learn.route_response_format = true,
+        cooking_with(&[("response_format", json!({"type": "json_object"}))]),
+        cooking_with(&[("functions", json!([{"name": "timer", "parameters": {}}]))]),
+    )
+    .await;
 }
 
 async fn tenants_never_get_each_others_rules(backend: Backend) {

@@ -49,6 +49,8 @@ impl Experience {
                 holdout_percent: config.holdout_percent.min(100),
                 disabled_tenants: config.disabled_tenants.clone(),
                 shadow: config.shadow,
+                route_tools: config.route_tools,
+                route_response_format: config.route_response_format,
             },
             step_timeout: Duration::from_millis(config.reflective_step_timeout_ms.max(1)),
         }

@@ -1,9 +1,10 @@
 //! Deciding, per request, which learned experience applies (method §6.2
 //! steps 1–3): none without a snapshot or when switched off; none for
 //! requests the method was not trained on (later turns of a conversation,
-//! tools, a response format); else the nearest cluster of the request's own
-//! tenant, if the query lies within its unseen threshold, and that
-//! cluster's mode, less a deterministic holdout share.
+//! and, unless `learn.route_tools` / `learn.route_response_format` say
+//! otherwise, tools or a response format); else the nearest cluster of the
+//! request's own tenant, if the query lies within its unseen threshold, and
+//! that cluster's mode, less a deterministic holdout share.
 
 use std::sync::Arc;
 
@@ -27,6 +28,10 @@ pub struct ServingPolicy {
     pub disabled_tenants: Vec<String>,
     /// Route and log only; serve untouched.
     pub shadow: bool,
+    /// Route requests with tools, functions or a tool choice.
+    pub route_tools: bool,
+    /// Route requests with a `response_format`.
+    pub route_response_format: bool,
 }
 
 /// What to do with one request.
@@ -92,7 +97,7 @@ pub fn plan(
     };
     if learning_off(headers)
         || policy.disabled_tenants.iter().any(|t| t == tenant)
-        || !first_turn_text_only(view)
+        || !qualifies(view, policy)
     {
         return Plan::forward(snapshot);
     }
@@ -159,13 +164,15 @@ fn learning_off(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the request is what UNO learned from and applies to: a first
-/// turn (no assistant message yet) without tools and without a requested
-/// output format, whose answer is free text.
-fn first_turn_text_only(view: &ChatRequestView<'_>) -> bool {
-    view.tools.is_none()
-        && view.functions.is_none()
-        && view.tool_choice.is_none()
-        && view.response_format.is_none()
+/// turn (no assistant message yet) whose answer is free text, so without
+/// tools and without a requested output format. Either may be let in by
+/// the policy: the block goes into the system message whatever the request
+/// asks for, and a reflective draft that is a tool call (no text to
+/// critique) is answered as it is.
+fn qualifies(view: &ChatRequestView<'_>, policy: &ServingPolicy) -> bool {
+    let tools = view.tools.is_some() || view.functions.is_some() || view.tool_choice.is_some();
+    (policy.route_tools || !tools)
+        && (policy.route_response_format || view.response_format.is_none())
         && !view.messages.iter().any(|m| m.role == "assistant")
 }
 
@@ -222,9 +229,10 @@ mod tests {
 
     #[test]
     fn only_first_turn_text_requests_qualify() {
+        let strict = ServingPolicy::default();
         let ok = br#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"Q"}]}"#;
         let view = ChatRequestView::parse(ok).unwrap();
-        assert!(first_turn_text_only(&view));
+        assert!(qualifies(&view, &strict));
         assert_eq!(query_text(&view), "S\n\nQ");
         for body in [
             r#"{"model":"m","messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"A"},{"role":"user","content":"more"}]}"#,
@@ -234,8 +242,45 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"response_format":{"type":"json_object"}}"#,
         ] {
             let view = ChatRequestView::parse(body.as_bytes()).unwrap();
-            assert!(!first_turn_text_only(&view), "{body}");
+            assert!(!qualifies(&view, &strict), "{body}");
         }
+    }
+
+    #[test]
+    fn the_policy_lets_tools_or_a_response_format_through() {
+        let tools = ServingPolicy {
+            route_tools: true,
+            ..ServingPolicy::default()
+        };
+        let format = ServingPolicy {
+            route_response_format: true,
+            ..ServingPolicy::default()
+        };
+        let both = ServingPolicy {
+            route_tools: true,
+            route_response_format: true,
+            ..ServingPolicy::default()
+        };
+        let parse = |b: &'static str| ChatRequestView::parse(b.as_bytes()).unwrap();
+        let with_tools = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"tools":[],"tool_choice":"auto"}"#,
+        );
+        let with_functions =
+            parse(r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"functions":[]}"#);
+        let with_format = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"response_format":{"type":"json_object"}}"#,
+        );
+        let with_both = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"tools":[],"response_format":{"type":"json_object"}}"#,
+        );
+        let later_turn = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"A"},{"role":"user","content":"more"}],"tools":[]}"#,
+        );
+        assert!(qualifies(&with_tools, &tools) && qualifies(&with_functions, &tools));
+        assert!(!qualifies(&with_format, &tools) && !qualifies(&with_both, &tools));
+        assert!(qualifies(&with_format, &format) && !qualifies(&with_tools, &format));
+        assert!(qualifies(&with_both, &both));
+        assert!(!qualifies(&later_turn, &both), "later turns never qualify");
     }
 
     #[test]
