@@ -69,6 +69,15 @@ pub struct Args {
     /// Exit non-zero when a target is missed (for CI).
     #[arg(long)]
     pub check: bool,
+
+    /// Instead of the logging comparison, measure learned experience on
+    /// the request path: uno with a snapshot whose cluster the request
+    /// routes to (primary: rule block injected) against the same uno
+    /// without one (passthrough), at concurrency 1 (added latency) and at
+    /// the highest --concurrency (throughput), plus the in-process cost of
+    /// each step (routing embed, nearest centroid, block injection).
+    #[arg(long)]
+    pub routing: bool,
 }
 
 impl Args {

@@ -22,6 +22,7 @@ mod cli;
 mod cpu;
 mod loadgen;
 mod report;
+mod routing;
 mod scenarios;
 mod servers;
 
@@ -39,6 +40,15 @@ use crate::servers::{MockServer, UnoPgServer, UnoServer, runtime};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.routing {
+        return match routing::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("uno-bench: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&args) {
         Ok(report) => {
             if report.errors() > 0 {

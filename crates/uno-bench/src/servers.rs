@@ -129,6 +129,17 @@ impl UnoServer {
     /// Starts uno on a free loopback port with the default configuration,
     /// `upstream_url` as its only upstream and `key` as its only client key.
     pub fn start(upstream_url: String, key: String) -> anyhow::Result<Self> {
+        Self::start_with(upstream_url, key, None)
+    }
+
+    /// Like [`UnoServer::start`], serving `snapshot` (if any) as its
+    /// tenant's learned experience, with no holdout, so every request that
+    /// routes gets the experience.
+    pub fn start_with(
+        upstream_url: String,
+        key: String,
+        snapshot: Option<uno_core::snapshot::Snapshot>,
+    ) -> anyhow::Result<Self> {
         let (ready_tx, ready_rx) = mpsc::channel::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -136,9 +147,17 @@ impl UnoServer {
             .spawn(move || -> anyhow::Result<()> {
                 let rt = runtime("uno-worker")?;
                 rt.block_on(async move {
-                    let config = bench_config(upstream_url, key)?;
+                    let mut config = bench_config(upstream_url, key)?;
+                    config.learn.holdout_percent = 0;
                     let state = AppState::new(&config, Arc::new(TracingSink))
                         .context("uno rejected the mock's URL")?;
+                    if let Some(snapshot) = &snapshot {
+                        state
+                            .experience()
+                            .snapshots
+                            .install(snapshot)
+                            .map_err(|err| anyhow!("the bench snapshot does not load: {err}"))?;
+                    }
                     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
                     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
                     let server = BoundServer::bind(listen, build_router(state), grace).await?;

@@ -61,34 +61,39 @@ impl HashingEmbedder {
         Self::new(dim).ok()
     }
 
-    /// Embeds one text synchronously: the work is a few hashes per word, so
+    /// Embeds one text synchronously: the work is a few hashes per byte, so
     /// callers outside async code need not go through [`Embedder::embed`].
+    ///
+    /// It runs on the proxy's request path (routing), so it makes no
+    /// allocation besides the vector: words are hashed as they are scanned
+    /// (FNV-1a over their lower-cased UTF-8), unigrams in a first pass and
+    /// bigrams in a second, which adds the features in the same order, and
+    /// so gives the same floats, as hashing a list of words would.
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
         let mut v = vec![0.0f32; self.dim];
-        let words = words(text);
-        for word in &words {
-            self.add(&mut v, &[word.as_bytes()], 1.0);
-        }
-        for pair in words.windows(2) {
-            if let [a, b] = pair {
-                self.add(
-                    &mut v,
-                    &[b"\x01", a.as_bytes(), b" ", b.as_bytes()],
-                    BIGRAM_WEIGHT,
-                );
-            }
-        }
+        let mut unigrams = Unigrams {
+            embedder: self,
+            v: &mut v,
+            h: FNV_OFFSET,
+        };
+        scan_words(text, &mut unigrams);
+        let mut bigrams = Bigrams {
+            embedder: self,
+            v: &mut v,
+            pair: None,
+            prefix: bigram_start(),
+        };
+        scan_words(text, &mut bigrams);
         if !l2_normalize(&mut v) {
             // No words, or every feature cancelled out: a fixed unit vector.
             v.iter_mut().for_each(|x| *x = 0.0);
-            self.add(&mut v, &[EMPTY_FEATURE], 1.0);
+            self.add(&mut v, fnv_bytes(FNV_OFFSET, EMPTY_FEATURE), 1.0);
             l2_normalize(&mut v);
         }
         v
     }
 
-    fn add(&self, v: &mut [f32], parts: &[&[u8]], weight: f32) {
-        let h = fnv1a(parts);
+    fn add(&self, v: &mut [f32], h: u64, weight: f32) {
         let bucket = (mix(h) % self.dim as u64) as usize;
         let sign = if mix(h ^ 0x5851_f42d_4c95_7f2d) >> 63 == 0 {
             1.0
@@ -99,6 +104,106 @@ impl HashingEmbedder {
             *slot += sign * weight;
         }
     }
+}
+
+/// Receives the lower-cased bytes of each word, then the word's end.
+trait WordSink {
+    fn byte(&mut self, b: u8);
+    fn end(&mut self);
+}
+
+/// Words are maximal runs of alphanumerics, lower-cased; each CJK
+/// character is a word by itself (CJK text has no spaces).
+fn scan_words(text: &str, sink: &mut impl WordSink) {
+    let mut in_word = false;
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                in_word = true;
+                sink.byte((c as u8).to_ascii_lowercase());
+            } else if in_word {
+                sink.end();
+                in_word = false;
+            }
+        } else if is_cjk(c) {
+            if in_word {
+                sink.end();
+                in_word = false;
+            }
+            c.encode_utf8(&mut buf).bytes().for_each(|b| sink.byte(b));
+            sink.end();
+        } else if c.is_alphanumeric() {
+            in_word = true;
+            for lower in c.to_lowercase() {
+                lower
+                    .encode_utf8(&mut buf)
+                    .bytes()
+                    .for_each(|b| sink.byte(b));
+            }
+        } else if in_word {
+            sink.end();
+            in_word = false;
+        }
+    }
+    if in_word {
+        sink.end();
+    }
+}
+
+struct Unigrams<'a> {
+    embedder: &'a HashingEmbedder,
+    v: &'a mut [f32],
+    h: u64,
+}
+
+impl WordSink for Unigrams<'_> {
+    fn byte(&mut self, b: u8) {
+        self.h = fnv_byte(self.h, b);
+    }
+    fn end(&mut self) {
+        self.embedder.add(self.v, self.h, 1.0);
+        self.h = FNV_OFFSET;
+    }
+}
+
+/// Bigram `a b` is hashed as `"\x01" a " " b`: `pair` carries the hash of
+/// `"\x01" prev " "` on through the current word, `prefix` builds the
+/// current word's own `"\x01" word` for the next pair.
+struct Bigrams<'a> {
+    embedder: &'a HashingEmbedder,
+    v: &'a mut [f32],
+    pair: Option<u64>,
+    prefix: u64,
+}
+
+impl WordSink for Bigrams<'_> {
+    fn byte(&mut self, b: u8) {
+        self.pair = self.pair.map(|h| fnv_byte(h, b));
+        self.prefix = fnv_byte(self.prefix, b);
+    }
+    fn end(&mut self) {
+        if let Some(h) = self.pair {
+            self.embedder.add(self.v, h, BIGRAM_WEIGHT);
+        }
+        self.pair = Some(fnv_byte(self.prefix, b' '));
+        self.prefix = bigram_start();
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv_byte(h: u64, b: u8) -> u64 {
+    (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+}
+
+fn fnv_bytes(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, b| fnv_byte(h, *b))
+}
+
+fn bigram_start() -> u64 {
+    fnv_byte(FNV_OFFSET, 0x01)
 }
 
 impl Embedder for HashingEmbedder {
@@ -115,7 +220,9 @@ impl Embedder for HashingEmbedder {
     }
 }
 
-/// Lower-cased words: runs of alphanumerics, each CJK character alone.
+/// Lower-cased words: runs of alphanumerics, each CJK character alone (the
+/// list form of [`scan_words`], kept as the reference the tests compare to).
+#[cfg(test)]
 fn words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
@@ -148,6 +255,7 @@ fn is_cjk(c: char) -> bool {
         | 0x20000..=0x2FA1F)
 }
 
+#[cfg(test)]
 fn fnv1a(parts: &[&[u8]]) -> u64 {
     parts
         .iter()
@@ -167,6 +275,46 @@ fn mix(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The list-based algorithm the streaming one replaced, feature by
+    /// feature in the same order: their vectors must be bit-identical, so
+    /// snapshots published before the change route the same.
+    fn reference(e: &HashingEmbedder, text: &str) -> Vec<f32> {
+        let mut v = vec![0.0f32; e.dim];
+        let ws = words(text);
+        for w in &ws {
+            e.add(&mut v, fnv1a(&[w.as_bytes()]), 1.0);
+        }
+        for pair in ws.windows(2) {
+            e.add(
+                &mut v,
+                fnv1a(&[b"\x01", pair[0].as_bytes(), b" ", pair[1].as_bytes()]),
+                BIGRAM_WEIGHT,
+            );
+        }
+        if !l2_normalize(&mut v) {
+            v.iter_mut().for_each(|x| *x = 0.0);
+            e.add(&mut v, fnv1a(&[EMPTY_FEATURE]), 1.0);
+            l2_normalize(&mut v);
+        }
+        v
+    }
+
+    #[test]
+    fn streaming_matches_the_word_list_algorithm_exactly() {
+        let e = HashingEmbedder::default();
+        for text in [
+            "Hello, WORLD! it's 2024",
+            "我喜欢 Rust 和 Ünïcödé ÀÉÎ straße",
+            "  ...  ",
+            "",
+            "one",
+            "a b a b a b",
+            "İstanbul ǅemal ΣΊΣΥΦΟΣ",
+        ] {
+            assert_eq!(e.embed_one(text), reference(&e, text), "{text:?}");
+        }
+    }
 
     #[test]
     fn splits_words_and_cjk() {

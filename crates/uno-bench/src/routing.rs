@@ -1,0 +1,243 @@
+//! `--routing`: what applying learned experience costs on the request path.
+//!
+//! Two uno instances in front of the same mock: `uno` without a snapshot
+//! (every request passes through) and `uno+route` with a snapshot whose one
+//! cluster the benchmark request routes to, in primary mode (its rule block
+//! is spliced into the system message). Both get the same ~200-token request,
+//! in interleaved rounds. Reported: added latency of routing plus injection
+//! over passthrough at concurrency 1 (target p99 < 1 ms), throughput with
+//! routing on versus off at the highest concurrency (target within 15%), and
+//! the in-process cost of each step, to show where the time goes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use uno_core::snapshot::{ClusterExperience, Gap, Mode, Policy, Rule, Settings, Snapshot};
+use uno_server::experience::loaded::LoadedSnapshot;
+use uno_server::experience::rewrite::with_block;
+use uno_testkit::MockReply;
+
+use crate::cli::Args;
+use crate::loadgen::{Measurement, Target, closed_loop};
+use crate::scenarios::{API_KEY, REPLY_TEXT, chat_body};
+use crate::servers::{MockServer, UnoServer, runtime};
+
+/// The routing embedder the worker publishes by default.
+const ROUTE_EMBEDDER: &str = "hashing:v1:256";
+
+/// Ten rules, a realistic block.
+const RULES: [&str; 10] = [
+    "Name the exact metric to collect and the tool that collects it.",
+    "Separate time spent in the proxy from time spent upstream.",
+    "Give the commands to run, not only what to look at.",
+    "Say how to tell network delay from provider delay.",
+    "Mention connection-pool waits and DNS lookups as suspects.",
+    "Keep the answer under ten numbered steps.",
+    "State what result would point to each cause.",
+    "Include the provider's rate-limit headers in what to check.",
+    "Suggest how to reproduce the slow requests on demand.",
+    "End with the single most likely cause given the symptoms.",
+];
+
+/// The query text the server routes with: the request's message contents
+/// joined by a blank line, as the worker builds it.
+fn query_text() -> anyhow::Result<String> {
+    let body: serde_json::Value = serde_json::from_slice(&chat_body(false))?;
+    let parts: Vec<&str> = body["messages"]
+        .as_array()
+        .context("the bench body has messages")?
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    Ok(parts.join("\n\n"))
+}
+
+/// A snapshot with one primary cluster centred on the bench query.
+fn snapshot() -> anyhow::Result<Snapshot> {
+    let embedder = uno_llm::HashingEmbedder::from_id(ROUTE_EMBEDDER).context("routing embedder")?;
+    let centroid = embedder.embed_one(&query_text()?);
+    let block = format!(
+        "Lessons from past users on requests like this one. Follow them where they apply:\n{}",
+        RULES
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("{}. {r}", i + 1))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Ok(Snapshot {
+        tenant: "bench".to_owned(),
+        version: 1,
+        created_at: 0,
+        embedder_id: "bench".to_owned(),
+        dim: 0,
+        route_embedder: ROUTE_EMBEDDER.to_owned(),
+        policy: Policy::Uno,
+        settings: Settings {
+            distance_threshold: 4.0,
+            gap_threshold: 0.45,
+            win_threshold: 0.53,
+            min_support: 3,
+            min_validation_logs: 5,
+            unseen_quantile: 0.95,
+        },
+        logs: 100,
+        clusters: vec![ClusterExperience {
+            id: "0".to_owned(),
+            size: 100,
+            lang: "en".to_owned(),
+            centroid: Vec::new(),
+            unseen_threshold: 0.0,
+            route_centroid: centroid,
+            route_threshold: 0.5,
+            mode: Mode::Primary,
+            decision: "bench".to_owned(),
+            gap: Gap::default(),
+            high_gap: false,
+            validation: None,
+            block,
+            rules: RULES
+                .iter()
+                .map(|r| Rule {
+                    text: (*r).to_owned(),
+                    support: 5,
+                    sources: Vec::new(),
+                    served: true,
+                })
+                .collect(),
+            lessons: Vec::new(),
+            members: Vec::new(),
+            holdout: Vec::new(),
+            lift: None,
+        }],
+    })
+}
+
+/// Percentile of sorted nanoseconds, in milliseconds.
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1e6
+}
+
+fn merge(ms: Vec<Measurement>) -> (Vec<u64>, f64) {
+    let mut lat = Vec::new();
+    let mut rps = 0.0;
+    let n = ms.len().max(1) as f64;
+    for m in ms {
+        rps += m.completed as f64 / m.window.as_secs_f64();
+        lat.extend(m.latencies_ns);
+    }
+    lat.sort_unstable();
+    (lat, rps / n)
+}
+
+/// Mean time of `f` over `n` calls, in microseconds.
+fn time_us(n: u32, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+}
+
+/// Runs the routing comparison and prints it.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let snapshot = snapshot()?;
+    // Where the time goes, in process.
+    let loaded = LoadedSnapshot::load(&snapshot).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let query = query_text()?;
+    let body = chat_body(false);
+    let block = snapshot.clusters[0].block.clone();
+    anyhow::ensure!(
+        loaded.route(&query).is_some(),
+        "the bench query does not route"
+    );
+    let embedder = uno_llm::HashingEmbedder::from_id(ROUTE_EMBEDDER).context("routing embedder")?;
+    let embed_us = time_us(20_000, || {
+        std::hint::black_box(embedder.embed_one(std::hint::black_box(&query)));
+    });
+    let route_us = time_us(20_000, || {
+        std::hint::black_box(loaded.route(std::hint::black_box(&query)));
+    });
+    let inject_us = time_us(20_000, || {
+        std::hint::black_box(with_block(std::hint::black_box(&body), &block).ok());
+    });
+    println!(
+        "in process, per request: routing embed {embed_us:.1} µs, embed + nearest centroid {route_us:.1} µs, \
+         block injection (parse + splice) {inject_us:.1} µs; query {} chars, body {} bytes, block {} chars",
+        query.len(),
+        body.len(),
+        block.len()
+    );
+
+    let mock = MockServer::start(MockReply::text(REPLY_TEXT))?;
+    let plain = UnoServer::start(mock.handle().base_url(), API_KEY.to_owned())?;
+    let routed =
+        UnoServer::start_with(mock.handle().base_url(), API_KEY.to_owned(), Some(snapshot))?;
+    let result = measure(args, &plain, &routed);
+    let _ = routed.stop();
+    let _ = plain.stop();
+    let _ = mock.stop();
+    result
+}
+
+fn measure(args: &Args, plain: &UnoServer, routed: &UnoServer) -> anyhow::Result<()> {
+    let rt = runtime("loadgen")?;
+    rt.block_on(async {
+        let off = Target::new("uno", plain.addr(), Some(API_KEY))?;
+        let on = Target::new("uno+route", routed.addr(), Some(API_KEY))?;
+        let body = chat_body(false);
+        // The routed instance must really apply the block.
+        let check = closed_loop(&on, &body, 1, Duration::ZERO, Duration::from_millis(200)).await?;
+        anyhow::ensure!(check.errors == 0, "uno+route failed: {:?}", check.first_error);
+        let warmup = args.warmup();
+        let window = args.measure();
+        let mut levels = vec![1usize];
+        if let Some(&top) = args.concurrency.iter().max().filter(|&&c| c > 1) {
+            levels.push(top);
+        }
+        for c in levels {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for round in 1..=args.rounds {
+                for (target, into) in [(&off, &mut a), (&on, &mut b)] {
+                    let m = closed_loop(target, &body, c, warmup, window).await?;
+                    anyhow::ensure!(m.errors == 0, "{} failed: {:?}", target.name, m.first_error);
+                    eprintln!(
+                        "  c={c:<4} round {round}/{} {:<10} {:>9.0} rps",
+                        args.rounds,
+                        target.name,
+                        m.completed as f64 / window.as_secs_f64()
+                    );
+                    into.push(m);
+                }
+            }
+            let (la, ra) = merge(a);
+            let (lb, rb) = merge(b);
+            println!(
+                "c={c}: passthrough p50 {:.3} ms p99 {:.3} ms {ra:.0} rps | routing+primary p50 {:.3} ms p99 {:.3} ms {rb:.0} rps",
+                pct(&la, 0.5),
+                pct(&la, 0.99),
+                pct(&lb, 0.5),
+                pct(&lb, 0.99)
+            );
+            if c == 1 {
+                let added99 = pct(&lb, 0.99) - pct(&la, 0.99);
+                let added50 = pct(&lb, 0.5) - pct(&la, 0.5);
+                println!(
+                    "  added by routing + injection at c=1: p50 {added50:.3} ms, p99 {added99:.3} ms (target p99 < 1 ms: {})",
+                    if added99 < 1.0 { "PASS" } else { "FAIL" }
+                );
+            } else {
+                let ratio = rb / ra;
+                println!(
+                    "  throughput routing on / off at c={c}: {ratio:.3} (target >= 0.85: {})",
+                    if ratio >= 0.85 { "PASS" } else { "FAIL" }
+                );
+            }
+        }
+        Ok(())
+    })
+}
