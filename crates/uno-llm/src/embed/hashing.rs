@@ -94,7 +94,14 @@ impl HashingEmbedder {
     }
 
     fn add(&self, v: &mut [f32], h: u64, weight: f32) {
-        let bucket = (mix(h) % self.dim as u64) as usize;
+        let m = mix(h);
+        // A mask where the dimension is a power of two (the default 256):
+        // the same bucket as `%`, without a 64-bit division per feature.
+        let bucket = if self.dim.is_power_of_two() {
+            (m & (self.dim as u64 - 1)) as usize
+        } else {
+            (m % self.dim as u64) as usize
+        };
         let sign = if mix(h ^ 0x5851_f42d_4c95_7f2d) >> 63 == 0 {
             1.0
         } else {
