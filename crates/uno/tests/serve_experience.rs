@@ -22,6 +22,7 @@ use uno_testkit::{Backend, MockReply, MockUpstream, RecordedRequest, both_backen
 
 both_backends! {
     a_snapshot_the_worker_published_is_served,
+    the_worker_inside_serve_learns_and_serves,
 }
 
 const TENANT: &str = "acme";
@@ -130,14 +131,19 @@ fn history(dir: &Path) -> std::path::PathBuf {
 }
 
 fn config(dir: &Path, upstream: &str) -> String {
-    let path = dir.join("uno.toml");
+    config_with(dir, upstream, "uno.toml", "")
+}
+
+/// [`config`] with `extra` lines in its `[learn]` table, written to `name`.
+fn config_with(dir: &Path, upstream: &str, name: &str, extra: &str) -> String {
+    let path = dir.join(name);
     std::fs::write(
         &path,
         format!(
             "[[upstreams]]\nurl = \"{upstream}\"\n\n\
              [auth]\nkeys = [{{ key = \"{KEY}\", tenant = \"{TENANT}\" }}, {{ key = \"{OTHER_KEY}\", tenant = \"other\" }}]\n\n\
              [learn]\nembedder = \"hashing\"\nhashing_dim = 512\nmin_validation_logs = 2\n\
-             recluster_after_logs = 1\nholdout_percent = 0\n\n[log]\nfilter = \"warn\"\n"
+             recluster_after_logs = 1\nholdout_percent = 0\n{extra}\n[log]\nfilter = \"warn\"\n"
         ),
     )
     .unwrap();
@@ -296,5 +302,59 @@ async fn a_snapshot_the_worker_published_is_served(backend: Backend) {
         assert_eq!(since(&mock, n)[0].body.as_ref(), raw.as_slice());
     }
     drop(uno);
+    mock.shutdown().await;
+}
+
+/// `learn.in_serve`: `uno serve` runs the worker itself, publishes, and picks
+/// up its own snapshot, with no `uno worker` anywhere.
+async fn the_worker_inside_serve_learns_and_serves(backend: Backend) {
+    let (db, store) = fresh(backend).await;
+    let dir = scratch(&db);
+    let mock = MockUpstream::builder()
+        .default_reply(MockReply::respond(model))
+        .start()
+        .await;
+    let config = config_with(
+        &dir,
+        &mock.base_url(),
+        "in-serve.toml",
+        "in_serve = true\npoll_interval_secs = 1\nsnapshot_poll_secs = 1\n",
+    );
+    let file = history(&dir);
+    uno_with_url(
+        &db.url,
+        &dir,
+        &["import", file.to_str().unwrap(), "--tenant", TENANT],
+    )
+    .await
+    .ok();
+    let serve = serve(&db.url, &dir, &config).await;
+    let mut version = None;
+    for _ in 0..240 {
+        version = store.active_snapshot_version(TENANT).await.unwrap();
+        if version.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        version,
+        Some(1),
+        "the in-serve worker published nothing within 60 s"
+    );
+    // The proxy picks its own worker's snapshot up within its poll.
+    let mut served = None;
+    for _ in 0..40 {
+        let before = mock.chat_requests().len();
+        let (headers, _) = chat(&serve, KEY, &ask(&cooking(3))).await;
+        if headers.get("x-uno-path").is_some_and(|p| p == "primary") {
+            served = Some(since(&mock, before));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let sent = served.expect("the learned snapshot was never applied");
+    assert!(all_text(&sent[0].json()).contains(COOKING_RULE));
+    drop(serve);
     mock.shutdown().await;
 }
