@@ -66,24 +66,26 @@ impl HashingEmbedder {
     ///
     /// It runs on the proxy's request path (routing), so it makes no
     /// allocation besides the vector: words are hashed as they are scanned
-    /// (FNV-1a over their lower-cased UTF-8), unigrams in a first pass and
-    /// bigrams in a second, which adds the features in the same order, and
-    /// so gives the same floats, as hashing a list of words would.
+    /// (FNV-1a over their lower-cased UTF-8), in one pass; the floats are
+    /// the same as hashing a list of words gives.
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
+        self.embed_parts(&[text])
+    }
+
+    /// The embedding of `parts` joined by blank lines, without joining them:
+    /// a part boundary ends a word, as the blank line would.
+    pub fn embed_parts<S: AsRef<str>>(&self, parts: &[S]) -> Vec<f32> {
         let mut v = vec![0.0f32; self.dim];
-        let mut unigrams = Unigrams {
+        let mut features = Features {
             embedder: self,
             v: &mut v,
-            h: FNV_OFFSET,
-        };
-        scan_words(text, &mut unigrams);
-        let mut bigrams = Bigrams {
-            embedder: self,
-            v: &mut v,
+            word: FNV_OFFSET,
             pair: None,
             prefix: bigram_start(),
         };
-        scan_words(text, &mut bigrams);
+        for part in parts {
+            scan_words(part.as_ref(), &mut features);
+        }
         if !l2_normalize(&mut v) {
             // No words, or every feature cancelled out: a fixed unit vector.
             v.iter_mut().for_each(|x| *x = 0.0);
@@ -158,41 +160,32 @@ fn scan_words(text: &str, sink: &mut impl WordSink) {
     }
 }
 
-struct Unigrams<'a> {
+/// Hashes each word's unigram and, with the word before it, its bigram
+/// (`"\x01" a " " b`), in one scan. Every feature adds ±1 or ±0.5, so the
+/// sums are exact in `f32` whatever the order features arrive in.
+struct Features<'a> {
     embedder: &'a HashingEmbedder,
     v: &'a mut [f32],
-    h: u64,
-}
-
-impl WordSink for Unigrams<'_> {
-    fn byte(&mut self, b: u8) {
-        self.h = fnv_byte(self.h, b);
-    }
-    fn end(&mut self) {
-        self.embedder.add(self.v, self.h, 1.0);
-        self.h = FNV_OFFSET;
-    }
-}
-
-/// Bigram `a b` is hashed as `"\x01" a " " b`: `pair` carries the hash of
-/// `"\x01" prev " "` on through the current word, `prefix` builds the
-/// current word's own `"\x01" word` for the next pair.
-struct Bigrams<'a> {
-    embedder: &'a HashingEmbedder,
-    v: &'a mut [f32],
+    /// The current word's unigram hash so far.
+    word: u64,
+    /// `"\x01" prev " "` continued through the current word.
     pair: Option<u64>,
+    /// `"\x01"` continued through the current word, for the next pair.
     prefix: u64,
 }
 
-impl WordSink for Bigrams<'_> {
+impl WordSink for Features<'_> {
     fn byte(&mut self, b: u8) {
+        self.word = fnv_byte(self.word, b);
         self.pair = self.pair.map(|h| fnv_byte(h, b));
         self.prefix = fnv_byte(self.prefix, b);
     }
     fn end(&mut self) {
+        self.embedder.add(self.v, self.word, 1.0);
         if let Some(h) = self.pair {
             self.embedder.add(self.v, h, BIGRAM_WEIGHT);
         }
+        self.word = FNV_OFFSET;
         self.pair = Some(fnv_byte(self.prefix, b' '));
         self.prefix = bigram_start();
     }
@@ -321,6 +314,14 @@ mod tests {
         ] {
             assert_eq!(e.embed_one(text), reference(&e, text), "{text:?}");
         }
+    }
+
+    #[test]
+    fn parts_embed_as_their_blank_line_join() {
+        let e = HashingEmbedder::default();
+        let parts = ["You are kind.", "", "How do I boil pasta?"];
+        assert_eq!(e.embed_parts(&parts), e.embed_one(&parts.join("\n\n")));
+        assert_eq!(e.embed_parts::<&str>(&[]), e.embed_one(""));
     }
 
     #[test]

@@ -159,11 +159,17 @@ impl LoadedSnapshot {
     /// The cluster `query` belongs to: the nearest centroid, if the query
     /// lies within that cluster's unseen threshold.
     pub fn route(&self, query: &str) -> Option<Routed> {
+        self.route_parts(&[query])
+    }
+
+    /// [`LoadedSnapshot::route`] for the query made of `parts` joined by
+    /// blank lines, without building that string.
+    pub fn route_parts<S: AsRef<str>>(&self, parts: &[S]) -> Option<Routed> {
         let router = self.router.as_ref()?;
         if router.rows.is_empty() {
             return None;
         }
-        let vector = router.embedder.embed_one(query);
+        let vector = router.embedder.embed_parts(parts);
         let (row, distance) = nearest(&router.centroids, router.dim, &vector)?;
         let cluster = *router.rows.get(row)?;
         (distance <= self.clusters.get(cluster)?.threshold).then_some(Routed { cluster, vector })

@@ -101,8 +101,8 @@ pub fn plan(
     {
         return Plan::forward(snapshot);
     }
-    let query = query_text(view);
-    let Some(routed) = loaded.route(&query) else {
+    let parts = query_parts(view);
+    let Some(routed) = loaded.route_parts(&parts) else {
         return Plan::forward(snapshot);
     };
     let Some(cluster) = loaded.clusters.get(routed.cluster) else {
@@ -139,7 +139,10 @@ pub fn plan(
     let cluster = Some(routed.cluster);
     let action = match path {
         ServePath::Primary => Action::Primary,
-        ServePath::Reflective => Action::Reflective { routed, query },
+        ServePath::Reflective => Action::Reflective {
+            routed,
+            query: parts.join("\n\n"),
+        },
         ServePath::Passthrough | ServePath::Holdout => Action::Forward,
     };
     Plan {
@@ -179,18 +182,17 @@ fn qualifies(view: &ChatRequestView<'_>, policy: &ServingPolicy) -> bool {
 /// The query as the worker builds it from a logged request: every
 /// message's text, blank-line separated, empty ones skipped.
 pub fn query_text(view: &ChatRequestView<'_>) -> String {
-    let mut out = String::new();
-    for message in &view.messages {
-        let text = message.text();
-        if text.is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str("\n\n");
-        }
-        out.push_str(&text);
-    }
-    out
+    query_parts(view).join("\n\n")
+}
+
+/// The non-empty message texts [`query_text`] joins: routing embeds them
+/// without joining (borrowed where the JSON has no escapes).
+fn query_parts<'v>(view: &'v ChatRequestView<'_>) -> Vec<std::borrow::Cow<'v, str>> {
+    view.messages
+        .iter()
+        .map(|m| m.text())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// Whether interaction `id` falls in the holdout share: a hash of the id,
