@@ -137,23 +137,11 @@ fn two_topics(tenant: &str) -> Snapshot {
     )
 }
 
-fn text_of(request: &Value) -> String {
-    request["messages"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .filter_map(|m| m["content"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
 /// The mock model: a critique for the critic prompt, a revision for the
 /// revision prompt, else a draft that quotes the request's system message
 /// (so a test can see which block a request carried).
 fn model(request: &Value) -> String {
-    let text = text_of(request);
+    let text = uno_testkit::message_texts(request);
     if text.contains("Give numbered suggestions") {
         return CRITIQUE.to_owned();
     }
@@ -436,7 +424,7 @@ async fn a_reflective_cluster_drafts_critiques_and_revises(backend: Backend) {
             (json!(0.3), json!(7))
         );
         // The critique: the critic prompt with the cluster's rules.
-        let critic = text_of(critique);
+        let critic = uno_testkit::message_texts(critique);
         assert!(critic.contains("Give numbered suggestions"), "{critic}");
         assert!(TAX_RULES.iter().all(|r| critic.contains(r)), "{critic}");
         assert!(critic.contains(&tax(42)) && critic.contains("DRAFT with system: none"));
@@ -448,7 +436,7 @@ async fn a_reflective_cluster_drafts_critiques_and_revises(backend: Backend) {
             (json!(512), json!(0.1))
         );
         // The revision: the client's parameters and stream flag.
-        let revise = text_of(revision);
+        let revise = uno_testkit::message_texts(revision);
         assert!(
             revise.contains("Revise the Initial Answer") && revise.contains(CRITIQUE),
             "{revise}"
@@ -718,7 +706,7 @@ async fn tenants_never_get_each_others_rules(backend: Backend) {
         let n = mock.chat_requests().len();
         let answer = send(&app, key, &ask(&cooking(4)), &[]).await;
         assert_eq!(answer.header("x-uno-path"), Some("primary"));
-        let prompt = text_of(&received_since(&mock, n)[0].json());
+        let prompt = uno_testkit::message_texts(&received_since(&mock, n)[0].json());
         assert!(prompt.contains(own) && !prompt.contains(other), "{prompt}");
     }
     // Beta's tax question is not routed to acme's tax cluster.
@@ -844,7 +832,7 @@ async fn a_snapshot_that_cannot_load_leaves_the_old_one_serving(backend: Backend
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("x-uno-snapshot"), Some("1"));
     assert_eq!(answer.header("x-uno-path"), Some("primary"));
-    assert!(text_of(&received_since(&mock, n)[0].json()).contains(COOKING_RULE));
+    assert!(uno_testkit::message_texts(&received_since(&mock, n)[0].json()).contains(COOKING_RULE));
 
     // A later good version replaces it.
     let fixed = snapshot("acme", vec![]);

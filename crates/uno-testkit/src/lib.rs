@@ -18,5 +18,5 @@ pub mod records;
 pub mod relay;
 
 pub use db::{Backend, TestDatabase};
-pub use mock::{MockBuilder, MockReply, MockUpstream, RecordedRequest};
+pub use mock::{MockBuilder, MockReply, MockUpstream, RecordedRequest, message_texts};
 pub use relay::TcpRelay;

@@ -90,6 +90,21 @@ impl RecordedRequest {
     }
 }
 
+/// The string contents of a chat request's messages, one per line: what a
+/// [`MockReply::respond`] script reads to tell the prompts it plays a model
+/// for apart.
+pub fn message_texts(request: &Value) -> String {
+    request["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["content"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
 // ---------------------------------------------------------------------------
 // Scripted replies
 // ---------------------------------------------------------------------------

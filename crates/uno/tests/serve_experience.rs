@@ -43,23 +43,11 @@ fn tax(i: usize) -> String {
     format!("Which tax form should I file for freelance income source {i} this year?")
 }
 
-fn all_text(request: &Value) -> String {
-    request["messages"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .filter_map(|m| m["content"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
 /// The mock model, for the worker's prompts and the proxy's: cooking's
 /// feedback rule is covered by the model's own prior rules (low gap) and
 /// answers with the block win; tax's is not (high gap: reflective).
 fn model(request: &Value) -> String {
-    let text = all_text(request);
+    let text = uno_testkit::message_texts(request);
     let is_tax = text.contains("tax");
     if text.contains("You analyse conversations") {
         let rule = if is_tax { TAX_RULE } else { COOKING_RULE };
@@ -289,7 +277,7 @@ async fn a_snapshot_the_worker_published_is_served(backend: Backend) {
     assert_eq!(body["choices"][0]["message"]["content"], REVISED);
     let sent = since(&mock, n);
     assert_eq!(sent.len(), 3);
-    assert!(all_text(&sent[1].json()).contains(TAX_RULE));
+    assert!(uno_testkit::message_texts(&sent[1].json()).contains(TAX_RULE));
 
     // Unrelated, and another tenant's: byte for byte.
     for (key, raw) in [
@@ -354,7 +342,7 @@ async fn the_worker_inside_serve_learns_and_serves(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let sent = served.expect("the learned snapshot was never applied");
-    assert!(all_text(&sent[0].json()).contains(COOKING_RULE));
+    assert!(uno_testkit::message_texts(&sent[0].json()).contains(COOKING_RULE));
     drop(serve);
     mock.shutdown().await;
 }

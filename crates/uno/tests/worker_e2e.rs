@@ -119,18 +119,6 @@ fn topic_of(text: &str) -> Option<&'static Topic> {
     TOPICS.iter().find(|t| text.contains(t.marker))
 }
 
-fn all_text(request: &Value) -> String {
-    request["messages"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .filter_map(|m| m["content"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
 fn section<'a>(text: &'a str, heading: &str) -> &'a str {
     text.split_once(heading)
         .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest))
@@ -143,7 +131,7 @@ const FOLLOWING: &str = "Following the lessons from past users, here is one more
 /// The mock model: answers each of the worker's prompt types by what the
 /// prompt contains, so every stage gets a meaningful, deterministic reply.
 fn model(request: &Value) -> String {
-    let text = all_text(request);
+    let text = uno_testkit::message_texts(request);
     if text.contains("You analyse conversations") {
         let topic = topic_of(section(&text, "## Initial User Query")).expect("a known topic");
         return json!({"satisfied": false, "rules": [topic.feedback_rule]}).to_string();
