@@ -12,6 +12,7 @@ mod migrate;
 mod retention;
 mod serve;
 mod snapshot;
+mod table;
 mod worker;
 
 use std::path::PathBuf;
