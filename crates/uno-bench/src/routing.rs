@@ -105,10 +105,7 @@ fn snapshot(mode: Mode) -> anyhow::Result<Snapshot> {
                     served: true,
                 })
                 .collect(),
-            lessons: Vec::new(),
-            members: Vec::new(),
-            holdout: Vec::new(),
-            lift: None,
+            ..ClusterExperience::default()
         }],
     })
 }

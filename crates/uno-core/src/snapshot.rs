@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// What the proxy does with a query routed to a cluster (method §2.9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Forward unchanged.
+    #[default]
     Passthrough,
     /// Put the cluster's rule block into the system message.
     Primary,
@@ -140,7 +141,9 @@ pub struct Lift {
 }
 
 /// Everything the proxy needs about one cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The default is an empty passthrough cluster, a base for tests and tools
+/// that set only what they need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ClusterExperience {
     /// Stable id, kept across re-clusterings by member overlap.
     pub id: String,
@@ -342,10 +345,7 @@ mod tests {
                     served: *served,
                 })
                 .collect(),
-            lessons: vec![],
-            members: vec![],
-            holdout: vec![],
-            lift: None,
+            ..ClusterExperience::default()
         }
     }
 

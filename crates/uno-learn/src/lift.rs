@@ -143,10 +143,7 @@ mod tests {
             validation: None,
             block: "B".into(),
             rules: vec![],
-            lessons: vec![],
-            members: vec![],
-            holdout: vec![],
-            lift: None,
+            ..ClusterExperience::default()
         }
     }
 

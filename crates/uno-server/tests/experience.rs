@@ -88,10 +88,7 @@ fn cluster(id: &str, mode: Mode, members: &[String], rules: &[&str]) -> ClusterE
                 served: true,
             })
             .collect(),
-        lessons: vec![],
-        members: vec![],
-        holdout: vec![],
-        lift: None,
+        ..ClusterExperience::default()
     }
 }
 

@@ -57,10 +57,7 @@ fn cluster(id: &str, mode: Mode, rules: &[(&str, usize, bool)]) -> ClusterExperi
                 served: *served,
             })
             .collect(),
-        lessons: vec![],
-        members: vec![],
-        holdout: vec![],
-        lift: None,
+        ..ClusterExperience::default()
     }
 }
 

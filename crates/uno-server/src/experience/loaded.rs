@@ -236,10 +236,7 @@ mod tests {
                     served: true,
                 })
                 .collect(),
-            lessons: vec![],
-            members: vec![],
-            holdout: vec![],
-            lift: None,
+            ..ClusterExperience::default()
         }
     }
 
