@@ -144,23 +144,12 @@ pub fn build_router(state: AppState) -> Router {
             get(routes::models::get_model).delete(routes::models::delete_model),
         )
         .route_layer(ContextLayer::new(state.clone()));
-    let admin = Router::new()
-        .route(
-            "/admin/v1/tenants/{tenant}",
-            axum::routing::delete(routes::admin::delete_tenant),
-        )
-        .route(
-            "/admin/v1/tenants/{tenant}/users/{user}",
-            axum::routing::delete(routes::admin::delete_user),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            routes::admin::require_admin,
-        ));
     Router::new()
         .route("/health", get(routes::misc::health))
+        .route("/metrics", get(crate::metrics::serve_metrics))
         .merge(v1)
-        .merge(admin)
+        .merge(crate::admin::router(state.clone()))
+        .merge(crate::ui::router())
         .fallback(routes::misc::not_found)
         .method_not_allowed_fallback(routes::misc::method_not_allowed)
         .with_state(state)

@@ -7,12 +7,14 @@
 //! exchange to an [`InteractionSink`](uno_core::interaction::InteractionSink)
 //! without waiting on it.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 mod body;
 mod context;
 pub mod experience;
 mod headers;
+pub mod metrics;
 mod pending;
 pub mod recent;
 mod relay;
@@ -20,6 +22,7 @@ mod reply;
 pub mod routes;
 pub mod serve;
 pub mod sink;
+pub mod ui;
 
 pub use app::{AppState, Persistence, build_router};
 pub use recent::RecentInteractions;

@@ -1,6 +1,5 @@
 //! The route handlers, one module per OpenAI resource.
 
-pub mod admin;
 pub mod chat;
 pub mod embeddings;
 pub mod feedback;

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use uno_core::ApiError;
 use uno_store::DeletionReport;
 
+use axum::Router;
+
 use crate::app::AppState;
 use crate::auth::{bearer, key_digest};
 use crate::reply::{ErrorReply, error_response};
@@ -74,4 +76,18 @@ pub async fn delete_user(
         .await
         .map_err(storage_error)?;
     Ok(Json(report).into_response())
+}
+
+/// The admin routes, behind [`require_admin`].
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin/v1/tenants/{tenant}",
+            axum::routing::delete(delete_tenant),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/users/{user}",
+            axum::routing::delete(delete_user),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
