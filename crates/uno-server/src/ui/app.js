@@ -3,7 +3,7 @@
 // kept in sessionStorage for this tab only. Every value from the API goes
 // into the page as text (never as HTML).
 
-import { barChart, lineChart, hbarChart, rateBar, rangeBar } from './charts.js';
+import { barChart, lineChart, hbarChart, rateBar, rangeBar, stackBar } from './charts.js';
 
 const KEY_STORAGE = 'uno.adminKey';
 const PATHS = ['passthrough', 'primary', 'reflective', 'holdout'];
@@ -96,6 +96,7 @@ const dateTime = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
 });
 const hourFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const hourTick = new Intl.DateTimeFormat(undefined, { hour: 'numeric' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
 
 function fmtTime(value) {
@@ -128,7 +129,9 @@ const num = (v) => (v === null || v === undefined ? '—' : Number(v).toLocaleSt
 const pct = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '—' : `${(v * 100).toFixed(v < 0.1 && v > 0 ? 1 : 0)}%`);
 const ms = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '—' : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(v < 10 ? 1 : 0)} ms`);
 const fixed = (v, d = 2) => (v === null || v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(d));
-const short = (id) => (id ? String(id).slice(0, 8) : '—');
+// Interaction ids are UUIDv7: their first digits are a timestamp, shared by
+// neighbours, so the short form is the random tail.
+const short = (id) => (id ? `…${String(id).slice(-8)}` : '—');
 
 function badge(text, cls, title) {
   return h('span', { class: `badge ${cls || ''}`, title }, text);
@@ -295,17 +298,16 @@ function layout() {
       }, hours === 24 ? '24 h' : '7 days')));
   $('dashboard').replaceChildren(
     h('div', { class: 'kpis', id: 'kpis', 'aria-label': 'Summary' }),
-    h('div', { class: 'grid two' },
-      card('traffic', 'Traffic', { actions: range, sub: 'Requests per hour, by how uno served them' }),
-      card('latency', 'Added latency', { sub: 'Mean time uno adds on top of the upstream, per hour' })),
-    h('div', { class: 'grid two' },
-      card('feedback', 'Feedback', { sub: 'Ratings per day, last 30 days' }),
-      card('learned', 'What uno learned this week', { sub: 'Changes over the last 7 days' })),
-    card('clusters', 'Clusters', { wide: true, sub: 'From the active snapshot: how each group of requests is served, and why' }),
-    card('snapshots', 'Snapshot history', { wide: true, sub: 'Every published version; the active one is served' }),
     h('div', { class: 'grid two-one' },
-      card('interactions', 'Recent interactions', { sub: 'Newest first, with their feedback' }),
-      card('worker', 'Learning worker', { sub: 'Status of the background learner' })),
+      card('traffic', 'Traffic', { actions: range, sub: 'Requests per hour, by how uno served them' }),
+      card('latency', 'Added latency', { sub: 'Mean time uno adds to the upstream’s, per hour' })),
+    h('div', { class: 'grid three' },
+      card('feedback', 'Feedback', { sub: 'Ratings per day, last 30 days' }),
+      card('learned', 'What uno learned this week', { sub: 'Changes over the last 7 days' }),
+      card('worker', 'Learning worker', { sub: 'The background learner' })),
+    card('clusters', 'Clusters', { wide: true, sub: 'From the active snapshot: how each group of similar requests is served, and why' }),
+    card('snapshots', 'Snapshot history', { wide: true, sub: 'Every published version; the active one is served' }),
+    card('interactions', 'Recent interactions', { wide: true, sub: 'Newest first, with their feedback' }),
   );
   function layoutRange() {
     for (const b of range.querySelectorAll('button')) {
@@ -439,7 +441,7 @@ function hourly(body) {
 
 function bucketLabel(d) {
   if (!d) return '';
-  return state.trafficHours > 24 ? `${dayFmt.format(d)}` : hourFmt.format(d);
+  return state.trafficHours > 24 ? dayFmt.format(d) : hourTick.format(d);
 }
 
 async function loadTraffic() {
@@ -460,7 +462,7 @@ async function loadTraffic() {
         PATHS.map((p) => `${p}: ${num(r.by_path?.[p] || 0)}`).join('\n'));
       return [
         barChart({
-          width: chartWidth('traffic'), height: 200, labels: labelsSparse, series, titles,
+          width: chartWidth('traffic'), height: 200, labels: labelsSparse, series, titles, integer: true,
           label: `Requests per hour by path: ${num(total)} in total`,
         }),
         legend(series.map((se) => [se.name, se.cls])),
@@ -525,7 +527,7 @@ async function loadFeedback() {
     const titles = all.map((r, i) => `${labels[i]}: ${num(r.up || 0)} up, ${num(r.down || 0)} down, ${num(r.text || 0)} text`);
     return [
       barChart({
-        width: chartWidth('feedback'), height: 200, labels, titles,
+        width: chartWidth('feedback'), height: 200, labels, titles, integer: true,
         series: [{ name: 'up', cls: 'up', values: all.map((r) => r.up || 0) }],
         below: [{ name: 'down', cls: 'down', values: all.map((r) => r.down || 0) }],
         label: `Feedback per day: ${up} up, ${down} down, ${text} text comments`,
@@ -572,7 +574,9 @@ async function loadLearned() {
         h('span', { class: 'meta' }, `${r.cluster}${r.support !== undefined ? ` · support ${num(r.support)}` : ''}`))) : null,
       modes.length ? h('h3', {}, 'Mode changes') : null,
       modes.length ? list(modes, (m) => h('li', {},
-        h('span', { class: 'meta' }, m.cluster), ' ', modeBadge(m.from), h('span', { 'aria-label': 'to' }, ' → '), modeBadge(m.to))) : null,
+        h('span', { class: 'meta' }, m.cluster), ' ',
+        m.from ? [modeBadge(m.from), h('span', { 'aria-label': 'to' }, ' → ')] : h('span', { class: 'muted' }, 'new, '),
+        m.to ? modeBadge(m.to) : h('span', { class: 'muted' }, 'gone'))) : null,
     ];
   });
 }
@@ -592,7 +596,7 @@ function armCell(arm, cls) {
   if (!arm) return h('span', { class: 'muted' }, '—');
   const rate = arm.down_rate ?? (arm.rated ? arm.down / arm.rated : null);
   return h('div', { class: 'arm' },
-    rateBar(rate, { cls, label: `${pct(rate)} thumbs down of ${arm.rated} rated` }),
+    rateBar(rate, { cls, width: 64, label: `${pct(rate)} thumbs down of ${arm.rated} rated` }),
     h('span', { class: 'arm-text' }, arm.rated ? `${pct(rate)} of ${num(arm.rated)}` : 'no ratings'));
 }
 
@@ -704,7 +708,7 @@ async function loadClusters() {
           h('td', { class: 'num' }, num(c.size)),
           h('td', {}, modeBadge(c.mode)),
           h('td', { class: 'gapcell' },
-            rangeBar(c.gap || {}, { high: c.high_gap, label: `gap ${fixed(c.gap?.min)} to ${fixed(c.gap?.max)}, mean ${fixed(c.gap?.mean)}` }),
+            rangeBar(c.gap || {}, { high: c.high_gap, width: 72, label: `gap ${fixed(c.gap?.min)} to ${fixed(c.gap?.max)}, mean ${fixed(c.gap?.mean)}` }),
             h('span', { class: 'gap-text' }, `${fixed(c.gap?.mean)}`),
             c.high_gap ? badge('high', 'high-gap', 'The minimum gap is above the threshold: the model lacks this knowledge') : null),
           h('td', { class: 'num' },
@@ -732,8 +736,8 @@ async function loadClusters() {
             h('th', { scope: 'col' }, 'Mode'),
             h('th', { scope: 'col', title: 'How much the model lacks what feedback taught (min–max, mean)' }, 'Gap'),
             h('th', { scope: 'col', class: 'num', title: 'How often answers with the rules beat answers without' }, 'Win rate'),
-            h('th', { scope: 'col', title: 'Thumbs-down rate of answers served with the rules' }, 'Treated ↓'),
-            h('th', { scope: 'col', title: 'Thumbs-down rate of the holdout, served without the rules' }, 'Holdout ↓'),
+            h('th', { scope: 'col', title: 'Thumbs-down rate of answers served with the rules' }, 'Down · treated'),
+            h('th', { scope: 'col', title: 'Thumbs-down rate of the holdout, served without the rules' }, 'Down · holdout'),
             h('th', { scope: 'col', class: 'num' }, 'Rules served'),
             h('th', { scope: 'col' }, 'Decision'))),
           h('tbody', {}, rows))),
@@ -819,6 +823,17 @@ function renderDiff() {
   el.replaceChildren(head, items.length ? h('ul', { class: 'changes' }, items) : empty('No served rule or mode changed between these versions.'));
 }
 
+/** How many clusters of each mode, as a small stacked bar with a legend. */
+function modeMix(modes) {
+  const order = ['primary', 'reflective', 'passthrough'];
+  const total = order.reduce((a, m) => a + (modes[m] || 0), 0);
+  const text = order.map((m) => `${modes[m] || 0} ${m}`).join(', ');
+  if (!total) return h('span', { class: 'muted' }, 'no clusters');
+  return h('span', { class: 'modemix', title: text },
+    stackBar(order.map((m) => ({ value: modes[m] || 0, cls: `path-${m}` })), { label: text }),
+    h('span', { class: 'modemix-text' }, order.filter((m) => modes[m]).map((m) => `${modes[m]} ${m.slice(0, 4)}.`).join(' · ')));
+}
+
 async function loadSnapshots() {
   await section('snapshots', async () => {
     const list = (await api(tenantPath('/snapshots'))).data || [];
@@ -842,6 +857,7 @@ async function loadSnapshots() {
         h('th', { scope: 'col' }, 'Version'),
         h('th', { scope: 'col' }, 'Published'),
         h('th', { scope: 'col', class: 'num' }, 'Clusters'),
+        h('th', { scope: 'col' }, 'Modes'),
         h('th', { scope: 'col', class: 'num' }, 'Rules'),
         h('th', { scope: 'col', class: 'num' }, 'Logs'),
         h('th', { scope: 'col' }, 'Reason'),
@@ -851,8 +867,9 @@ async function loadSnapshots() {
         const prev = prevOf(s.version);
         return h('tr', { class: s.active ? 'active' : '', dataset: { version: s.version } },
           h('th', { scope: 'row' }, `v${s.version}`),
-          h('td', {}, timeEl(s.created_at)),
+          h('td', { class: 'nowrap' }, timeEl(s.created_at)),
           h('td', { class: 'num' }, num(s.clusters)),
+          h('td', {}, s.modes ? modeMix(s.modes) : '—'),
           h('td', { class: 'num' }, num(s.rules)),
           h('td', { class: 'num' }, num(s.logs)),
           h('td', { class: 'reason' }, s.reason || h('span', { class: 'muted' }, '—')),
@@ -890,14 +907,14 @@ function interactionRows(list) {
     h('td', { class: 'query' }, h('a', { href: interactionHref(i.id), class: 'plain' }, i.query || h('span', { class: 'muted' }, '(no user message)'))),
     h('td', {}, i.path ? badge(i.path, `path-badge path-${i.path}`) : h('span', { class: 'muted' }, '—')),
     h('td', { class: 'mono small' }, i.cluster || '—'),
-    h('td', { class: 'num' }, String(i.status ?? '—'), i.outcome && i.outcome !== 'ok' ? h('div', { class: 'sub warn-text' }, i.outcome) : null),
+    h('td', { class: 'num' }, String(i.status ?? '—'), i.outcome && !['ok', 'completed'].includes(i.outcome) ? h('div', { class: 'sub warn-text' }, i.outcome) : null),
     h('td', { class: 'num' }, ms(i.total_ms), i.upstream_ms !== undefined && i.upstream_ms !== null ? h('div', { class: 'sub' }, `+${ms(i.total_ms - i.upstream_ms)} added`) : null),
     h('td', {}, feedbackIcons(i.feedback))));
 }
 
 async function loadInteractions(before) {
   const load = async () => {
-    const q = new URLSearchParams({ limit: '25' });
+    const q = new URLSearchParams({ limit: '15' });
     if (before) q.set('before', before);
     const res = await api(`${tenantPath('/interactions')}?${q}`);
     const list = res.data || [];
@@ -945,7 +962,9 @@ async function showInteraction(id) {
         field('Snapshot', i.snapshot !== undefined && i.snapshot !== null ? `v${i.snapshot}` : null),
         field('Status', `${i.status ?? '—'} ${i.outcome || ''}`),
         field('Latency', `${ms(i.total_ms)} total${Number.isFinite(i.upstream_ms) ? `, ${ms(i.upstream_ms)} upstream` : ''}`),
-        field('Tokens', i.prompt_tokens !== undefined ? `${num(i.prompt_tokens)} prompt · ${num(i.completion_tokens)} completion` : null)),
+        field('Tokens', i.prompt_tokens != null ? `${num(i.prompt_tokens)} prompt · ${num(i.completion_tokens)} completion` : null)),
+      i.error ? h('p', { class: 'error' }, i.error) : null,
+      i.content_retained === false ? h('p', { class: 'notice-inline' }, 'uno did not keep the content of this interaction (content logging is off or it was deleted); only its metadata is shown.') : null,
       h('h3', {}, 'Request'),
       messages.length ? h('div', { class: 'messages' }, messages) : empty('No messages stored.'),
       h('h3', {}, 'Response'),
@@ -980,6 +999,7 @@ async function loadWorker() {
         h('dt', {}, 'State'), h('dd', {}, mine.dirty ? badge('new data to learn from', 'state-pending') : badge('up to date', 'state-served')),
         h('dt', {}, 'Last run'), h('dd', {}, mine.last_run_at ? timeEl(mine.last_run_at, ago(mine.last_run_at)) : 'never'),
         h('dt', {}, 'Logs used'), h('dd', {}, num(mine.last_logs)),
+        mine.ready_logs !== undefined ? [h('dt', {}, 'Ready to learn'), h('dd', {}, num(mine.ready_logs))] : null,
         h('dt', {}, 'Lease'), h('dd', {}, mine.leased_until && toDate(mine.leased_until) > new Date() ? `running, until ${hourFmt.format(toDate(mine.leased_until))}` : 'idle'))
       : empty(`The worker has not seen ${state.tenant} yet.`);
     return [
@@ -991,7 +1011,7 @@ async function loadWorker() {
           label: `Learning logs by stage: ${stages.map(([s, n]) => `${s} ${n}`).join(', ')}`, format: num,
         })
         : empty('No learning logs yet.'),
-      h('p', { class: `small ${logs.failed ? 'warn-text' : 'muted'}` }, `${num(logs.total ?? 0)} logs in total, ${num(logs.failed ?? 0)} failed`),
+      h('p', { class: `small ${logs.failed ? 'warn-text' : 'muted'}` }, `${num(logs.total ?? 0)} logs in total${logs.pending !== undefined ? `, ${num(logs.pending)} in progress` : ''}, ${num(logs.failed ?? 0)} failed`),
     ];
   });
 }

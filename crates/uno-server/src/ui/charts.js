@@ -18,11 +18,12 @@ export function s(tag, attrs = {}, ...children) {
 }
 
 /** A "nice" upper bound and tick step for values up to `max`. */
-export function niceScale(max, ticks = 4) {
+export function niceScale(max, ticks = 4, integer = false) {
   if (!(max > 0)) return { top: 1, step: 1 };
-  const rough = max / ticks;
+  const rough = integer ? Math.max(1, max / ticks) : max / ticks;
   const pow = 10 ** Math.floor(Math.log10(rough));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * pow).find((m) => m >= rough) ?? 10 * pow;
+  let step = [1, 2, 2.5, 5, 10].map((m) => m * pow).find((m) => m >= rough) ?? 10 * pow;
+  if (integer) step = Math.max(1, Math.round(step));
   return { top: Math.ceil(max / step) * step, step };
 }
 
@@ -74,7 +75,7 @@ function yGrid(svg, width, y, top, step, min = 0, format = fmtTick) {
  * `below`: optional series drawn downwards from zero (diverging).
  * `labels`: one x label per category; `titles`: hover text per category.
  */
-export function barChart({ width = 600, height = 200, labels, series, below = [], titles = [], label, format }) {
+export function barChart({ width = 600, height = 200, labels, series, below = [], titles = [], label, format, integer = false }) {
   const svg = frame(width, height, label);
   const n = labels.length;
   const sum = (list, i) => list.reduce((acc, se) => acc + (se.values[i] || 0), 0);
@@ -83,8 +84,8 @@ export function barChart({ width = 600, height = 200, labels, series, below = []
   const plotH = height - PAD.top - PAD.bottom;
   const plotW = width - PAD.left - PAD.right;
   const share = below.length ? upMax / Math.max(upMax + downMax, 1e-9) || 0.5 : 1;
-  const upScale = niceScale(upMax, below.length ? 2 : 4);
-  const downScale = niceScale(downMax, 2);
+  const upScale = niceScale(upMax, below.length ? 2 : 4, integer);
+  const downScale = niceScale(downMax, 2, integer);
   const zeroY = PAD.top + plotH * (below.length ? Math.min(Math.max(share, 0.3), 0.7) : 1);
   const y = (v) =>
     v >= 0
@@ -232,6 +233,19 @@ export function rangeBar({ min, mean, max: hi }, { width = 90, max = 1, high = f
       s('rect', { x: x(min), y: 2, width: Math.max(2, x(hi) - x(min)), height: 8, rx: 2, class: high ? 'gap-high' : 'gap' }),
       s('rect', { x: x(mean) - 1, y: 0, width: 2, height: 12, class: 'mean' }),
     );
+  }
+  return svg;
+}
+
+/** Parts of a whole as one small horizontal stacked bar: [{value, cls}]. */
+export function stackBar(parts, { width = 72, label } = {}) {
+  const svg = s('svg', { class: 'stackbar', viewBox: `0 0 ${width} 10`, width, height: 10, role: 'img', 'aria-label': label });
+  const total = parts.reduce((a, p) => a + p.value, 0) || 1;
+  let x = 0;
+  for (const p of parts) {
+    const w = (p.value / total) * width;
+    if (w > 0) svg.append(s('rect', { x, y: 1, width: w, height: 8, class: p.cls }));
+    x += w;
   }
   return svg;
 }
