@@ -40,6 +40,25 @@ pub struct Config {
     pub feedback: FeedbackConfig,
     /// The learning worker.
     pub learn: LearnConfig,
+    /// `GET /metrics`.
+    pub metrics: MetricsConfig,
+}
+
+/// `GET /metrics`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// How often the per-cluster treated/holdout feedback gauges are re-read
+    /// from the database (a scrape never reads it).
+    pub feedback_refresh_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            feedback_refresh_secs: 30,
+        }
+    }
 }
 
 /// Where interactions, feedback and keys are stored.
@@ -311,6 +330,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             feedback: FeedbackConfig::default(),
             learn: LearnConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod feedback;
 pub mod ids;
 pub mod interaction;
+pub mod metrics;
 pub mod snapshot;
 pub mod sse;
 pub mod wire;

@@ -14,10 +14,12 @@
 
 pub mod build;
 pub mod lift;
+pub mod metrics;
 pub mod prompts;
 pub mod source;
 pub mod stages;
 pub mod validate;
 pub mod worker;
 
+pub use metrics::WorkerMetrics;
 pub use worker::{LogProgress, Progress, RunReport, Worker, WorkerError};

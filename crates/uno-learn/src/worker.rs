@@ -14,6 +14,7 @@ use uno_store::learn::{LearnLog, StageOutput, TenantLearnState};
 
 use crate::build::{self, ClusterPlan};
 use crate::lift;
+use crate::metrics::{Outcome, Stage, WorkerMetrics};
 use crate::prompts::Lang;
 use crate::stages::{self, NoveltyScorer, StageError};
 use crate::validate;
@@ -81,6 +82,8 @@ pub struct Worker {
     /// One chat model per model name, shared so what each learns about its
     /// upstream (which JSON mode it accepts) carries over between logs.
     models: std::sync::Mutex<std::collections::HashMap<String, ChatModel>>,
+    /// Stage durations and outcomes, for `/metrics`.
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Worker {
@@ -120,6 +123,7 @@ impl Worker {
             novelty,
             owner,
             models: std::sync::Mutex::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -139,6 +143,18 @@ impl Worker {
             .entry(model.to_owned())
             .or_insert_with(|| ChatModel::new(self.client.clone(), model))
             .clone()
+    }
+
+    /// Records into `metrics` instead of the worker's own instance, so a
+    /// server that runs the worker exports its stage figures.
+    pub fn with_metrics(mut self, metrics: Arc<WorkerMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The stage durations and outcomes this worker records.
+    pub fn metrics(&self) -> &Arc<WorkerMetrics> {
+        &self.metrics
     }
 
     /// Runs everything due once: ingestion, every pending per-log stage, and
@@ -269,6 +285,13 @@ impl Worker {
             _ => self.novelty.score(&model, log).await,
         };
         let id = log.input.interaction_id;
+        let stage = Stage::of_log(&log.stage);
+        let outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        };
+        self.metrics.record(stage, outcome, started.elapsed());
         match result {
             Ok(output) => {
                 let stored = self
@@ -348,6 +371,13 @@ impl Worker {
             }
             let started = Instant::now();
             let outcome = self.rebuild(&t.tenant, progress).await;
+            let recorded = match &outcome {
+                Ok(Some(_)) => Outcome::Ok,
+                Ok(None) => Outcome::Unchanged,
+                Err(_) => Outcome::Error,
+            };
+            self.metrics
+                .record(Stage::Rebuild, recorded, started.elapsed());
             let (ok, line) = match &outcome {
                 Ok(Some(version)) => {
                     report.published.push((t.tenant.clone(), *version));

@@ -13,6 +13,8 @@ use uno_store::writer::LogSink;
 use crate::auth::Authenticator;
 use crate::context::ContextLayer;
 use crate::experience::Experience;
+use crate::metrics::ServerMetrics;
+use crate::metrics::served::MeteredSink;
 use crate::recent::RecentInteractions;
 use crate::routes;
 
@@ -35,6 +37,7 @@ struct Inner {
     admin_key: Option<[u8; 32]>,
     feedback_max_text_bytes: usize,
     experience: Experience,
+    metrics: Arc<ServerMetrics>,
 }
 
 /// The database side: what feedback and the admin API need.
@@ -69,6 +72,12 @@ impl AppState {
         sink: Arc<dyn InteractionSink>,
         persistence: Option<Persistence>,
     ) -> Result<Self, InvalidUpstream> {
+        let metrics = Arc::new(ServerMetrics::default());
+        let sink: Arc<dyn InteractionSink> = Arc::new(MeteredSink::new(
+            sink,
+            metrics.latencies.clone(),
+            metrics.serves.clone(),
+        ));
         Ok(AppState {
             inner: Arc::new(Inner {
                 upstream: UpstreamClient::new(config)?,
@@ -80,6 +89,7 @@ impl AppState {
                 admin_key: config.admin.key.as_deref().map(crate::auth::key_digest),
                 feedback_max_text_bytes: config.feedback.max_text_bytes,
                 experience: Experience::new(&config.learn),
+                metrics,
             }),
         })
     }
@@ -107,6 +117,11 @@ impl AppState {
     /// Learned experience: the active snapshots and how they are applied.
     pub fn experience(&self) -> &Experience {
         &self.inner.experience
+    }
+
+    /// What `/metrics` reports.
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.inner.metrics
     }
 
     /// The pooled upstream client.
@@ -144,12 +159,20 @@ pub fn build_router(state: AppState) -> Router {
             get(routes::models::get_model).delete(routes::models::delete_model),
         )
         .route_layer(ContextLayer::new(state.clone()));
-    Router::new()
+    // Everything outside /v1 is counted by a plain middleware (the context
+    // layer counts /v1 itself, and the fallbacks count what no route took).
+    let rest = Router::new()
         .route("/health", get(routes::misc::health))
         .route("/metrics", get(crate::metrics::serve_metrics))
-        .merge(v1)
         .merge(crate::admin::router(state.clone()))
         .merge(crate::ui::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count_request,
+        ));
+    Router::new()
+        .merge(v1)
+        .merge(rest)
         .fallback(routes::misc::not_found)
         .method_not_allowed_fallback(routes::misc::method_not_allowed)
         .with_state(state)

@@ -17,8 +17,12 @@ use tracing::Instrument;
 use tracing::instrument::Instrumented;
 use uno_core::{ApiError, InteractionId};
 
+use std::sync::Arc;
+
 use crate::app::AppState;
 use crate::auth::Tenant;
+use crate::metrics::ServerMetrics;
+use crate::metrics::requests::{PathLabel, RouteLabel};
 use crate::reply::error_response;
 
 /// The request header a client may use to choose the interaction id, and the
@@ -96,8 +100,15 @@ where
                     ApiError::bad_request(problem).with_param(INTERACTION_ID_HEADER)
                 }),
         };
-        let refused = |id: InteractionId, error: &ApiError| ContextFuture::Refused {
-            response: Some(with_interaction_id(error_response(error), id)),
+        let route = RouteLabel::of_path(request.uri().path());
+        let metrics = self.state.metrics();
+        let refused = |id: InteractionId, error: &ApiError| {
+            metrics
+                .requests
+                .record(route, error.status, PathLabel::None);
+            ContextFuture::Refused {
+                response: Some(with_interaction_id(error_response(error), id)),
+            }
         };
         let id = match id {
             Ok(id) => id,
@@ -122,6 +133,8 @@ where
         ContextFuture::Running {
             inner: self.inner.call(request).instrument(span),
             id,
+            route,
+            metrics: metrics.clone(),
         }
     }
 }
@@ -133,7 +146,12 @@ pin_project! {
         /// Refused before reaching the route (bad id, bad key).
         Refused { response: Option<Response> },
         /// The route is running.
-        Running { #[pin] inner: Instrumented<F>, id: InteractionId },
+        Running {
+            #[pin] inner: Instrumented<F>,
+            id: InteractionId,
+            route: RouteLabel,
+            metrics: Arc<ServerMetrics>,
+        },
     }
 }
 
@@ -148,8 +166,22 @@ where
             ContextFutureProjection::Refused { response } => {
                 Poll::Ready(Ok(response.take().unwrap_or_default()))
             }
-            ContextFutureProjection::Running { inner, id } => {
+            ContextFutureProjection::Running {
+                inner,
+                id,
+                route,
+                metrics,
+            } => {
                 let response = ready!(inner.poll(cx))?;
+                let path = response
+                    .headers()
+                    .get(crate::experience::PATH_HEADER)
+                    .map(HeaderValue::as_bytes);
+                metrics.requests.record(
+                    *route,
+                    response.status().as_u16(),
+                    PathLabel::of_header(path),
+                );
                 Poll::Ready(Ok(with_interaction_id(response, *id)))
             }
         }

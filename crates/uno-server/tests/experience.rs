@@ -9,13 +9,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::snapshots::{cluster, snapshot};
 use common::{KEY, TestApp, sse_data, test_config};
 use serde_json::{Value, json};
-use uno_core::cluster::{centroids, unseen_thresholds};
 use uno_core::config::{ApiKeyConfig, Config};
-use uno_core::snapshot::{ClusterExperience, Gap, Mode, Policy, Rule, Settings, Snapshot};
+use uno_core::snapshot::{Mode, Snapshot};
 use uno_learn::prompts::{Lang, experience_block};
-use uno_llm::{Embedder, HashingEmbedder};
 use uno_store::snapshots::ServedBy;
 use uno_testkit::{Backend, MockReply, MockUpstream, RecordedRequest, TestDatabase, both_backends};
 
@@ -33,7 +32,6 @@ both_backends! {
 }
 
 const OTHER_KEY: &str = "uno-test-key-beta-0002";
-const ROUTE_DIM: usize = 256;
 const COOKING_RULE: &str = "State the exact cooking time in minutes.";
 const TAX_RULES: [&str; 2] = [
     "Cite the official tax form number.",
@@ -49,69 +47,6 @@ fn cooking(i: usize) -> String {
 
 fn tax(i: usize) -> String {
     format!("Which tax form should I file for freelance income source {i} this year?")
-}
-
-/// A cluster whose routing centroid is the mean of `members` in the
-/// routing space, with a threshold a margin beyond its farthest member (so
-/// a new query on the topic, which shares no member's number, still routes).
-fn cluster(id: &str, mode: Mode, members: &[String], rules: &[&str]) -> ClusterExperience {
-    let embedder = HashingEmbedder::new(ROUTE_DIM).unwrap();
-    let points: Vec<f32> = members.iter().flat_map(|m| embedder.embed_one(m)).collect();
-    let labels = vec![0; members.len()];
-    let centroid = centroids(&points, ROUTE_DIM, &labels, 1).unwrap();
-    let farthest = unseen_thresholds(&points, ROUTE_DIM, &labels, &centroid, 1.0).unwrap()[0];
-    let served: Vec<String> = rules.iter().map(|r| (*r).to_owned()).collect();
-    ClusterExperience {
-        id: id.into(),
-        size: members.len(),
-        lang: "en".into(),
-        centroid: vec![],
-        unseen_threshold: 0.0,
-        route_centroid: centroid,
-        route_threshold: farthest * 1.5,
-        mode,
-        decision: "test".into(),
-        gap: Gap::default(),
-        high_gap: false,
-        validation: None,
-        block: if served.is_empty() {
-            String::new()
-        } else {
-            experience_block(Lang::En, &served)
-        },
-        rules: served
-            .into_iter()
-            .map(|text| Rule {
-                text,
-                support: 3,
-                sources: vec![],
-                served: true,
-            })
-            .collect(),
-        ..ClusterExperience::default()
-    }
-}
-
-fn snapshot(tenant: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
-    Snapshot {
-        tenant: tenant.into(),
-        version: 0,
-        created_at: 0,
-        embedder_id: "hashing:v1:256".into(),
-        dim: ROUTE_DIM,
-        route_embedder: HashingEmbedder::new(ROUTE_DIM).unwrap().id().to_owned(),
-        policy: Policy::Uno,
-        settings: Settings {
-            distance_threshold: 4.0,
-            gap_threshold: 0.45,
-            win_threshold: 0.53,
-            min_support: 3,
-            min_validation_logs: 1,
-            unseen_quantile: 0.95,
-        },
-        logs: 20,
-        clusters,
-    }
 }
 
 /// Cooking is primary, tax reflective. Half the cooking questions came

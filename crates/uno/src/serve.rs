@@ -9,6 +9,7 @@ use clap::Args;
 use uno_core::config::{Config, LogFormat};
 use uno_server::auth::spawn_key_refresh;
 use uno_server::experience::spawn_snapshot_refresh;
+use uno_server::metrics::ratings::spawn_rating_refresh;
 use uno_server::{AppState, BoundServer, build_router, shutdown_signal};
 use uno_store::jobs::spawn_retention;
 use uno_store::writer::{LogWriter, WriterConfig};
@@ -62,8 +63,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.learn.snapshot_poll_secs),
     )
     .await;
+    let cluster_feedback = spawn_rating_refresh(
+        state.metrics().ratings.clone(),
+        store.clone(),
+        Duration::from_secs(u64::from(config.learn.lift_window_days) * 86_400),
+        Duration::from_secs(config.metrics.feedback_refresh_secs),
+    );
     let retention = spawn_retention(store.clone(), &config.retention);
-    let learner = spawn_worker(&config, store.clone()).await?;
+    let learner = spawn_worker(&config, store.clone(), state.metrics().worker.clone()).await?;
     if state.auth().accepts_nothing() {
         tracing::warn!(
             "no API keys are configured, so every /v1 request will get 401; \
@@ -85,6 +92,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let served = server.run(shutdown_signal()).await;
     key_refresh.abort();
     snapshots.abort();
+    cluster_feedback.abort();
     if let Some(retention) = retention {
         retention.abort();
     }
@@ -104,13 +112,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn spawn_worker(
     config: &Config,
     store: uno_store::Store,
+    metrics: std::sync::Arc<uno_learn::WorkerMetrics>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     if !config.learn.in_serve {
         return Ok(None);
     }
     let worker = uno_learn::Worker::from_config(store, config)
         .await
-        .context("cannot start the learning worker (learn.in_serve)")?;
+        .context("cannot start the learning worker (learn.in_serve)")?
+        .with_metrics(metrics);
     tracing::info!(
         embedder = worker.embedder_id(),
         "learning worker runs inside serve"

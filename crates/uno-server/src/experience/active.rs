@@ -44,6 +44,15 @@ impl ActiveSnapshots {
         self.map.load().get(tenant).map(|s| s.version)
     }
 
+    /// Every tenant's served version (for `/metrics`).
+    pub fn versions(&self) -> Vec<(Arc<str>, i64)> {
+        self.map
+            .load()
+            .iter()
+            .map(|(tenant, s)| (tenant.clone(), s.version))
+            .collect()
+    }
+
     /// Prepares `snapshot` and makes it its tenant's (tests, tools).
     pub fn install(&self, snapshot: &Snapshot) -> Result<(), LoadError> {
         let loaded = Arc::new(LoadedSnapshot::load(snapshot)?);

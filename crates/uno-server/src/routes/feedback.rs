@@ -21,6 +21,7 @@ use uno_core::{ApiError, InteractionId};
 use crate::app::AppState;
 use crate::body::read_limited;
 use crate::context::RequestContext;
+use crate::metrics::RatingLabel;
 use crate::reply::ErrorReply;
 use crate::routes::chat::END_USER_HEADER;
 
@@ -69,6 +70,11 @@ pub async fn post_feedback(
     let feedback = validate(&state, &context, &headers, request)?;
     check_owner(&state, &context, feedback.interaction_id).await?;
 
+    let rating = match feedback.rating {
+        Some(Rating::Up) => RatingLabel::Up,
+        Some(Rating::Down) => RatingLabel::Down,
+        None => RatingLabel::None,
+    };
     let response = FeedbackAccepted {
         feedback_id: feedback.id.to_string(),
         interaction_id: feedback.interaction_id.to_string(),
@@ -77,6 +83,7 @@ pub async fn post_feedback(
     persistence.log.submit_feedback(feedback).map_err(|_| {
         ApiError::unavailable("uno is overloaded and could not queue the feedback; retry shortly")
     })?;
+    state.metrics().record_feedback(rating);
     Ok(axum::response::IntoResponse::into_response(Json(response)))
 }
 

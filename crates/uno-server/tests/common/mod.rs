@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod snapshots;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,6 +66,8 @@ pub struct TestApp {
     pub persisted: Option<Persisted>,
     /// The snapshots the app serves.
     pub snapshots: Arc<uno_server::experience::ActiveSnapshots>,
+    /// The app's shared state (metrics, experience).
+    pub state: AppState,
 }
 
 /// The database side of a [`TestApp`] started with a store.
@@ -196,6 +200,7 @@ impl TestApp {
             handle,
             persisted,
             snapshots,
+            state,
         }
     }
 

@@ -49,6 +49,13 @@ pub struct WriterStats {
     pub rows_rejected: AtomicU64,
     /// Bytes in the journal now.
     pub journal_bytes: AtomicU64,
+    /// Prompt tokens the upstream reported, over every logged interaction.
+    pub prompt_tokens: AtomicU64,
+    /// Completion tokens the upstream reported.
+    pub completion_tokens: AtomicU64,
+    /// Follow-up turns found in requests, each recorded as implicit
+    /// feedback when it continues a logged answer.
+    pub follow_ups: AtomicU64,
 }
 
 impl WriterStats {
@@ -231,8 +238,35 @@ impl WriterTask {
     fn take(&self, entry: Entry, rows: &mut Vec<LogRow>) {
         self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
         match entry {
-            Entry::Interaction(record) => rows.extend(rows_for_interaction(&record)),
+            Entry::Interaction(record) => {
+                let start = rows.len();
+                rows.extend(rows_for_interaction(&record));
+                self.count_rows(&rows[start..]);
+            }
             Entry::Feedback(feedback) => rows.push(row_for_feedback(&feedback)),
+        }
+    }
+
+    /// Token and follow-up counters, from rows just built (the writer
+    /// parses the answer anyway, so the request path never does).
+    fn count_rows(&self, rows: &[LogRow]) {
+        for row in rows {
+            match row {
+                LogRow::Interaction(r) => {
+                    let tokens =
+                        |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+                    self.stats
+                        .prompt_tokens
+                        .fetch_add(tokens(r.prompt_tokens), Ordering::Relaxed);
+                    self.stats
+                        .completion_tokens
+                        .fetch_add(tokens(r.completion_tokens), Ordering::Relaxed);
+                }
+                LogRow::FollowUp(_) => {
+                    self.stats.follow_ups.fetch_add(1, Ordering::Relaxed);
+                }
+                LogRow::Feedback(_) => {}
+            }
         }
     }
 
