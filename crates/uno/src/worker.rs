@@ -21,6 +21,11 @@ pub struct WorkerArgs {
     /// logs that failed.
     #[arg(long)]
     force: bool,
+    /// Serve the worker's stage durations and outcomes at
+    /// `http://ADDR/metrics` for Prometheus (e.g. 0.0.0.0:9091). With
+    /// `learn.in_serve`, `uno serve`'s own /metrics has them instead.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs `uno worker`.
@@ -36,6 +41,14 @@ pub fn run(config_path: Option<&Path>, args: WorkerArgs) -> anyhow::Result<()> {
         let worker = Worker::from_config(store.clone(), &config)
             .await
             .context("cannot start the learning worker")?;
+        let metrics_server = match args.metrics_listen {
+            Some(addr) => Some(
+                uno_server::metrics::serve_worker_metrics(addr, worker.metrics().clone())
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for --metrics-listen"))?,
+            ),
+            None => None,
+        };
         let progress = TerminalProgress::new();
         let result = if args.once {
             let started = Instant::now();
@@ -65,6 +78,9 @@ pub fn run(config_path: Option<&Path>, args: WorkerArgs) -> anyhow::Result<()> {
                 .await;
             Ok(())
         };
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         store.close().await;
         result
     })

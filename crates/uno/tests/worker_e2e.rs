@@ -25,6 +25,7 @@ use uno_testkit::{Backend, MockReply, MockUpstream, TestDatabase, both_backends}
 
 both_backends! {
     worker_learns_three_topics_with_the_hashing_embedder,
+    a_running_worker_serves_its_stage_metrics,
 }
 
 #[cfg(feature = "local-embed")]
@@ -409,4 +410,101 @@ async fn scenario(backend: Backend, embedder: &str) {
     assert_eq!(modes["tax"], Mode::Passthrough);
     assert_eq!(modes["python"], Mode::Passthrough);
     mock.shutdown().await;
+}
+
+/// `uno worker --metrics-listen`: while the worker runs, its /metrics page
+/// shows every log's three stages and the tenant's published rebuild.
+async fn a_running_worker_serves_its_stage_metrics(backend: Backend) {
+    let (db, _store) = fresh(backend).await;
+    let dir = scratch(&db);
+    let mock = MockUpstream::builder()
+        .default_reply(MockReply::respond(model))
+        .start()
+        .await;
+    let config = config_file(
+        &dir,
+        &mock.base_url(),
+        "embedder = \"hashing\"\nhashing_dim = 512\n",
+        "uno",
+    );
+    let file = import_file(&dir);
+    uno(&db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
+        .await
+        .ok();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_uno"))
+        .args([
+            "--config",
+            &config,
+            "worker",
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env_remove("UNO_WORKER_IN_SERVE")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot run the uno binary");
+    let logs = (TOPICS.len() * LOGS_PER_TOPIC) as f64;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let page = loop {
+        let page = match reqwest::get(&url).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if sample(
+            &page,
+            r#"uno_worker_stage_outcomes_total{stage="rebuild",outcome="ok"}"#,
+        ) >= 1.0
+        {
+            break page;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = worker.kill();
+            panic!("the worker never reported a published rebuild:\n{page}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    for stage in ["distil", "embed", "novelty"] {
+        assert_eq!(
+            sample(
+                &page,
+                &format!(r#"uno_worker_stage_outcomes_total{{stage="{stage}",outcome="ok"}}"#)
+            ),
+            logs,
+            "{stage}:\n{page}"
+        );
+        assert_eq!(
+            sample(
+                &page,
+                &format!(r#"uno_worker_stage_duration_seconds_count{{stage="{stage}"}}"#)
+            ),
+            logs
+        );
+    }
+    assert_eq!(
+        sample(
+            &page,
+            r#"uno_worker_stage_outcomes_total{stage="distil",outcome="error"}"#
+        ),
+        0.0
+    );
+    assert!(page.contains("# TYPE uno_build_info gauge"));
+}
+
+/// One sample's value on a metrics page (0 when absent).
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

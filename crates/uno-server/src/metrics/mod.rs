@@ -65,16 +65,7 @@ impl ServerMetrics {
     /// active snapshots).
     pub fn render(&self, state: &AppState) -> String {
         let mut page = Exposition::new();
-        page.family(
-            "uno_build_info",
-            Kind::Gauge,
-            "Always 1; the version label says which uno is running.",
-        );
-        page.sample(
-            "uno_build_info",
-            concat!("version=\"", env!("CARGO_PKG_VERSION"), "\""),
-            1.0,
-        );
+        write_build_info(&mut page);
         self.requests.write(&mut page);
         self.latencies.write(&mut page);
         self.write_feedback(state, &mut page);
@@ -109,6 +100,51 @@ impl ServerMetrics {
             implicit as f64,
         );
     }
+}
+
+fn write_build_info(page: &mut Exposition) {
+    page.family(
+        "uno_build_info",
+        Kind::Gauge,
+        "Always 1; the version label says which uno is running.",
+    );
+    page.sample(
+        "uno_build_info",
+        concat!("version=\"", env!("CARGO_PKG_VERSION"), "\""),
+        1.0,
+    );
+}
+
+/// Serves [`worker_router`] on `addr` until the returned task is aborted.
+pub async fn serve_worker_metrics(
+    addr: std::net::SocketAddr,
+    metrics: Arc<WorkerMetrics>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "worker metrics at /metrics");
+    let router = worker_router(metrics);
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            tracing::warn!(%err, "the worker's metrics server stopped");
+        }
+    }))
+}
+
+/// The metrics page of a standalone `uno worker --metrics-listen`: build
+/// info and the worker's stage figures.
+pub fn worker_router(metrics: Arc<WorkerMetrics>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                let mut page = Exposition::new();
+                write_build_info(&mut page);
+                metrics.write(&mut page);
+                ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], page.finish())
+            }
+        }),
+    )
 }
 
 fn write_log_writer(state: &AppState, page: &mut Exposition) {
