@@ -147,6 +147,9 @@ pub fn worker_router(metrics: Arc<WorkerMetrics>) -> axum::Router {
     )
 }
 
+/// Reads one figure off the log writer's counters.
+type ReadStat = fn(&uno_store::writer::WriterStats) -> u64;
+
 fn write_log_writer(state: &AppState, page: &mut Exposition) {
     let stats = state.persistence().map(|p| p.log.stats().clone());
     let read =
@@ -166,7 +169,7 @@ fn write_log_writer(state: &AppState, page: &mut Exposition) {
         "kind=\"completion\"",
         read(|s| s.completion_tokens.load(Ordering::Relaxed)),
     );
-    let families: [(&str, Kind, &str, fn(&uno_store::writer::WriterStats) -> u64); 6] = [
+    let families: [(&str, Kind, &str, ReadStat); 6] = [
         (
             "uno_log_queue_depth",
             Kind::Gauge,
