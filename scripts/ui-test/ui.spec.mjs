@@ -186,6 +186,18 @@ async function main() {
       check(shownRules.includes(text), `seeded rule ${JSON.stringify(text)} is not shown (shown: ${JSON.stringify(shownRules)})`);
     }
 
+    step('a rule\'s provenance opens the interaction it was learned from');
+    const source = page.locator('table.rules a.id-link').first();
+    const sourceId = decodeURIComponent((await source.getAttribute('href')).split('/').pop());
+    await source.click();
+    await page.locator('#detail').waitFor({ state: 'visible' });
+    await until(async () => !/Loading/.test(await page.locator('#detail-body').innerText()), 'the interaction detail did not load');
+    const detail = await page.locator('#detail-body').innerText();
+    check(await page.locator('#detail-body .error-box').count() === 0, `the interaction detail failed: ${detail}`);
+    check(detail.includes(sourceId), `the interaction detail does not show ${sourceId}`);
+    await page.click('#detail-close');
+    await page.locator('#detail').waitFor({ state: 'hidden' });
+
     step('the snapshot history');
     const snapshots = (await api(`/admin/v1/tenants/${t}/snapshots`)).data;
     const active = snapshots.find((s) => s.active);
@@ -230,6 +242,20 @@ async function main() {
     const after = (await api(`/admin/v1/tenants/${t}/snapshots`)).data.find((s) => s.active);
     check(after && after.version === previous, `the API has v${after && after.version} active after the rollback, not v${previous}`);
     check((await page.locator(`table.snapshots tr[data-version="${previous}"]`).innerText()).includes('active'), `v${previous} is not marked active after the rollback`);
+
+    step('approving a rule');
+    const rolledBack = await api(`/admin/v1/tenants/${t}/clusters`);
+    const candidate = rolledBack.data.flatMap((c) => c.rules).find((r) => !r.override);
+    check(candidate, 'no rule without an override to approve');
+    const candidateRow = page.locator(`tr[data-rule="${candidate.id}"]`).first();
+    for (const toggle of await page.locator('button.expander[aria-expanded="false"]').all()) await toggle.click();
+    await candidateRow.getByRole('button', { name: /^Approve/ }).click();
+    await page.locator('#confirm').waitFor({ state: 'visible' });
+    await page.click('#confirm-ok');
+    await until(async () => (await page.locator(`tr[data-rule="${candidate.id}"]`).first().innerText()).includes('approved'),
+      `rule ${candidate.id} is not shown approved after approving it`);
+    const approved = (await api(`/admin/v1/tenants/${t}/clusters`)).data.flatMap((c) => c.rules).find((r) => r.id === candidate.id);
+    check(approved && approved.override === 'approved', `the API does not have rule ${candidate.id} approved: ${JSON.stringify(approved)}`);
 
     await page.screenshot({ path: join(TARGET, 'ui-screenshot-rolled-back.png'), fullPage: true });
 
