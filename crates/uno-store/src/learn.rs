@@ -207,7 +207,7 @@ const LOG_COLUMNS: &str = "interaction_id, tenant_id, created_at, model, end_use
 
 /// The SQL expression for a time column in Unix microseconds: Postgres keeps
 /// the core tables' times as TIMESTAMPTZ, SQLite as microseconds already.
-fn micros(sqlite: bool, column: &str) -> String {
+pub(crate) fn micros(sqlite: bool, column: &str) -> String {
     if sqlite {
         column.to_owned()
     } else {
@@ -893,20 +893,22 @@ impl Store {
     }
 
     /// Removes everything learned for a tenant: learning logs, jobs, cache
-    /// and every snapshot. Returns (learning logs, snapshots) removed.
+    /// every snapshot and the operators' rule overrides. Returns (learning
+    /// logs, snapshots) removed.
     pub(crate) async fn delete_tenant_learning(
         &self,
         tenant: &str,
     ) -> Result<(u64, u64), StoreError> {
         on_pool!(self, |pool, sqlite| {
             let mut tx = pool.begin().await?;
-            let mut counts = [0u64; 5];
+            let mut counts = [0u64; 6];
             let tables = [
                 "learn_logs",
                 "learn_jobs",
                 "learn_cache",
                 "active_snapshots",
                 "snapshots",
+                "rule_overrides",
             ];
             for (table, count) in tables.iter().zip(counts.iter_mut()) {
                 *count = sqlx::query(&sql(

@@ -8,6 +8,7 @@
 //! the database is unreachable.
 
 mod error;
+pub mod admin;
 pub mod export;
 pub mod import;
 pub mod jobs;

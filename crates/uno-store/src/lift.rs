@@ -29,7 +29,7 @@ pub struct ClusterRatings {
 /// `column >= $param` for a core-table time against Unix microseconds,
 /// written so Postgres can still use its time index and prune partitions
 /// (the column stays bare; the bound is converted instead).
-fn at_or_after(sqlite: bool, column: &str, param: &str) -> String {
+pub(crate) fn at_or_after(sqlite: bool, column: &str, param: &str) -> String {
     if sqlite {
         format!("{column} >= {param}")
     } else {
