@@ -10,10 +10,13 @@
 //!   guards, win rate);
 //! - [`lift`]: the online check of served traffic, treated against
 //!   holdout, that withdraws a treatment users rate worse;
+//! - [`overrides`]: operators' rule approvals and disables, applied at
+//!   every rebuild and to a published snapshot;
 //! - [`worker`]: scheduling, leases and publishing.
 
 pub mod build;
 pub mod lift;
+pub mod overrides;
 pub mod metrics;
 pub mod prompts;
 pub mod source;

@@ -419,6 +419,7 @@ impl Worker {
             .ready_learn_logs(tenant, self.embedder.id())
             .await?;
         let previous = self.store.snapshot(tenant, None).await.ok().flatten();
+        let overrides = crate::overrides::Overrides::load(&self.store, tenant).await?;
         progress.phase(&format!("cluster {tenant}"), logs.len() as u64);
         let config = self.config.clone();
         let logs = Arc::new(logs);
@@ -434,7 +435,7 @@ impl Worker {
         progress.phase(&format!("build and validate {tenant}"), plans.len() as u64);
         let mut clusters = Vec::with_capacity(plans.len());
         for plan in &plans {
-            clusters.push(self.cluster_experience(plan, &logs).await?);
+            clusters.push(self.cluster_experience(plan, &logs, &overrides).await?);
             progress.advance(1);
         }
         self.check_lift(tenant, &mut clusters).await?;
@@ -491,6 +492,7 @@ impl Worker {
         &self,
         plan: &ClusterPlan,
         logs: &[LearnLog],
+        overrides: &crate::overrides::Overrides,
     ) -> Result<ClusterExperience, WorkerError> {
         let cfg = &self.config;
         let candidates = build::candidates(&plan.train, logs);
@@ -509,6 +511,7 @@ impl Worker {
             cfg.dedupe_similarity,
             cfg.min_support,
         );
+        overrides.apply_to_rules(&plan.id, &mut rules);
         let lessons = build::lessons(&plan.train, logs, &candidates, &index, &rules);
         let supported: Vec<String> = rules
             .iter()
