@@ -10,12 +10,14 @@
 //! [`TestDatabase`] gives each test a fresh real database (a new Postgres
 //! database, or a SQLite file in a temporary directory) and removes it
 //! afterwards; [`TcpRelay`] sits between uno and a database so a test can cut
-//! and restore the connection.
+//! and restore the connection. [`seed::seed_demo`] fills a store with a
+//! realistic two-tenant dataset (traffic, feedback, snapshots).
 
 pub mod db;
 pub mod mock;
 pub mod records;
 pub mod relay;
+pub mod seed;
 
 pub use db::{Backend, TestDatabase};
 pub use mock::{MockBuilder, MockReply, MockUpstream, RecordedRequest, message_texts};
