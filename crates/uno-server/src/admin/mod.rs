@@ -1,20 +1,38 @@
-//! The admin API (`/admin/v1/…`), behind its own key.
+//! The admin API (`/admin/v1/…`), behind its own key, and its OpenAPI
+//! document (`/admin/openapi.json`, public).
 //!
-//! This part: deleting everything about an end user or a tenant.
-//! Deletions are recorded in the audit log with their counts.
+//! One file per resource; this one holds the key check, the route table and
+//! the helpers every handler shares (the store, error mapping, times).
+//! Every bad input is an OpenAI-shaped 4xx: malformed parameters 400 (the
+//! [`extract`] wrappers), unknown tenants, interactions, snapshots and rules
+//! 404, conflicts 409; a database that is away is a 503. Changes are
+//! recorded in the audit log with the actor `admin-api`.
 
-use axum::Json;
-use axum::extract::{Path, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use uno_core::ApiError;
-use uno_store::DeletionReport;
+mod clusters;
+mod export;
+mod extract;
+mod interactions;
+mod learned;
+mod openapi;
+mod rules;
+mod snapshots;
+mod stats;
+mod tenants;
+mod worker;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use uno_core::{ApiError, ErrorKind};
 
 use crate::app::AppState;
 use crate::auth::{bearer, key_digest};
-use crate::reply::{ErrorReply, error_response};
+use crate::reply::error_response;
+
+/// Who the audit log names for changes made through this API.
+const ACTOR: &str = "admin-api";
 
 /// Refuses requests without the admin key. With no admin key configured
 /// the admin API does not exist (404), so it cannot be probed.
@@ -48,46 +66,97 @@ fn storage_error(err: uno_store::StoreError) -> ApiError {
     if err.is_unavailable() {
         ApiError::unavailable(format!("{err}; retry when the database is back"))
     } else {
+        tracing::error!(%err, "admin API: store error");
         ApiError::internal(err.to_string())
     }
 }
 
-/// `DELETE /admin/v1/tenants/{tenant}`: every interaction, feedback row and
-/// key of the tenant.
-pub async fn delete_tenant(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-) -> Result<Json<DeletionReport>, ErrorReply> {
-    let report = store(&state)?
-        .delete_tenant(&tenant, "admin-api")
-        .await
-        .map_err(storage_error)?;
-    Ok(Json(report))
+/// A 409: the request is well-formed but the state does not allow it.
+fn conflict(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: 409,
+        message: message.into(),
+        kind: ErrorKind::InvalidRequest,
+        code: Some("conflict"),
+        param: None,
+    }
 }
 
-/// `DELETE /admin/v1/tenants/{tenant}/users/{user}`: everything about one
-/// end user of the tenant.
-pub async fn delete_user(
-    State(state): State<AppState>,
-    Path((tenant, user)): Path<(String, String)>,
-) -> Result<Response, ErrorReply> {
-    let report = store(&state)?
-        .delete_user(&tenant, &user, "admin-api")
-        .await
-        .map_err(storage_error)?;
-    Ok(Json(report).into_response())
+/// A 400 naming the offending parameter.
+fn bad_param(param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(message).with_param(param)
 }
 
-/// The admin routes, behind [`require_admin`].
+/// 404 unless the store knows `tenant` (keys, interactions, snapshots or
+/// learning logs), so a typo in a tenant id is not an empty 200.
+async fn known_tenant(store: &uno_store::Store, tenant: &str) -> Result<(), ApiError> {
+    if store.tenant_exists(tenant).await.map_err(storage_error)? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no tenant {tenant:?}: it has no keys, interactions or snapshots (GET /admin/v1/tenants lists them)"
+        ))
+        .with_param("tenant"))
+    }
+}
+
+/// Unix microseconds as RFC 3339 UTC, the admin API's one time format.
+fn time(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Checks that `value` is within `min..=max`, naming `param` otherwise.
+fn in_range(param: &str, value: u32, min: u32, max: u32) -> Result<u32, ApiError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(bad_param(
+            param,
+            format!("{param} must be between {min} and {max}, got {value}"),
+        ))
+    }
+}
+
+/// The admin routes: `/admin/v1/…` behind [`require_admin`], and the
+/// OpenAPI document without it.
 pub fn router(state: AppState) -> Router<AppState> {
+    let t = "/admin/v1/tenants/{tenant}";
+    let guarded = Router::new()
+        .route("/admin/v1/tenants", get(tenants::list))
+        .route(t, delete(tenants::delete_tenant))
+        .route(&format!("{t}/users/{{user}}"), delete(tenants::delete_user))
+        .route(
+            &format!("{t}/keys"),
+            get(tenants::list_keys).post(tenants::create_key),
+        )
+        .route(&format!("{t}/keys/{{id}}"), delete(tenants::revoke_key))
+        .route(&format!("{t}/interactions"), get(interactions::list))
+        .route(&format!("{t}/interactions/{{id}}"), get(interactions::one))
+        .route(&format!("{t}/clusters"), get(clusters::list))
+        .route(&format!("{t}/snapshots"), get(snapshots::list))
+        .route(&format!("{t}/snapshots/diff"), get(snapshots::diff))
+        .route(
+            &format!("{t}/snapshots/rollback"),
+            post(snapshots::rollback),
+        )
+        .route(&format!("{t}/snapshots/{{version}}"), get(snapshots::one))
+        .route(
+            &format!("{t}/snapshots/{{version}}/activate"),
+            post(snapshots::activate),
+        )
+        .route(
+            &format!("{t}/rules/{{rule_id}}/{{action}}"),
+            post(rules::set_override),
+        )
+        .route(&format!("{t}/export/{{kind}}"), get(export::export))
+        .route(&format!("{t}/learned"), get(learned::learned))
+        .route("/admin/v1/worker", get(worker::status))
+        .route("/admin/v1/stats/traffic", get(stats::traffic))
+        .route("/admin/v1/stats/feedback", get(stats::feedback))
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin));
     Router::new()
-        .route(
-            "/admin/v1/tenants/{tenant}",
-            axum::routing::delete(delete_tenant),
-        )
-        .route(
-            "/admin/v1/tenants/{tenant}/users/{user}",
-            axum::routing::delete(delete_user),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
+        .route("/admin/openapi.json", get(openapi::document))
+        .merge(guarded)
 }

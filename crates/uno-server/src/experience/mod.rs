@@ -38,6 +38,9 @@ pub struct Experience {
     pub policy: ServingPolicy,
     /// The limit of each reflective step.
     pub step_timeout: Duration,
+    /// `[learn]`, for the admin API's rebuild of a rule block (rule
+    /// overrides) within the same budget the worker uses.
+    pub learn: LearnConfig,
 }
 
 impl Experience {
@@ -53,6 +56,7 @@ impl Experience {
                 route_response_format: config.route_response_format,
             },
             step_timeout: Duration::from_millis(config.reflective_step_timeout_ms.max(1)),
+            learn: config.clone(),
         }
     }
 }
