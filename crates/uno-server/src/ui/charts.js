@@ -137,7 +137,7 @@ export function barChart({ width = 600, height = 200, labels, series, below = []
   return svg;
 }
 
-/** Lines over categories. `series`: [{name, cls, values[] (null = gap)}]. */
+/** Lines over categories. `series`: [{name, cls, values[] (null = no data)}]. */
 export function lineChart({ width = 600, height = 200, labels, series, titles = [], label, format }) {
   const svg = frame(width, height, label);
   const n = labels.length;
@@ -152,11 +152,10 @@ export function lineChart({ width = 600, height = 200, labels, series, titles = 
   for (const se of series) {
     let d = '';
     let pen = false;
+    // Empty buckets (null) are skipped: the line joins the measured points
+    // around them, and only measured points get a dot.
     se.values.forEach((v, i) => {
-      if (v === null || v === undefined) {
-        pen = false;
-        return;
-      }
+      if (v === null || v === undefined) return;
       d += `${pen ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
       pen = true;
     });
