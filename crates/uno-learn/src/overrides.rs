@@ -221,6 +221,11 @@ mod tests {
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(id, rule_id("0", "  cite THE form"));
         assert_ne!(id, rule_id("1", "Cite the form."));
+        // Pinned: ids are stored in overrides and used by clients.
+        assert_eq!(
+            rule_id("0", "Cite the exact form number and line."),
+            "e0b08da14b73ddd6"
+        );
     }
 
     #[test]

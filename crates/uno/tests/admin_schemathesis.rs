@@ -1,0 +1,140 @@
+//! schemathesis against the real `uno serve`: the admin API must answer
+//! every request generated from `/admin/openapi.json` without a server
+//! error, and with statuses, content types, headers and bodies the document
+//! describes.
+//!
+//! Needs schemathesis (`st`), so it is ignored by default;
+//! `scripts/ci/schemathesis.sh` installs it and runs this test. The run is
+//! deterministic (a fixed seed and a bounded number of examples) over a
+//! SQLite database filled by [`uno_testkit::seed::seed_demo`].
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use uno_store::Store;
+use uno_testkit::TestDatabase;
+use uno_testkit::seed::seed_demo;
+
+const ADMIN_KEY: &str = "schemathesis-admin-key-0123";
+
+/// `uno serve`, killed when dropped.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(url: &str, dir: &std::path::Path) -> Serve {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uno"));
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("UNO_") || text == "DATABASE_URL" {
+            cmd.env_remove(&name);
+        }
+    }
+    let child = cmd
+        .args(["serve", "--listen", &addr.to_string()])
+        .env("DATABASE_URL", url)
+        .env("UNO_ADMIN_KEY", ADMIN_KEY)
+        .env("UNO_WORKER_IN_SERVE", "false")
+        .env("UNO_UPSTREAM_URL", "http://127.0.0.1:9")
+        .env("UNO_LOG", "warn")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("cannot run uno serve");
+    let serve = Serve { child, addr };
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return serve;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("uno serve did not answer /health on {addr}");
+}
+
+/// The `st` binary: `SCHEMATHESIS_BIN`, else the script's virtualenv.
+fn st() -> PathBuf {
+    std::env::var_os("SCHEMATHESIS_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/schemathesis-venv/bin/st"),
+        PathBuf::from,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs schemathesis; run by scripts/ci/schemathesis.sh"]
+async fn the_admin_api_conforms_to_its_openapi_document() {
+    let db = TestDatabase::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    seed_demo(&store).await;
+    store.close().await;
+    let dir = db.scratch_dir();
+    let server = serve(&db.url, &dir).await;
+    let base = format!("http://{}", server.addr);
+    let st = st();
+    assert!(
+        st.exists(),
+        "schemathesis not found at {}; run scripts/ci/schemathesis.sh or set SCHEMATHESIS_BIN",
+        st.display()
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&st)
+            .args([
+                "--no-color",
+                "run",
+                &format!("{base}/admin/openapi.json"),
+                "--url",
+                &base,
+                "--header",
+                &format!("Authorization: Bearer {ADMIN_KEY}"),
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,\
+                 response_schema_conformance,response_headers_conformance",
+                "--seed",
+                "20261126",
+                "--max-examples",
+                "60",
+                "--workers",
+                "2",
+                "--suppress-health-check",
+                "all",
+            ])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run schemathesis")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "schemathesis found problems (exit {:?}); its report is above",
+        output.status.code()
+    );
+    drop(server);
+}
