@@ -211,6 +211,13 @@ async fn tenants_keys_and_the_admin_key(backend: Backend) {
             .iter()
             .any(|k| k.id.to_string() == id && k.revoked_at.is_some())
     );
+    let audit = a.store().audit_entries(None).await.unwrap();
+    let by_api: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.actor == "admin-api")
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(by_api, ["key_create", "key_revoke"]);
     a.fails(
         reqwest::Method::DELETE,
         &format!("/admin/v1/tenants/acme/keys/{}", Uuid::now_v7()),

@@ -147,10 +147,20 @@ impl Store {
     /// Creates a key for `tenant` (and the tenant if new). The secret is in
     /// the result and nowhere else: only its hash is stored.
     pub async fn create_key(&self, tenant: &str, name: Option<&str>) -> Result<NewKey, StoreError> {
+        self.create_key_by(tenant, name, "cli").await
+    }
+
+    /// [`Store::create_key`], audited as `actor` (`admin-api`, …).
+    pub async fn create_key_by(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        actor: &str,
+    ) -> Result<NewKey, StoreError> {
         let new = crate::keys::generate(tenant, name);
         dispatch!(self, s => s.insert_key(&new).await)?;
         self.audit(
-            "cli",
+            actor,
             "key_create",
             Some(tenant),
             Some(&new.info.prefix),
@@ -169,6 +179,11 @@ impl Store {
     /// revoked (0 when none matched). A prefix shared by several active keys
     /// is refused rather than revoking them all.
     pub async fn revoke_key(&self, id_or_prefix: &str) -> Result<u64, StoreError> {
+        self.revoke_key_by(id_or_prefix, "cli").await
+    }
+
+    /// [`Store::revoke_key`], audited as `actor`.
+    pub async fn revoke_key_by(&self, id_or_prefix: &str, actor: &str) -> Result<u64, StoreError> {
         let matching = self
             .list_keys(None)
             .await?
@@ -184,7 +199,7 @@ impl Store {
         let revoked = dispatch!(self, s => s.revoke_key(id_or_prefix).await)?;
         if revoked > 0 {
             self.audit(
-                "cli",
+                actor,
                 "key_revoke",
                 None,
                 Some(id_or_prefix),

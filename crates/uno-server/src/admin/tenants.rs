@@ -141,7 +141,7 @@ pub async fn create_key(
         .into());
     }
     let new = store(&state)?
-        .create_key(&tenant, body.name.as_deref())
+        .create_key_by(&tenant, body.name.as_deref(), ACTOR)
         .await
         .map_err(storage_error)?;
     Ok((
@@ -187,7 +187,7 @@ pub async fn revoke_key(
     };
     if key.revoked_at.is_none() {
         store
-            .revoke_key(&id.to_string())
+            .revoke_key_by(&id.to_string(), ACTOR)
             .await
             .map_err(storage_error)?;
     }
