@@ -131,6 +131,8 @@ createServer((req, res) => {
   if (p === '/admin/v1/stats/traffic') return send(res, 200, body.traffic());
   if (p === '/admin/v1/stats/feedback') return send(res, 200, body.feedback());
   if (p === '/admin/v1/worker') return send(res, 200, body.worker);
+  // globex shows the page's empty and error states.
+  if (m && m[1] === 'globex' && rest === '/snapshots') return error(res, 503, 'the admin API needs a database (database.url)');
   if (m && m[1] !== 'acme') {
     if (rest === '/clusters') return send(res, 200, { snapshot_version: null, data: [] });
     if (rest === '/learned') return send(res, 200, { since: now, snapshots: [], rules_added: [], rules_removed: [], mode_changes: [] });

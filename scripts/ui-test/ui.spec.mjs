@@ -195,6 +195,8 @@ async function main() {
     const detail = await page.locator('#detail-body').innerText();
     check(await page.locator('#detail-body .error-box').count() === 0, `the interaction detail failed: ${detail}`);
     check(detail.includes(sourceId), `the interaction detail does not show ${sourceId}`);
+    mkdirSync(TARGET, { recursive: true });
+    await page.screenshot({ path: join(TARGET, 'ui-screenshot-interaction.png') });
     await page.click('#detail-close');
     await page.locator('#detail').waitFor({ state: 'hidden' });
 

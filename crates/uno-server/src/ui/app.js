@@ -371,7 +371,7 @@ async function loadKpis() {
     clustersData(),
   ]);
   const kpi = (label, value, note, cls = '') =>
-    h('div', { class: `kpi ${cls}` }, h('div', { class: 'kpi-label' }, label), h('div', { class: 'kpi-value' }, value), h('div', { class: 'kpi-note' }, note || ''));
+    h('div', { class: `kpi ${cls}` }, h('div', { class: 'kpi-label' }, label), h('div', { class: 'kpi-value' }, value), h('div', { class: 'kpi-note', title: note || null }, note || ''));
   const out = [];
   if (traffic.status === 'fulfilled') {
     const rows = traffic.value.data || [];
@@ -395,14 +395,14 @@ async function loadKpis() {
     const rows = feedback.value.data || [];
     const up = rows.reduce((a, r) => a + (r.up || 0), 0);
     const down = rows.reduce((a, r) => a + (r.down || 0), 0);
-    out.push(kpi('Thumbs down', up + down ? pct(down / (up + down)) : '—', `${num(up)} up · ${num(down)} down, 30 days`));
+    out.push(kpi('Thumbs down', up + down ? pct(down / (up + down)) : '—', `of ${num(up + down)} ratings, 30 days`));
   }
   if (clusters.status === 'fulfilled') {
     const list = clusters.value.data || [];
     const count = (m) => list.filter((c) => c.mode === m).length;
     out.push(
       kpi('Active snapshot', clusters.value.snapshot_version ? `v${clusters.value.snapshot_version}` : 'none', clusters.value.snapshot_version ? 'served now' : 'nothing learned yet'),
-      kpi('Clusters', num(list.length), `${count('primary')} primary · ${count('reflective')} reflective · ${count('passthrough')} passthrough`),
+      kpi('Clusters', num(list.length), list.length ? ['primary', 'reflective', 'passthrough'].map((m) => `${count(m)} ${m.slice(0, 4)}`).join(' · ') : 'none yet'),
     );
   }
   el.replaceChildren(...out);

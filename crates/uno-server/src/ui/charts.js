@@ -45,13 +45,22 @@ function frame(width, height, label) {
   });
 }
 
-function xLabels(svg, labels, x, band, height, every) {
+function xLabels(svg, labels, x, band, height, shown) {
   labels.forEach((text, i) => {
-    if (i % every !== 0 || !text) return;
+    if (!shown.has(i)) return;
     svg.append(
       s('text', { x: x(i) + band / 2, y: height - 8, class: 'tick', 'text-anchor': 'middle' }, text),
     );
   });
+}
+
+/** Which x labels to draw: as many of the non-blank ones as fit (about
+ *  56 px each), evenly spaced among them. */
+function labelEvery(labels, plotW) {
+  const room = Math.max(1, Math.floor(plotW / 56));
+  const candidates = labels.map((l, i) => (l ? i : -1)).filter((i) => i >= 0);
+  const stride = Math.max(1, Math.ceil(candidates.length / room));
+  return new Set(candidates.filter((_, k) => k % stride === 0));
 }
 
 function yGrid(svg, width, y, top, step, min = 0, format = fmtTick) {
@@ -132,8 +141,7 @@ export function barChart({ width = 600, height = 200, labels, series, below = []
     );
     svg.append(g);
   }
-  const every = Math.max(1, Math.ceil(n / Math.floor(plotW / 56)));
-  xLabels(svg, labels, x, band, height, every);
+  xLabels(svg, labels, x, band, height, labelEvery(labels, plotW));
   return svg;
 }
 
@@ -171,8 +179,7 @@ export function lineChart({ width = 600, height = 200, labels, series, titles = 
         s('title', {}, titles[i] || labels[i] || '')),
     );
   }
-  const every = Math.max(1, Math.ceil(n / Math.floor(plotW / 56)));
-  xLabels(svg, labels, (i) => x(i) - 0.5, 1, height, every);
+  xLabels(svg, labels, (i) => x(i) - 0.5, 1, height, labelEvery(labels, plotW));
   return svg;
 }
 
