@@ -31,6 +31,8 @@ const EXPECT = expectArg ? JSON.parse(expectArg) : {};
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const TARGET = process.env.UI_SCREENSHOT_DIR || join(ROOT, 'target');
 const TIMEOUT = 15000;
+// What a JavaScript value looks like when it reaches the page by mistake.
+const LEAK = /(?<![A-Za-z])(null|undefined|NaN)|\[object [A-Za-z]+\]/;
 
 class Failure extends Error {}
 function check(condition, message) {
@@ -195,6 +197,7 @@ async function main() {
     const detail = await page.locator('#detail-body').innerText();
     check(await page.locator('#detail-body .error-box').count() === 0, `the interaction detail failed: ${detail}`);
     check(detail.includes(sourceId), `the interaction detail does not show ${sourceId}`);
+    check(!LEAK.test(detail), `the interaction detail shows a placeholder value: ${JSON.stringify((detail.match(LEAK) || [""])[0])}`);
     mkdirSync(TARGET, { recursive: true });
     await page.screenshot({ path: join(TARGET, 'ui-screenshot-interaction.png') });
     await page.click('#detail-close');
@@ -228,6 +231,9 @@ async function main() {
       const err = page.locator(`#${id}-body .error-box`);
       if (await err.count()) throw new Failure(`section ${id} shows an API error: ${await err.innerText()}`);
     }
+
+    const everything = await page.locator('#dashboard').innerText();
+    check(!LEAK.test(everything), `the page shows a placeholder value: ${JSON.stringify((everything.match(LEAK) || [""])[0])}`);
 
     mkdirSync(TARGET, { recursive: true });
     await page.screenshot({ path: join(TARGET, 'ui-screenshot.png'), fullPage: true });

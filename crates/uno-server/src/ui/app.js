@@ -951,7 +951,7 @@ async function showInteraction(id) {
     const messages = (i.messages || []).map((m) => h('div', { class: `msg role-${m.role}` },
       h('div', { class: 'msg-role' }, m.role || '?'),
       h('pre', { class: 'msg-text' }, typeof m.content === 'string' ? m.content : JSON.stringify(m.content, null, 2))));
-    out.replaceChildren(
+    out.replaceChildren(...[
       h('dl', { class: 'facts' },
         field('Id', h('code', {}, i.id)),
         field('When', fmtTime(i.created_at)),
@@ -980,7 +980,7 @@ async function showInteraction(id) {
           f.comment ? h('p', {}, f.comment) : null,
           f.expected_output ? h('p', {}, h('strong', {}, 'Expected: '), f.expected_output) : null)))
         : empty('No feedback on this interaction.'),
-    );
+    ].flat().filter(Boolean));
   } catch (err) {
     if (err.status !== 401) out.replaceChildren(errorBox(err, () => showInteraction(id)));
   }
