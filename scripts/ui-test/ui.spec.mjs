@@ -232,6 +232,8 @@ async function main() {
       if (await err.count()) throw new Failure(`section ${id} shows an API error: ${await err.innerText()}`);
     }
 
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+    check(overflow <= 1280, `the page is ${overflow} px wide at a 1280 px window: something overflows`);
     const everything = await page.locator('#dashboard').innerText();
     check(!LEAK.test(everything), `the page shows a placeholder value: ${JSON.stringify((everything.match(LEAK) || [""])[0])}`);
 
