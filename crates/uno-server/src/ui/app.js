@@ -619,7 +619,8 @@ async function ruleAction(rule, action) {
   if (!ok) return;
   try {
     const res = await api(`${tenantPath(`/rules/${enc(rule.id)}/${action}`)}`, { method: 'POST' });
-    toast(`Rule ${res?.state || action}; snapshot v${res?.snapshot_version ?? '?'} is active.`);
+    const done = { approved: 'approved', disabled: 'disabled', default: 'reset' }[res?.state] || action;
+    toast(`Rule ${done}; snapshot v${res?.snapshot_version ?? '?'} is active.`);
     refreshLearning();
   } catch (err) {
     if (err.status !== 401) toast(`${verb} failed (${err.status || 'network'}): ${err.message}`, 'error');
@@ -726,7 +727,7 @@ async function loadClusters() {
       );
     }
     return [
-      h('p', { class: 'muted small' }, `Snapshot v${body.snapshot_version ?? '?'} · ${list.length} clusters · select a cluster to see its rules.`),
+      h('p', { class: 'muted small' }, `Snapshot v${body.snapshot_version ?? '?'} · ${list.length} clusters · thumbs-down rates over the last ${body.traffic_days ?? 30} days · select a cluster to see its rules.`),
       h('div', { class: 'table-wrap' },
         h('table', { class: 'clusters' },
           h('caption', { class: 'sr-only' }, 'Clusters of the active snapshot'),
@@ -858,8 +859,8 @@ async function loadSnapshots() {
         h('th', { scope: 'col' }, 'Published'),
         h('th', { scope: 'col', class: 'num' }, 'Clusters'),
         h('th', { scope: 'col' }, 'Modes'),
-        h('th', { scope: 'col', class: 'num' }, 'Rules'),
-        h('th', { scope: 'col', class: 'num' }, 'Logs'),
+        h('th', { scope: 'col', class: 'num', title: 'Rules served (injected) in this version' }, 'Rules'),
+        h('th', { scope: 'col', class: 'num', title: 'Learning logs it was built from' }, 'Logs'),
         h('th', { scope: 'col' }, 'Reason'),
         h('th', { scope: 'col' }, 'Status'),
         h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
