@@ -78,6 +78,12 @@ pub struct Args {
     /// each step (routing embed, nearest centroid, block injection).
     #[arg(long)]
     pub routing: bool,
+
+    /// Install `uno serve`'s JSON log subscriber on stderr with this
+    /// filter (e.g. `info`: one access-log event per request), to measure
+    /// what logging costs; default: no subscriber (logging off).
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
 }
 
 impl Args {

@@ -40,6 +40,22 @@ use crate::servers::{MockServer, UnoPgServer, UnoServer, runtime};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(filter) = &args.log {
+        // As `uno serve` sets it up with log.format = "json".
+        match tracing_subscriber::EnvFilter::try_new(filter) {
+            Ok(filter) => tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .init(),
+            Err(err) => {
+                eprintln!("uno-bench: --log {filter:?}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if args.routing {
         return match routing::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

@@ -164,7 +164,10 @@ pub fn build_router(state: AppState) -> Router {
     let rest = Router::new()
         .route("/health", get(routes::misc::health))
         .route("/metrics", get(crate::metrics::serve_metrics))
-        .merge(crate::admin::router(state.clone()))
+        .merge(
+            crate::admin::router(state.clone())
+                .route_layer(axum::middleware::from_fn(crate::context::admin_context)),
+        )
         .merge(crate::ui::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,6 +1,17 @@
 //! The layer every `/v1` request passes first: it fixes the interaction id,
 //! authenticates, opens the request's tracing span, and puts the id on the
 //! response, whatever the route answers (errors included).
+//!
+//! Each answered request is also one access-log event: DEBUG on target
+//! [`ACCESS_LOG_TARGET`], with `route`, `status`, `path` and `latency_ms`,
+//! inside the request's span (so it carries `interaction_id` and `tenant`).
+//! Off by default (`log.filter = "info"`: its callsite is disabled, so it
+//! costs nothing); `log.filter = "info,uno::access=debug"` turns it on. On,
+//! it costs about 10 µs of CPU per request in JSON (uno-bench --log: 35k ->
+//! 27k requests/s at 64 connections on 2 cores), which is why it is not on
+//! by default; `/metrics` counts the same requests for free. Admin requests
+//! get their own span and event through [`admin_context`]. Nothing secret
+//! is a field: keys are never logged, only the tenant they name.
 
 use std::time::{Instant, SystemTime};
 
@@ -9,7 +20,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
 use axum::response::Response;
 use http::HeaderValue;
 use pin_project_lite::pin_project;
@@ -28,6 +40,9 @@ use crate::reply::error_response;
 /// The request header a client may use to choose the interaction id, and the
 /// response header that always carries it.
 pub const INTERACTION_ID_HEADER: &str = "x-uno-interaction-id";
+
+/// The `tracing` target of the one event per answered request.
+pub const ACCESS_LOG_TARGET: &str = "uno::access";
 
 /// What the context layer established, for the route handlers.
 #[derive(Debug, Clone)]
@@ -106,6 +121,16 @@ where
             metrics
                 .requests
                 .record(route, error.status, PathLabel::None);
+            // No span yet (no tenant); the event names the id itself.
+            tracing::debug!(
+                target: ACCESS_LOG_TARGET,
+                interaction_id = %id,
+                route = route.as_str(),
+                status = error.status,
+                path = PathLabel::None.as_str(),
+                latency_ms = received.elapsed().as_secs_f64() * 1e3,
+                "refused"
+            );
             ContextFuture::Refused {
                 response: Some(with_interaction_id(error_response(error), id)),
             }
@@ -122,7 +147,7 @@ where
             "request",
             interaction_id = %id,
             tenant = %tenant,
-            path = request.uri().path(),
+            uri_path = request.uri().path(),
         );
         request.extensions_mut().insert(RequestContext {
             id,
@@ -135,6 +160,7 @@ where
             id,
             route,
             metrics: metrics.clone(),
+            received,
         }
     }
 }
@@ -151,6 +177,7 @@ pin_project! {
             id: InteractionId,
             route: RouteLabel,
             metrics: Arc<ServerMetrics>,
+            received: Instant,
         },
     }
 }
@@ -167,25 +194,63 @@ where
                 Poll::Ready(Ok(response.take().unwrap_or_default()))
             }
             ContextFutureProjection::Running {
-                inner,
+                mut inner,
                 id,
                 route,
                 metrics,
+                received,
             } => {
-                let response = ready!(inner.poll(cx))?;
+                let response = ready!(inner.as_mut().poll(cx))?;
                 let path = response
                     .headers()
                     .get(crate::experience::PATH_HEADER)
                     .map(HeaderValue::as_bytes);
-                metrics.requests.record(
-                    *route,
-                    response.status().as_u16(),
-                    PathLabel::of_header(path),
+                let path = PathLabel::of_header(path);
+                let status = response.status().as_u16();
+                metrics.requests.record(*route, status, path);
+                // For a stream this is the time to its response head; the
+                // interaction record has the full duration. The span is the
+                // event's parent without being entered, so a disabled event
+                // costs nothing.
+                tracing::debug!(
+                    target: ACCESS_LOG_TARGET,
+                    parent: inner.span(),
+                    route = route.as_str(),
+                    status,
+                    path = path.as_str(),
+                    latency_ms = received.elapsed().as_secs_f64() * 1e3,
+                    "answered"
                 );
                 Poll::Ready(Ok(with_interaction_id(response, *id)))
             }
         }
     }
+}
+
+/// Middleware for the admin routes: a span per request (method and the
+/// route's template, not the concrete path, which may name an end user) and
+/// the access-log event when it is answered, 401s included.
+pub async fn admin_context(request: Request, next: Next) -> Response {
+    let received = Instant::now();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    let span = tracing::info_span!("admin_request", method = %request.method(), endpoint);
+    async move {
+        let response = next.run(request).await;
+        tracing::debug!(
+            target: ACCESS_LOG_TARGET,
+            route = RouteLabel::Admin.as_str(),
+            status = response.status().as_u16(),
+            path = PathLabel::None.as_str(),
+            latency_ms = received.elapsed().as_secs_f64() * 1e3,
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 fn with_interaction_id(mut response: Response, id: InteractionId) -> Response {

@@ -82,7 +82,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let server = BoundServer::bind(config.server.listen, build_router(state), grace).await?;
-    let upstreams: Vec<&str> = config.upstreams.iter().map(|u| u.url.as_str()).collect();
+    // An upstream URL may carry credentials (https://user:secret@host).
+    let upstreams: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| uno_store::redact_url(&u.url))
+        .collect();
     tracing::info!(
         listen = %server.local_addr()?,
         upstreams = ?upstreams,
@@ -143,7 +148,14 @@ pub(crate) fn init_logging(config: &Config) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
+        // One object per line; an event inside a request carries the
+        // request span's fields (interaction_id, tenant) under "span", and
+        // every enclosing span's under "spans".
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     }
     .map_err(|err| anyhow::anyhow!("cannot initialise logging: {err}"))

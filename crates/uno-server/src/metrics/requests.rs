@@ -44,7 +44,8 @@ impl RouteLabel {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The label value (also the `route` field of the access log).
+    pub fn as_str(self) -> &'static str {
         match self {
             RouteLabel::Chat => "chat",
             RouteLabel::Embeddings => "embeddings",
@@ -83,7 +84,8 @@ impl PathLabel {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The label value (also the `path` field of the access log).
+    pub fn as_str(self) -> &'static str {
         match self {
             PathLabel::None => "none",
             PathLabel::Passthrough => "passthrough",
