@@ -16,8 +16,8 @@
 
 pub mod build;
 pub mod lift;
-pub mod overrides;
 pub mod metrics;
+pub mod overrides;
 pub mod prompts;
 pub mod source;
 pub mod stages;

@@ -7,8 +7,8 @@
 //! path, batches them into the store, and spills to an on-disk journal while
 //! the database is unreachable.
 
-mod error;
 pub mod admin;
+mod error;
 pub mod export;
 pub mod import;
 pub mod jobs;
