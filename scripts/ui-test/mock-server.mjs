@@ -1,6 +1,6 @@
 // A stand-in for uno while working on the dashboard's look: serves the page
 // straight from crates/uno-server/src/ui/ (edit, reload, no cargo build) and
-// answers the admin API (docs/issue6-contract.md) from made-up data.
+// answers the admin API (docs/observability.md) from made-up data.
 //
 //   node scripts/ui-test/mock-server.mjs [port] [admin-key]
 //
