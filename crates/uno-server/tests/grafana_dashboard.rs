@@ -547,7 +547,8 @@ fn provisioning_points_at_what_compose_mounts() {
     assert_eq!(uids, BTreeSet::from([uid[0].clone()]));
 
     // Prometheus scrapes uno where compose runs it: the uno service, on the
-    // port the image listens on.
+    // port the image listens on, and the worker service on the port its
+    // --metrics-listen names.
     let prometheus = compose_mounts(&compose, "prometheus");
     assert!(
         prometheus
@@ -556,8 +557,17 @@ fn provisioning_points_at_what_compose_mounts() {
         "{prometheus:?}"
     );
     let scrape = read("config/prometheus.yml");
-    assert_eq!(yaml_values(&scrape, "metrics_path"), ["/metrics"]);
+    assert_eq!(
+        yaml_values(&scrape, "metrics_path"),
+        ["/metrics", "/metrics"]
+    );
     assert!(scrape.contains(r#"targets: ["uno:8080"]"#), "{scrape}");
     assert!(compose.contains("\n  uno:\n"));
+    assert!(scrape.contains(r#"targets: ["worker:9091"]"#), "{scrape}");
+    assert!(
+        compose.contains("\n  worker:\n")
+            && compose.contains(r#"command: ["worker", "--metrics-listen", "0.0.0.0:9091"]"#),
+        "the worker service must serve the metrics Prometheus scrapes"
+    );
     assert!(read("docker/Dockerfile").contains("UNO_LISTEN=0.0.0.0:8080"));
 }
