@@ -10,67 +10,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod cli_common;
 
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use cli_common::ServeProcess;
 use uno_store::Store;
 use uno_testkit::TestDatabase;
 use uno_testkit::seed::seed_demo;
 
 const ADMIN_KEY: &str = "schemathesis-admin-key-0123";
 
-/// `uno serve`, killed when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(url: &str, dir: &std::path::Path) -> Serve {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uno"));
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if text.starts_with("UNO_") || text == "DATABASE_URL" {
-            cmd.env_remove(&name);
-        }
-    }
-    let child = cmd
-        .args(["serve", "--listen", &addr.to_string()])
-        .env("DATABASE_URL", url)
+async fn serve(url: &str, dir: &std::path::Path) -> ServeProcess {
+    ServeProcess::command(url, dir)
         .env("UNO_ADMIN_KEY", ADMIN_KEY)
         .env("UNO_WORKER_IN_SERVE", "false")
         .env("UNO_UPSTREAM_URL", "http://127.0.0.1:9")
         .env("UNO_LOG", "warn")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("cannot run uno serve");
-    let serve = Serve { child, addr };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("http://{addr}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return serve;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("uno serve did not answer /health on {addr}");
+        .start()
+        .await
 }
 
 /// The `st` binary: `SCHEMATHESIS_BIN`, else the script's virtualenv.
@@ -91,7 +50,7 @@ async fn the_admin_api_conforms_to_its_openapi_document() {
     store.close().await;
     let dir = db.scratch_dir();
     let server = serve(&db.url, &dir).await;
-    let base = format!("http://{}", server.addr);
+    let base = server.base_url();
     let st = st();
     assert!(
         st.exists(),

@@ -8,12 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Read;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod cli_common;
 
+use std::path::Path;
+
+use cli_common::ServeProcess;
 use serde_json::{Value, json};
 use uno_testkit::{MockUpstream, TestDatabase};
 
@@ -38,95 +37,20 @@ fn with_password(url: &str, password: &str) -> (String, String) {
     }
 }
 
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(dir: &Path, database_url: &str, upstream: &str) -> Serve {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uno"));
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if text.starts_with("UNO_") || text == "DATABASE_URL" || text == "RUST_LOG" {
-            cmd.env_remove(&name);
-        }
-    }
-    let child = cmd
-        .args(["serve", "--listen", &addr.to_string()])
+/// `uno serve` with JSON logs at debug level and every secret set; its
+/// output captured for [`ServeProcess::stop`].
+async fn serve(dir: &Path, database_url: &str, upstream: &str) -> ServeProcess {
+    ServeProcess::command(database_url, dir)
         .env("UNO_LOG", "debug")
         .env("UNO_LOG_FORMAT", "json")
-        .env("DATABASE_URL", database_url)
         .env("UNO_UPSTREAM_URL", upstream)
         .env("UNO_UPSTREAM_API_KEY", UPSTREAM_KEY)
         .env("UNO_API_KEYS", format!("acme={CLIENT_KEY}"))
         .env("UNO_ADMIN_KEY", ADMIN_KEY)
         .env("UNO_JOURNAL_DIR", dir.join("journal"))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run uno serve");
-    let mut serve = Serve { child, addr };
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if client
-            .get(format!("http://{addr}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return serve;
-        }
-        if let Ok(Some(status)) = serve.child.try_wait() {
-            let mut stderr = String::new();
-            let _ = serve
-                .child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr);
-            panic!("uno serve exited ({status}):\n{stderr}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("uno serve did not answer /health on {addr}");
-}
-
-/// Stops uno with SIGTERM (a clean shutdown, as in production) and returns
-/// what it printed on stdout and stderr.
-fn stop(mut serve: Serve) -> (String, String) {
-    let pid = serve.child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    serve
-        .child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    serve
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let _ = serve.child.wait();
-    (stdout, stderr)
+        .capture_output()
+        .start()
+        .await
 }
 
 fn id_of(response: &reqwest::Response) -> String {
@@ -151,7 +75,7 @@ async fn json_logs_carry_the_request_and_never_a_secret() {
     let (database_url, password) = with_password(&db.url, DB_PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     let uno = serve(dir.path(), &database_url, &mock.base_url()).await;
-    let base = format!("http://{}", uno.addr);
+    let base = uno.base_url();
     let client = reqwest::Client::new();
     let chat = |body: Value| {
         client
@@ -225,7 +149,7 @@ async fn json_logs_carry_the_request_and_never_a_secret() {
         format!("Bearer {UPSTREAM_KEY}").as_str()
     );
 
-    let (stdout, stderr) = stop(uno);
+    let (stdout, stderr) = uno.stop();
 
     // Every line is one JSON object, with the fields log pipelines key on.
     let lines: Vec<Value> = stderr

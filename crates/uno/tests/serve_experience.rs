@@ -10,12 +10,10 @@
 
 mod cli_common;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cli_common::{fresh, scratch, uno_with_url};
+use cli_common::{ServeProcess, fresh, scratch, uno_with_url};
 use serde_json::{Value, json};
 use uno_core::snapshot::Mode;
 use uno_testkit::{Backend, MockReply, MockUpstream, RecordedRequest, both_backends};
@@ -138,57 +136,13 @@ fn config_with(dir: &Path, upstream: &str, name: &str, extra: &str) -> String {
     path.display().to_string()
 }
 
-/// `uno serve` on a free port; killed when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
+async fn serve(url: &str, dir: &Path, config: &str) -> ServeProcess {
+    ServeProcess::command(url, dir).config(config).start().await
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(url: &str, dir: &Path, config: &str) -> Serve {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uno"));
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if text.starts_with("UNO_") || text == "DATABASE_URL" {
-            cmd.env_remove(&name);
-        }
-    }
-    let child = cmd
-        .args(["--config", config, "serve", "--listen", &addr.to_string()])
-        .env("DATABASE_URL", url)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("cannot run uno serve");
-    let serve = Serve { child, addr };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("http://{addr}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return serve;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("uno serve did not answer /health on {addr}");
-}
-
-async fn chat(serve: &Serve, key: &str, body: &[u8]) -> (reqwest::header::HeaderMap, Value) {
+async fn chat(serve: &ServeProcess, key: &str, body: &[u8]) -> (reqwest::header::HeaderMap, Value) {
     let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/chat/completions", serve.addr))
+        .post(format!("{}/v1/chat/completions", serve.base_url()))
         .bearer_auth(key)
         .header("content-type", "application/json")
         .body(body.to_vec())

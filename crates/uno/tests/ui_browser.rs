@@ -11,12 +11,10 @@
 
 mod cli_common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use cli_common::{fresh, scratch};
+use cli_common::{ServeProcess, fresh, scratch};
 use serde_json::{Value, json};
 use uno_store::Store;
 use uno_testkit::Backend;
@@ -28,20 +26,7 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `uno serve` on a free port; killed when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(url: &str, dir: &Path) -> Serve {
+async fn serve(url: &str, dir: &Path) -> ServeProcess {
     let config = dir.join("uno.toml");
     std::fs::write(
         &config,
@@ -51,44 +36,10 @@ async fn serve(url: &str, dir: &Path) -> Serve {
         ),
     )
     .unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uno"));
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if text.starts_with("UNO_") || text == "DATABASE_URL" {
-            cmd.env_remove(&name);
-        }
-    }
-    let child = cmd
-        .args([
-            "--config",
-            &config.display().to_string(),
-            "serve",
-            "--listen",
-            &addr.to_string(),
-        ])
-        .env("DATABASE_URL", url)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("cannot run uno serve");
-    let serve = Serve { child, addr };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("http://{addr}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return serve;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("uno serve did not answer /health on {addr}");
+    ServeProcess::command(url, dir)
+        .config(&config)
+        .start()
+        .await
 }
 
 /// The rules `seed_demo` gives acme's active version (3), by cluster.
@@ -129,7 +80,7 @@ async fn the_dashboard_signs_in_shows_what_was_learned_and_rolls_back() {
     store.close().await;
     let dir = scratch(&db);
     let serve = serve(&db.url, &dir).await;
-    let base = format!("http://{}", serve.addr);
+    let base = serve.base_url();
     let status = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(&spec)

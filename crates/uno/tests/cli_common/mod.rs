@@ -1,10 +1,15 @@
-//! Shared by the `cli_*` tests: run the real `uno` binary against a real
-//! database, and seed that database through `uno_store`.
+//! Shared by the tests of the real `uno` binary: run a `uno` command or a
+//! `uno serve` against a real database, and seed that database through
+//! `uno_store`.
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use uno_core::InteractionId;
 use uno_core::feedback::Rating;
@@ -50,6 +55,19 @@ pub fn scratch(db: &TestDatabase) -> PathBuf {
     dir
 }
 
+/// The `uno` binary with the developer's own uno settings (`UNO_*`,
+/// `DATABASE_URL`, `RUST_LOG`) removed from its environment.
+fn uno_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uno"));
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("UNO_") || text == "DATABASE_URL" || text == "RUST_LOG" {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
 /// Runs `uno ARGS` with `DATABASE_URL=url`, no other uno variables, stdin
 /// not a terminal, in `dir`.
 pub async fn uno_with_url(url: &str, dir: &Path, args: &[&str]) -> Run {
@@ -57,14 +75,7 @@ pub async fn uno_with_url(url: &str, dir: &Path, args: &[&str]) -> Run {
     let dir = dir.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uno"));
-        for (name, _) in std::env::vars_os() {
-            let text = name.to_string_lossy();
-            if text.starts_with("UNO_") || text == "DATABASE_URL" {
-                cmd.env_remove(&name);
-            }
-        }
-        let output = cmd
+        let output = uno_command()
             .args(&args)
             .env("DATABASE_URL", &url)
             .current_dir(&dir)
@@ -100,4 +111,129 @@ pub fn feedback(
     row_for_feedback(&uno_testkit::records::feedback(
         tenant, id, user, rating, None, expected,
     ))
+}
+
+/// A running `uno serve` on a free port of 127.0.0.1, started by
+/// [`ServeProcess::command`]; killed when dropped.
+pub struct ServeProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// How to start a [`ServeProcess`]: `DATABASE_URL`, working directory, and
+/// optionally a config file, more environment and captured output.
+pub struct ServeCommand {
+    cmd: Command,
+    config: Option<OsString>,
+    capture: bool,
+}
+
+impl ServeProcess {
+    /// `uno serve` with `DATABASE_URL=database_url` and none of the
+    /// developer's uno settings, stdin not a terminal, in `dir`.
+    pub fn command(database_url: &str, dir: &Path) -> ServeCommand {
+        let mut cmd = uno_command();
+        cmd.env("DATABASE_URL", database_url)
+            .current_dir(dir)
+            .stdin(Stdio::null());
+        ServeCommand {
+            cmd,
+            config: None,
+            capture: false,
+        }
+    }
+
+    /// `http://ADDR`, with no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops uno with SIGTERM (a clean shutdown, as in production) and
+    /// returns what it printed on stdout and stderr; needs
+    /// [`ServeCommand::capture_output`].
+    pub fn stop(mut self) -> (String, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("uno serve was started without capture_output")
+            .read_to_string(&mut stdout)
+            .unwrap();
+        self.child
+            .stderr
+            .take()
+            .expect("uno serve was started without capture_output")
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let _ = self.child.wait();
+        (stdout, stderr)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeCommand {
+    /// `uno --config PATH serve`.
+    pub fn config(mut self, path: impl AsRef<OsStr>) -> Self {
+        self.config = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Sets one environment variable of the process.
+    pub fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(name, value);
+        self
+    }
+
+    /// Pipes stdout and stderr, for [`ServeProcess::stop`] (and shown if
+    /// uno exits during start-up); otherwise both go to the test's own.
+    pub fn capture_output(mut self) -> Self {
+        self.capture = true;
+        self
+    }
+
+    /// Spawns uno on a free port and waits until `/health` answers.
+    pub async fn start(mut self) -> ServeProcess {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        if let Some(config) = &self.config {
+            self.cmd.arg("--config").arg(config);
+        }
+        self.cmd.args(["serve", "--listen", &addr.to_string()]);
+        if self.capture {
+            self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        let child = self.cmd.spawn().expect("cannot run uno serve");
+        let mut serve = ServeProcess { child, addr };
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client
+                .get(format!("http://{addr}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return serve;
+            }
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = serve.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!("uno serve exited ({status}):\n{stderr}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("uno serve did not answer /health on {addr}");
+    }
 }
