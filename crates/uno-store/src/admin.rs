@@ -229,11 +229,35 @@ const DAY_MICROS: i64 = 86_400_000_000;
 const TENANT_IDS: &str = "SELECT tenant_id FROM api_keys UNION SELECT tenant_id FROM interactions \
      UNION SELECT tenant_id FROM snapshots UNION SELECT tenant_id FROM learn_logs";
 
-/// The interaction columns [`interaction_from_row!`] reads, content included.
-const INTERACTION_COLUMNS: &str = "i.id, {created}, i.model, i.end_user, CAST(i.status AS INTEGER), \
-     i.outcome, CASE WHEN i.streamed THEN 1 ELSE 0 END, i.path, i.cluster_id, i.snapshot_version, \
-     i.total_ms, i.upstream_ms, i.prompt_tokens, i.completion_tokens, i.error, c.request, \
-     c.response_text, c.draft, c.critique";
+/// `SELECT` of the interaction columns [`interaction_from_row!`] reads,
+/// content included, from interactions `i` joined to their contents `c`;
+/// the caller adds its `WHERE`.
+fn select_interactions(sqlite: bool) -> String {
+    format!(
+        "SELECT i.id, {created}, i.model, i.end_user, CAST(i.status AS INTEGER), \
+         i.outcome, CASE WHEN i.streamed THEN 1 ELSE 0 END, i.path, i.cluster_id, i.snapshot_version, \
+         i.total_ms, i.upstream_ms, i.prompt_tokens, i.completion_tokens, i.error, c.request, \
+         c.response_text, c.draft, c.critique \
+         FROM interactions i LEFT JOIN interaction_contents c \
+         ON c.interaction_id = i.id AND c.created_at = i.created_at",
+        created = micros(sqlite, "i.created_at"),
+    )
+}
+
+/// `AND` a condition keeping the interactions `i` that `filter` asks for,
+/// by their explicit ratings.
+fn rated_condition(filter: RatedFilter) -> String {
+    let (exists, rating) = match filter {
+        RatedFilter::Up => ("EXISTS", "f.rating = 1"),
+        RatedFilter::Down => ("EXISTS", "f.rating = -1"),
+        RatedFilter::Any => ("EXISTS", "f.rating IS NOT NULL"),
+        RatedFilter::None => ("NOT EXISTS", "f.rating IS NOT NULL"),
+    };
+    format!(
+        "AND {exists} (SELECT 1 FROM feedback f WHERE f.tenant_id = i.tenant_id \
+         AND f.interaction_id = i.id AND f.kind = 'explicit' AND {rating})"
+    )
+}
 
 macro_rules! interaction_from_row {
     ($r:expr) => {{
@@ -265,6 +289,44 @@ macro_rules! interaction_from_row {
 
 fn count(n: Option<i64>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+/// `SELECT b, AGGREGATES FROM table` per bucket `b` of `step` microseconds
+/// (the bucket's start over `step`) of `created_at`, for tenant `$1` (or all
+/// when NULL) from `$2` (Unix microseconds) on, by bucket.
+fn per_bucket(sqlite: bool, table: &str, step: i64, aggregates: &str) -> String {
+    let bucket = if sqlite {
+        format!("(created_at / {step})")
+    } else {
+        format!(
+            "CAST(floor(EXTRACT(EPOCH FROM created_at) / {}) AS BIGINT)",
+            step / 1_000_000
+        )
+    };
+    format!(
+        "SELECT {bucket} AS b, {aggregates} \
+         FROM {table} WHERE ($1 IS NULL OR tenant_id = $1) AND {since} \
+         GROUP BY b ORDER BY b",
+        since = at_or_after(sqlite, "created_at", "$2"),
+    )
+}
+
+/// One entry per bucket of `step` from `since` to now: the one `found` has
+/// for its start, else `empty(start)`, so a chart's x axis is continuous.
+fn every_bucket<T>(
+    since: i64,
+    step: i64,
+    mut found: BTreeMap<i64, T>,
+    empty: impl Fn(i64) -> T,
+) -> Vec<T> {
+    let now = now_micros();
+    let mut out = Vec::new();
+    let mut start = since;
+    while start <= now {
+        out.push(found.remove(&start).unwrap_or_else(|| empty(start)));
+        start += step;
+    }
+    out
 }
 
 impl Store {
@@ -339,22 +401,7 @@ impl Store {
                 }
                 None => None,
             };
-            let rated = match query.rated {
-                None => "",
-                Some(RatedFilter::Up) => {
-                    "AND EXISTS (SELECT 1 FROM feedback f WHERE f.tenant_id = i.tenant_id AND f.interaction_id = i.id AND f.kind = 'explicit' AND f.rating = 1)"
-                }
-                Some(RatedFilter::Down) => {
-                    "AND EXISTS (SELECT 1 FROM feedback f WHERE f.tenant_id = i.tenant_id AND f.interaction_id = i.id AND f.kind = 'explicit' AND f.rating = -1)"
-                }
-                Some(RatedFilter::Any) => {
-                    "AND EXISTS (SELECT 1 FROM feedback f WHERE f.tenant_id = i.tenant_id AND f.interaction_id = i.id AND f.kind = 'explicit' AND f.rating IS NOT NULL)"
-                }
-                Some(RatedFilter::None) => {
-                    "AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.tenant_id = i.tenant_id AND f.interaction_id = i.id AND f.kind = 'explicit' AND f.rating IS NOT NULL)"
-                }
-            };
-            let created = micros(sqlite, "i.created_at");
+            let rated = query.rated.map(rated_condition).unwrap_or_default();
             // The cursor compares (time, id) so interactions logged in the
             // same microsecond are neither skipped nor repeated.
             let before = if sqlite {
@@ -363,11 +410,10 @@ impl Store {
                 "(i.created_at < to_timestamp($2 / 1000000.0) OR (i.created_at = to_timestamp($2 / 1000000.0) AND i.id < $3))"
             };
             let text = format!(
-                "SELECT {columns} FROM interactions i LEFT JOIN interaction_contents c \
-                 ON c.interaction_id = i.id AND c.created_at = i.created_at \
+                "{select} \
                  WHERE i.tenant_id = $1 AND ($4 = 0 OR {before}) AND ($5 IS NULL OR i.end_user = $5) {rated} \
                  ORDER BY i.created_at DESC, i.id DESC LIMIT $6",
-                columns = INTERACTION_COLUMNS.replace("{created}", &created),
+                select = select_interactions(sqlite),
             );
             let (at, id) = cursor.unwrap_or((0, Uuid::nil()));
             let rows = sqlx::query(&sql(sqlite, &text))
@@ -402,12 +448,9 @@ impl Store {
         id: Uuid,
     ) -> Result<Option<InteractionView>, StoreError> {
         let found: Option<InteractionView> = on_pool!(self, |pool, sqlite| {
-            let created = micros(sqlite, "i.created_at");
             let text = format!(
-                "SELECT {columns} FROM interactions i LEFT JOIN interaction_contents c \
-                 ON c.interaction_id = i.id AND c.created_at = i.created_at \
-                 WHERE i.tenant_id = $1 AND i.id = $2 LIMIT 1",
-                columns = INTERACTION_COLUMNS.replace("{created}", &created),
+                "{} WHERE i.tenant_id = $1 AND i.id = $2 LIMIT 1",
+                select_interactions(sqlite)
             );
             let row = sqlx::query(&sql(sqlite, &text))
                 .bind(tenant)
@@ -533,22 +576,17 @@ impl Store {
             Option<i64>,
         );
         let rows: Vec<Row> = on_pool!(self, |pool, sqlite| {
-            let bucket = if sqlite {
-                "(created_at / 3600000000)".to_owned()
-            } else {
-                "CAST(floor(EXTRACT(EPOCH FROM created_at) / 3600) AS BIGINT)".to_owned()
-            };
-            let text = format!(
-                "SELECT {bucket} AS b, COUNT(*), \
+            let text = per_bucket(
+                sqlite,
+                "interactions",
+                HOUR_MICROS,
+                "COUNT(*), \
                  SUM(CASE WHEN status >= 400 OR outcome = 'failed' THEN 1 ELSE 0 END), \
                  AVG(total_ms), AVG(CASE WHEN upstream_ms IS NOT NULL THEN total_ms - upstream_ms END), \
                  SUM(CASE WHEN path = 'primary' THEN 1 ELSE 0 END), \
                  SUM(CASE WHEN path = 'reflective' THEN 1 ELSE 0 END), \
                  SUM(CASE WHEN path = 'holdout' THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN path IS NULL OR path NOT IN ('primary', 'reflective', 'holdout') THEN 1 ELSE 0 END) \
-                 FROM interactions WHERE ($1 IS NULL OR tenant_id = $1) AND {since} \
-                 GROUP BY b ORDER BY b",
-                since = at_or_after(sqlite, "created_at", "$2"),
+                 SUM(CASE WHEN path IS NULL OR path NOT IN ('primary', 'reflective', 'holdout') THEN 1 ELSE 0 END)",
             );
             sqlx::query_as(&sql(sqlite, &text))
                 .bind(tenant)
@@ -579,26 +617,19 @@ impl Store {
                 },
             );
         }
-        let now = now_micros();
-        let mut out = Vec::new();
-        let mut start = since;
-        while start <= now {
-            out.push(found.remove(&start).unwrap_or_else(|| {
-                TrafficBucket {
-                    start,
-                    requests: 0,
-                    errors: 0,
-                    mean_total_ms: None,
-                    mean_added_ms: None,
-                    by_path: ["passthrough", "primary", "reflective", "holdout"]
-                        .into_iter()
-                        .map(|k| (k.to_owned(), 0))
-                        .collect(),
-                }
-            }));
-            start += HOUR_MICROS;
-        }
-        Ok(out)
+        Ok(every_bucket(since, HOUR_MICROS, found, |start| {
+            TrafficBucket {
+                start,
+                requests: 0,
+                errors: 0,
+                mean_total_ms: None,
+                mean_added_ms: None,
+                by_path: ["passthrough", "primary", "reflective", "holdout"]
+                    .into_iter()
+                    .map(|k| (k.to_owned(), 0))
+                    .collect(),
+            }
+        }))
     }
 
     /// Feedback per UTC day from `since` (rounded down to the day) to today,
@@ -611,19 +642,13 @@ impl Store {
         let since = since.div_euclid(DAY_MICROS) * DAY_MICROS;
         type Row = (i64, Option<i64>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = on_pool!(self, |pool, sqlite| {
-            let bucket = if sqlite {
-                "(created_at / 86400000000)".to_owned()
-            } else {
-                "CAST(floor(EXTRACT(EPOCH FROM created_at) / 86400) AS BIGINT)".to_owned()
-            };
-            let text = format!(
-                "SELECT {bucket} AS b, \
-                 SUM(CASE WHEN kind = 'explicit' AND rating = 1 THEN 1 ELSE 0 END), \
+            let text = per_bucket(
+                sqlite,
+                "feedback",
+                DAY_MICROS,
+                "SUM(CASE WHEN kind = 'explicit' AND rating = 1 THEN 1 ELSE 0 END), \
                  SUM(CASE WHEN kind = 'explicit' AND rating = -1 THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN comment IS NOT NULL OR expected_output IS NOT NULL THEN 1 ELSE 0 END) \
-                 FROM feedback WHERE ($1 IS NULL OR tenant_id = $1) AND {since} \
-                 GROUP BY b ORDER BY b",
-                since = at_or_after(sqlite, "created_at", "$2"),
+                 SUM(CASE WHEN comment IS NOT NULL OR expected_output IS NOT NULL THEN 1 ELSE 0 END)",
             );
             sqlx::query_as(&sql(sqlite, &text))
                 .bind(tenant)
@@ -631,7 +656,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        let mut found: BTreeMap<i64, FeedbackDay> = rows
+        let found: BTreeMap<i64, FeedbackDay> = rows
             .into_iter()
             .map(|(b, up, down, text)| {
                 let start = b * DAY_MICROS;
@@ -646,19 +671,14 @@ impl Store {
                 )
             })
             .collect();
-        let now = now_micros();
-        let mut out = Vec::new();
-        let mut start = since;
-        while start <= now {
-            out.push(found.remove(&start).unwrap_or(FeedbackDay {
+        Ok(every_bucket(since, DAY_MICROS, found, |start| {
+            FeedbackDay {
                 start,
                 up: 0,
                 down: 0,
                 text: 0,
-            }));
-            start += DAY_MICROS;
-        }
-        Ok(out)
+            }
+        }))
     }
 
     /// The tenant's rule overrides, by rule id.
