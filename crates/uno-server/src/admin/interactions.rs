@@ -6,6 +6,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uno_core::ApiError;
+use uno_core::conversation::content_text;
 use uno_store::admin::{FeedbackView, InteractionQuery, InteractionView, RatedFilter};
 use uuid::Uuid;
 
@@ -105,20 +106,6 @@ fn messages(request: Option<&str>) -> Vec<Value> {
         .and_then(|r| serde_json::from_str::<Value>(r).ok())
         .and_then(|v| v.get("messages").and_then(Value::as_array).cloned())
         .unwrap_or_default()
-}
-
-/// The text of a message's content: a string, or the text parts of an
-/// array of parts.
-fn content_text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    }
 }
 
 /// The last user message, cut to [`QUERY_CHARS`] characters.
