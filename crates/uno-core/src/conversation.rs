@@ -60,6 +60,15 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
+/// [`content_text`] taking the content by value, so a plain string moves
+/// out instead of being copied (the log writer reads every request).
+pub fn into_content_text(content: Value) -> String {
+    match content {
+        Value::String(s) => s,
+        other => content_text(&other),
+    }
+}
+
 /// The model and messages of a chat request body, as text. `None` if it is
 /// not a chat request.
 pub fn parse_chat_request(body: &[u8]) -> Option<ChatRequestText> {
@@ -70,7 +79,7 @@ pub fn parse_chat_request(body: &[u8]) -> Option<ChatRequestText> {
             .messages
             .into_iter()
             .map(|m| TextMessage {
-                text: content_text(&m.content),
+                text: into_content_text(m.content),
                 role: m.role,
             })
             .collect(),

@@ -143,6 +143,26 @@ fn clean_opt(text: Option<&str>) -> Option<String> {
     text.map(clean)
 }
 
+/// [`clean`] for a string the row can own: moved, not copied, unless it
+/// holds a NUL.
+fn clean_owned(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "")
+    } else {
+        text
+    }
+}
+
+/// The request body as text, copied once: valid UTF-8 without NUL (every
+/// well-formed JSON request) is copied as it is; anything else is repaired
+/// (invalid bytes replaced, NULs stripped).
+fn body_text(body: &[u8]) -> String {
+    match std::str::from_utf8(body) {
+        Ok(text) => clean(text),
+        Err(_) => clean_owned(String::from_utf8_lossy(body).into_owned()),
+    }
+}
+
 /// Milliseconds as a float, for latency columns.
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -157,7 +177,6 @@ pub fn to_utc(t: SystemTime) -> DateTime<Utc> {
 /// itself and, when its request continues a logged answer, the follow-up.
 pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
     let summary = record.summary();
-    let request = String::from_utf8_lossy(&record.request_body);
     // One parse of the request gives both the model and the messages.
     let parsed = parse_chat_request(&record.request_body).unwrap_or_default();
     let (model, messages) = (parsed.model, parsed.messages);
@@ -172,7 +191,7 @@ pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
         id: record.id.0,
         tenant: clean(tenant),
         created_at,
-        model: clean(&model),
+        model: clean_owned(model),
         end_user: clean_opt(record.end_user.as_deref()),
         streamed: record.stream,
         status: i16::try_from(record.status).unwrap_or(i16::MAX),
@@ -189,8 +208,8 @@ pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
         cluster_id: record.experience.cluster_id.as_deref().map(clean),
         path: record.experience.logged_path().map(str::to_owned),
         conversation_hash: hash,
-        request: clean(&request),
-        response_text: (!summary.text.is_empty()).then(|| clean(&summary.text)),
+        request: body_text(&record.request_body),
+        response_text: (!summary.text.is_empty()).then(|| clean_owned(summary.text)),
         draft: clean_opt(record.experience.draft.as_deref()),
         critique: clean_opt(record.experience.critique.as_deref()),
     })));
@@ -282,6 +301,26 @@ mod tests {
         assert_eq!(row.total_tokens, Some(5));
         assert_eq!(row.end_user.as_deref(), Some("user"), "NUL stripped");
         assert!(row.conversation_hash.is_some());
+    }
+
+    #[test]
+    fn request_text_is_copied_as_is_or_repaired() {
+        assert_eq!(body_text("{\"a\":\"café\"}".as_bytes()), "{\"a\":\"café\"}");
+        assert_eq!(body_text(b"a\0b"), "ab", "NUL stripped");
+        assert_eq!(
+            body_text(b"a\xffb\0"),
+            "a\u{fffd}b",
+            "invalid bytes replaced"
+        );
+        let rows = rows_for_interaction(&record(
+            "{\"model\":\"m\\u0000x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+            "hello",
+        ));
+        let LogRow::Interaction(row) = &rows[0] else {
+            panic!("not an interaction")
+        };
+        assert_eq!(row.model, "mx", "NUL stripped from an owned field too");
+        assert!(!row.request.contains('\0'));
     }
 
     #[test]
