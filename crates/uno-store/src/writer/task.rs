@@ -195,28 +195,39 @@ struct WriterTask {
 impl WriterTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Entry>, shutdown: Arc<Notify>) {
         let mut rows: Vec<LogRow> = Vec::with_capacity(self.config.batch_size * 2);
+        // Entries are taken off the queue in bulk: one wake-up and one
+        // poll of the channel per run of entries, not per entry.
+        let mut entries: Vec<Entry> = Vec::with_capacity(self.config.batch_size);
         loop {
-            // Wait for the first entry of a batch, a probe, or shutdown.
+            // Wait for the first entries of a batch, a probe, or shutdown.
             tokio::select! {
                 biased;
                 () = shutdown.notified() => break,
-                entry = rx.recv() => match entry {
-                    Some(entry) => self.take(entry, &mut rows),
-                    None => break,
-                },
+                n = rx.recv_many(&mut entries, self.config.batch_size) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.take_all(&mut entries, &mut rows);
+                }
                 () = tokio::time::sleep_until(self.next_probe), if self.journaling => {
                     self.replay().await;
                     continue;
                 }
             }
-            let deadline = Instant::now() + self.config.flush_interval;
+            // One timer for the whole batch (a timer per entry would take
+            // the runtime's timer lock twice per logged request).
+            let deadline = tokio::time::sleep_until(Instant::now() + self.config.flush_interval);
+            tokio::pin!(deadline);
             while rows.len() < self.config.batch_size {
+                let room = self.config.batch_size - rows.len();
                 tokio::select! {
-                    entry = rx.recv() => match entry {
-                        Some(entry) => self.take(entry, &mut rows),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
+                    n = rx.recv_many(&mut entries, room) => {
+                        if n == 0 {
+                            break;
+                        }
+                        self.take_all(&mut entries, &mut rows);
+                    }
+                    () = &mut deadline => break,
                 }
             }
             self.flush(&mut rows).await;
@@ -232,6 +243,12 @@ impl WriterTask {
         self.flush(&mut rows).await;
         if self.journaling {
             self.replay().await;
+        }
+    }
+
+    fn take_all(&self, entries: &mut Vec<Entry>, rows: &mut Vec<LogRow>) {
+        for entry in entries.drain(..) {
+            self.take(entry, rows);
         }
     }
 
