@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -36,19 +36,71 @@ pub struct PgStore {
     partitions: Arc<Mutex<HashSet<NaiveDate>>>,
 }
 
+/// The pool: a few connections (the log writer, feedback checks, the
+/// admin API and the worker), none kept open while idle.
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(8)
+        .min_connections(0)
+        // Short, so a writer facing a dead database journals quickly
+        // instead of waiting.
+        .acquire_timeout(Duration::from_secs(3))
+}
+
+/// Whether `url` names a database on this host (loopback address or a
+/// Unix socket) and leaves `sslmode` to the default.
+fn is_loopback_without_sslmode(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    if parsed
+        .query_pairs()
+        .any(|(k, _)| k == "sslmode" || k == "ssl-mode")
+    {
+        return false;
+    }
+    let socket_dir = parsed
+        .query_pairs()
+        .any(|(k, v)| k == "host" && v.starts_with('/'));
+    match parsed.host() {
+        None => true,
+        // `postgres:` is not a special scheme, so addresses arrive as
+        // opaque host names.
+        Some(url::Host::Domain(domain)) => {
+            domain == "localhost"
+                || socket_dir
+                || domain
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    }
+}
+
 impl PgStore {
     pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|err| StoreError::Config(format!("invalid Postgres URL: {err}")))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .min_connections(0)
-            // Short, so a writer facing a dead database journals quickly
-            // instead of waiting.
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_with(options.application_name("uno"))
-            .await?;
+        let options = options.application_name("uno");
+        let pool = if is_loopback_without_sslmode(url) {
+            // TLS to a database on the same host protects nothing (the
+            // bytes never leave the kernel) and costs both ends CPU on
+            // every logged row. A server that insists on TLS (hostssl
+            // only) still gets it: the URL's own settings are tried next.
+            match pool_options()
+                .connect_with(options.clone().ssl_mode(PgSslMode::Disable))
+                .await
+            {
+                Ok(pool) => pool,
+                Err(_) => pool_options().connect_with(options).await?,
+            }
+        } else {
+            pool_options().connect_with(options).await?
+        };
         Ok(PgStore {
             pool,
             partitions: Arc::new(Mutex::new(HashSet::new())),
@@ -593,4 +645,21 @@ async fn insert_follow_ups(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_without_sslmode as local;
+
+    #[test]
+    fn tls_is_skipped_only_for_this_host_without_an_explicit_sslmode() {
+        assert!(local("postgres://u@127.0.0.1:5432/db"));
+        assert!(local("postgres://u@localhost/db"));
+        assert!(local("postgres://u@[::1]:5432/db"));
+        assert!(local("postgres:///db?host=/var/run/postgresql"));
+        assert!(!local("postgres://u@db.example.com/db"));
+        assert!(!local("postgres://u@10.0.0.5/db"));
+        assert!(!local("postgres://u@127.0.0.1/db?sslmode=require"));
+        assert!(!local("postgres://u@localhost/db?sslmode=prefer"));
+    }
 }
