@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod keys;
 pub mod learn;
 pub mod lift;
+mod pg_copy;
 mod portable;
 mod postgres;
 pub mod rows;

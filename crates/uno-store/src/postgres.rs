@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::export::RatedInteraction;
 use crate::keys::{KeyInfo, NewKey};
+use crate::pg_copy;
 use crate::rows::{FeedbackRow, FollowUpRow, InteractionRow, LogRow};
 use crate::store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport};
 
@@ -162,6 +163,18 @@ impl PgStore {
     }
 
     pub(crate) async fn write_rows(&self, rows: &[LogRow]) -> Result<(), StoreError> {
+        // Fresh rows go in by binary COPY; a batch holding an id the table
+        // already has (COPY cannot skip it) is written again row-set by
+        // row-set with ON CONFLICT DO NOTHING, so nothing is stored twice.
+        match self.write_batch(rows, Insert::Copy).await {
+            Err(BatchError::Duplicate(_)) => {
+                Ok(self.write_batch(rows, Insert::SkipExisting).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn write_batch(&self, rows: &[LogRow], insert: Insert) -> Result<(), BatchError> {
         let mut interactions = Vec::new();
         let mut feedback = Vec::new();
         let mut follow_ups = Vec::new();
@@ -179,7 +192,10 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         self.ensure_partitions(&mut tx, &days).await?;
         if !interactions.is_empty() {
-            insert_interactions(&mut tx, &interactions).await?;
+            match insert {
+                Insert::Copy => copy_interactions(&mut tx, &interactions).await?,
+                Insert::SkipExisting => insert_interactions(&mut tx, &interactions).await?,
+            }
         }
         for row in feedback {
             upsert_feedback(&mut tx, row).await?;
@@ -509,6 +525,85 @@ impl PgStore {
             })
             .collect())
     }
+}
+
+/// How a batch's interactions go in.
+#[derive(Debug, Clone, Copy)]
+enum Insert {
+    /// Binary COPY: cheapest, fails on an existing id.
+    Copy,
+    /// `INSERT … ON CONFLICT DO NOTHING`.
+    SkipExisting,
+}
+
+/// Why a batch was not written.
+#[derive(Debug)]
+enum BatchError {
+    /// A row's id is already stored (a unique violation).
+    Duplicate(sqlx::Error),
+    /// Anything else.
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(err: sqlx::Error) -> Self {
+        let unique_violation = matches!(
+            &err,
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505")
+        );
+        if unique_violation {
+            BatchError::Duplicate(err)
+        } else {
+            BatchError::Store(err.into())
+        }
+    }
+}
+
+impl From<StoreError> for BatchError {
+    fn from(err: StoreError) -> Self {
+        BatchError::Store(err)
+    }
+}
+
+impl From<BatchError> for StoreError {
+    fn from(err: BatchError) -> Self {
+        match err {
+            BatchError::Store(err) => err,
+            BatchError::Duplicate(err) => err.into(),
+        }
+    }
+}
+
+/// Both tables' rows by binary COPY (see [`crate::pg_copy`]).
+async fn copy_interactions(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[&InteractionRow],
+) -> Result<(), sqlx::Error> {
+    let conn: &mut sqlx::PgConnection = tx;
+    for (table, columns, payload) in [
+        (
+            "interactions",
+            pg_copy::INTERACTION_COLUMNS,
+            pg_copy::interactions(rows),
+        ),
+        (
+            "interaction_contents",
+            pg_copy::CONTENT_COLUMNS,
+            pg_copy::contents(rows),
+        ),
+    ] {
+        let mut copy = conn
+            .copy_in_raw(&format!(
+                "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+            ))
+            .await?;
+        if let Err(err) = copy.send(payload).await {
+            let _ = copy.abort("uno: the payload could not be sent").await;
+            return Err(err);
+        }
+        copy.finish().await?;
+    }
+    Ok(())
 }
 
 async fn insert_interactions(

@@ -419,3 +419,95 @@ async fn export_reads_rated_interactions(backend: Backend) {
     assert_eq!(dpo.len(), 2, "{dpo:?}");
     assert!(store.rated_interactions("other").await.unwrap().is_empty());
 }
+
+/// Postgres takes fresh interactions by binary COPY: every column must come
+/// back exactly as the row had it (texts, NULLs, times to the microsecond,
+/// floats, the hash), and a batch mixing new and stored ids must still
+/// store each once (the writer falls back to ON CONFLICT DO NOTHING).
+#[tokio::test]
+async fn postgres_copy_stores_every_column_as_given() {
+    use sqlx::Row;
+    let (db, store) = fresh(Backend::Postgres).await;
+    let mut record = uno_testkit::records::served(
+        ask("t", "u", "how long to boil an egg?", "nine minutes"),
+        7,
+        "c1",
+        uno_core::interaction::ServePath::Reflective,
+    );
+    record.experience.draft = Some("a draft".into());
+    record.experience.critique = Some("1. be exact".into());
+    record.stream = true;
+    record.time_to_first_byte = None;
+    record.end_user = None;
+    let rows = rows_for_interaction(&record);
+    let LogRow::Interaction(expected) = &rows[0] else {
+        panic!("not an interaction")
+    };
+    store.write_rows(&rows).await.unwrap();
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let got = sqlx::query(
+        "SELECT i.id, i.tenant_id, i.created_at, i.model, i.end_user, i.streamed, i.status, \
+         i.outcome, i.finish_reason, i.prompt_tokens, i.completion_tokens, i.total_tokens, \
+         i.upstream_ms, i.total_ms, i.ttfb_ms, i.error, i.snapshot_version, i.cluster_id, \
+         i.path, i.conversation_hash, c.request, c.response_text, c.draft, c.critique \
+         FROM interactions i JOIN interaction_contents c ON c.interaction_id = i.id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(got.get::<uuid::Uuid, _>(0), expected.id);
+    assert_eq!(got.get::<String, _>(1), expected.tenant);
+    assert_eq!(
+        got.get::<chrono::DateTime<Utc>, _>(2).timestamp_micros(),
+        expected.created_at.timestamp_micros()
+    );
+    assert_eq!(got.get::<String, _>(3), expected.model);
+    assert_eq!(got.get::<Option<String>, _>(4), None);
+    assert!(got.get::<bool, _>(5));
+    assert_eq!(got.get::<i16, _>(6), expected.status);
+    assert_eq!(got.get::<String, _>(7), expected.outcome);
+    assert_eq!(got.get::<Option<String>, _>(8), expected.finish_reason);
+    assert_eq!(got.get::<Option<i64>, _>(9), expected.prompt_tokens);
+    assert_eq!(got.get::<Option<i64>, _>(10), expected.completion_tokens);
+    assert_eq!(got.get::<Option<i64>, _>(11), expected.total_tokens);
+    assert_eq!(got.get::<Option<f64>, _>(12), expected.upstream_ms);
+    assert_eq!(got.get::<f64, _>(13), expected.total_ms);
+    assert_eq!(got.get::<Option<f64>, _>(14), None);
+    assert_eq!(got.get::<Option<String>, _>(15), expected.error);
+    assert_eq!(got.get::<Option<i64>, _>(16), Some(7));
+    assert_eq!(got.get::<Option<String>, _>(17).as_deref(), Some("c1"));
+    assert_eq!(
+        got.get::<Option<String>, _>(18).as_deref(),
+        Some("reflective")
+    );
+    assert_eq!(
+        got.get::<Option<Vec<u8>>, _>(19),
+        expected.conversation_hash
+    );
+    assert_eq!(got.get::<String, _>(20), expected.request);
+    assert_eq!(
+        got.get::<Option<String>, _>(21).as_deref(),
+        Some("nine minutes")
+    );
+    assert_eq!(got.get::<Option<String>, _>(22).as_deref(), Some("a draft"));
+    assert_eq!(
+        got.get::<Option<String>, _>(23).as_deref(),
+        Some("1. be exact")
+    );
+
+    // A batch of one stored and two new interactions: each stored once.
+    let more: Vec<LogRow> = [ask("t", "u", "q2", "a2"), ask("t", "u", "q3", "a3")]
+        .iter()
+        .flat_map(rows_for_interaction)
+        .chain(rows.iter().cloned())
+        .collect();
+    store.write_rows(&more).await.unwrap();
+    assert_eq!(store.count_interactions(None).await.unwrap(), 3);
+    let contents: i64 = sqlx::query_scalar("SELECT count(*) FROM interaction_contents")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(contents, 3);
+    pool.close().await;
+}
