@@ -57,6 +57,13 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 
+    /// Put every Postgres process on the last core and uno, the mock and
+    /// the load generator on the others (with `taskset`), so uno+pg shows
+    /// what logging costs uno when the database has its own CPU, as on a
+    /// database host of its own; restored at exit.
+    #[arg(long, conflicts_with = "no_postgres")]
+    pub postgres_own_core: bool,
+
     /// Also measure a bare axum reverse proxy (same client and pool, no
     /// checks, no parsing, no logging): the floor any proxy costs.
     #[arg(long)]

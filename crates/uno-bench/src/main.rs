@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! cargo run --release -p uno-bench -- [--concurrency 1,64] [--secs 5] [--json out.json] [--check]
-//!     [--no-postgres | --database-url URL]
+//!     [--no-postgres | --database-url URL] [--postgres-own-core]
 //! ```
 //!
 //! The exit code is 0 even when a target is missed, unless `--check` is
@@ -21,6 +21,7 @@ mod bare;
 mod cli;
 mod cpu;
 mod loadgen;
+mod pin;
 mod report;
 mod routing;
 mod scenarios;
@@ -65,6 +66,18 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Before any runtime starts, so every thread inherits the affinity.
+    let _pinned = if args.postgres_own_core {
+        match pin::PostgresOnOwnCore::pin() {
+            Ok(guard) => Some(guard),
+            Err(err) => {
+                eprintln!("uno-bench: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     match run(&args) {
         Ok(report) => {
             if report.errors() > 0 {
