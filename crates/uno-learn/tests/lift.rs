@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use uno_core::config::{Config, EmbedderKind, LearnConfig};
 use uno_core::feedback::Rating;
 use uno_core::interaction::ServePath;
@@ -22,7 +22,9 @@ use uno_store::Store;
 use uno_store::learn::{NewLearnLog, StageOutput};
 use uno_store::rows::{row_for_feedback, rows_for_interaction};
 use uno_testkit::records::{feedback, record, served};
-use uno_testkit::{Backend, MockReply, MockUpstream, TestDatabase, both_backends};
+use uno_testkit::{
+    Backend, MockReply, MockUpstream, PLAIN_ANSWER, TestDatabase, both_backends, validation_model,
+};
 use uuid::Uuid;
 
 both_backends! {
@@ -31,33 +33,9 @@ both_backends! {
 
 const TENANT: &str = "acme";
 const RULE: &str = "State the exact cooking time in minutes.";
-const BASE: &str =
-    "Boil the pasta in plenty of salted water until it is tender, then drain it well.";
-const BETTER: &str = "Following the lessons from past users: it takes nine minutes.";
 
 fn query(i: usize) -> String {
     format!("How long should I boil spaghetti pasta batch {i} for dinner tonight?")
-}
-
-/// The validation model: answers better with the block, and a judge that
-/// scores the better answer higher, so the block passes validation.
-fn model(request: &Value) -> String {
-    let text: String = request["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    if text.contains("rigorous, objective evaluator") {
-        let score = if text.contains(BETTER) { 8 } else { 5 };
-        return json!({"reason": "r", "score": score}).to_string();
-    }
-    if text.contains("Lessons from past users") {
-        format!("{BASE} {BETTER}")
-    } else {
-        BASE.to_owned()
-    }
 }
 
 /// Twenty ready learning logs from twenty users, all teaching one rule with
@@ -76,7 +54,7 @@ async fn ready_logs(store: &Store, embedder: &HashingEmbedder) {
             messages: json!([{"role": "user", "content": query(i)}]).to_string(),
             query: query(i),
             user_query: query(i),
-            answer: BASE.into(),
+            answer: PLAIN_ANSWER.into(),
             feedback: "Feedback 1: how many minutes?".into(),
             feedback_hash: format!("h{i}"),
             feedback_at: 1,
@@ -121,7 +99,13 @@ async fn serve(store: &Store, cluster: &str, path: ServePath, rated: usize, down
     let mut rows = Vec::new();
     let mut ratings = Vec::new();
     for i in 0..rated {
-        let asked = record(TENANT, "someone", &query(1000 + i), BASE, SystemTime::now());
+        let asked = record(
+            TENANT,
+            "someone",
+            &query(1000 + i),
+            PLAIN_ANSWER,
+            SystemTime::now(),
+        );
         let r = served(asked, 1, cluster, path);
         let vote = if i < down { Rating::Down } else { Rating::Up };
         ratings.push(row_for_feedback(&feedback(
@@ -146,7 +130,7 @@ async fn rebuild(worker: &Worker, store: &Store) -> Snapshot {
 
 async fn a_treatment_rated_worse_than_its_holdout_goes_back_to_passthrough(backend: Backend) {
     let mock = MockUpstream::builder()
-        .default_reply(MockReply::respond(model))
+        .default_reply(MockReply::respond(validation_model))
         .start()
         .await;
     let db = TestDatabase::new(backend).await;

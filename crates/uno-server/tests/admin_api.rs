@@ -21,7 +21,9 @@ use uno_llm::{HashingEmbedder, UpstreamClient};
 use uno_store::Store;
 use uno_store::learn::{NewLearnLog, StageOutput};
 use uno_testkit::seed::{SeedSummary, seed_demo};
-use uno_testkit::{Backend, MockReply, MockUpstream, TestDatabase, both_backends};
+use uno_testkit::{
+    Backend, MockReply, MockUpstream, PLAIN_ANSWER, TestDatabase, both_backends, validation_model,
+};
 use uuid::Uuid;
 
 both_backends! {
@@ -589,31 +591,9 @@ async fn rule_overrides_publish_a_new_block_at_once(backend: Backend) {
 const TENANT: &str = "kitchen";
 const RULE: &str = "State the exact cooking time in minutes.";
 const SALT: &str = "Mention how much salt to add.";
-const BASE: &str = "Boil the pasta in plenty of salted water until it is tender.";
-const BETTER: &str = "Following the lessons from past users: it takes nine minutes.";
 
 fn query(i: usize) -> String {
     format!("How long should I boil spaghetti pasta batch {i} for dinner tonight?")
-}
-
-/// The validation model and judge: answers improved by any block win.
-fn model(request: &Value) -> String {
-    let text: String = request["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    if text.contains("rigorous, objective evaluator") {
-        let score = if text.contains(BETTER) { 8 } else { 5 };
-        return json!({"reason": "r", "score": score}).to_string();
-    }
-    if text.contains("Lessons from past users") {
-        format!("{BASE} {BETTER}")
-    } else {
-        BASE.to_owned()
-    }
 }
 
 /// Twenty users teach RULE; two of them also teach SALT (below support).
@@ -631,7 +611,7 @@ async fn ready_logs(store: &Store, embedder: &HashingEmbedder) {
             messages: json!([{"role": "user", "content": query(i)}]).to_string(),
             query: query(i),
             user_query: query(i),
-            answer: BASE.into(),
+            answer: PLAIN_ANSWER.into(),
             feedback: "Feedback 1: how many minutes?".into(),
             feedback_hash: format!("h{i}"),
             feedback_at: 1,
@@ -680,7 +660,7 @@ async fn ready_logs(store: &Store, embedder: &HashingEmbedder) {
 
 async fn rule_overrides_survive_the_workers_rebuild(backend: Backend) {
     let mock = MockUpstream::builder()
-        .default_reply(MockReply::respond(model))
+        .default_reply(MockReply::respond(validation_model))
         .start()
         .await;
     let db = TestDatabase::new(backend).await;

@@ -20,5 +20,8 @@ pub mod relay;
 pub mod seed;
 
 pub use db::{Backend, TestDatabase};
-pub use mock::{MockBuilder, MockReply, MockUpstream, RecordedRequest, message_texts};
+pub use mock::{
+    BETTER_ANSWER, MockBuilder, MockReply, MockUpstream, PLAIN_ANSWER, RecordedRequest,
+    message_texts, validation_model,
+};
 pub use relay::TcpRelay;

@@ -57,6 +57,30 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// before giving up; in-flight responses are killed, so this is rarely hit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// The answer [`validation_model`] gives without a lesson block.
+pub const PLAIN_ANSWER: &str =
+    "Boil the pasta in plenty of salted water until it is tender, then drain it well.";
+
+/// What [`validation_model`] adds when the request carries a lesson block.
+pub const BETTER_ANSWER: &str = "Following the lessons from past users: it takes nine minutes.";
+
+/// A scripted model for the worker's validation: it answers better when
+/// the request carries a lesson block (the prompt's "Lessons from past
+/// users"), and as the judge it scores the better answer higher, so any
+/// block passes validation. Use with [`MockReply::respond`].
+pub fn validation_model(request: &Value) -> String {
+    let text = message_texts(request);
+    if text.contains("rigorous, objective evaluator") {
+        let score = if text.contains(BETTER_ANSWER) { 8 } else { 5 };
+        return serde_json::json!({"reason": "r", "score": score}).to_string();
+    }
+    if text.contains("Lessons from past users") {
+        format!("{PLAIN_ANSWER} {BETTER_ANSWER}")
+    } else {
+        PLAIN_ANSWER.to_owned()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Recorded requests
 // ---------------------------------------------------------------------------
