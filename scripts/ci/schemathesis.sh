@@ -17,7 +17,9 @@ target="${CARGO_TARGET_DIR:-target}"
 venv="$target/schemathesis-venv"
 if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
     echo "installing schemathesis $version into $venv"
-    python3 -m venv "$venv"
+    # --clear: a venv moved from another path (a copied target/) has stale
+    # interpreter paths baked into its scripts.
+    python3 -m venv --clear "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 "$venv/bin/st" --version
