@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::json;
 use uno_core::config::{Config, EmbedderKind, LearnConfig};
 use uno_core::feedback::Rating;
 use uno_core::interaction::ServePath;
@@ -19,13 +18,12 @@ use uno_core::snapshot::{Lift, Mode, Snapshot};
 use uno_learn::{LogProgress, Worker, stages};
 use uno_llm::{HashingEmbedder, UpstreamClient};
 use uno_store::Store;
-use uno_store::learn::{NewLearnLog, StageOutput};
 use uno_store::rows::{row_for_feedback, rows_for_interaction};
+use uno_testkit::learn::{cooking_query, ready_logs};
 use uno_testkit::records::{feedback, record, served};
 use uno_testkit::{
     Backend, MockReply, MockUpstream, PLAIN_ANSWER, TestDatabase, both_backends, validation_model,
 };
-use uuid::Uuid;
 
 both_backends! {
     a_treatment_rated_worse_than_its_holdout_goes_back_to_passthrough,
@@ -33,65 +31,6 @@ both_backends! {
 
 const TENANT: &str = "acme";
 const RULE: &str = "State the exact cooking time in minutes.";
-
-fn query(i: usize) -> String {
-    format!("How long should I boil spaghetti pasta batch {i} for dinner tonight?")
-}
-
-/// Twenty ready learning logs from twenty users, all teaching one rule with
-/// low novelty (low gap): one cluster, a candidate for primary.
-async fn ready_logs(store: &Store, embedder: &HashingEmbedder) {
-    for i in 0..20 {
-        let user = format!("user-{i}");
-        let log = NewLearnLog {
-            tenant: TENANT.into(),
-            interaction_id: Uuid::now_v7(),
-            created_at: 1,
-            model: "mock-model".into(),
-            end_user: Some(user.clone()),
-            users: vec![user],
-            lang: "en".into(),
-            messages: json!([{"role": "user", "content": query(i)}]).to_string(),
-            query: query(i),
-            user_query: query(i),
-            answer: PLAIN_ANSWER.into(),
-            feedback: "Feedback 1: how many minutes?".into(),
-            feedback_hash: format!("h{i}"),
-            feedback_at: 1,
-            rating: None,
-        };
-        store.upsert_learn_log(&log).await.unwrap();
-    }
-    for _ in 0..3 {
-        for log in store.lease_learn_logs("test", 100, 60).await.unwrap() {
-            let output = match log.stage.as_str() {
-                "distil" => StageOutput::Distilled {
-                    satisfied: false,
-                    rules_f: vec![RULE.into()],
-                    rules_0: vec!["Be brief.".into()],
-                    by: "test".into(),
-                },
-                "embed" => stages::embed(embedder, &log).await.unwrap(),
-                _ => StageOutput::Scored {
-                    novelty: vec![0.1],
-                    by: "test".into(),
-                },
-            };
-            let id = log.input.interaction_id;
-            let hash = &log.input.feedback_hash;
-            assert!(
-                store
-                    .finish_learn_stage(id, "test", hash, &output)
-                    .await
-                    .unwrap()
-            );
-        }
-    }
-    assert_eq!(
-        store.learn_stage_counts(Some(TENANT)).await.unwrap().ready,
-        20
-    );
-}
 
 /// Logs `rated` interactions served on `path` by `cluster` of version 1, the
 /// first `down` of them rated down and the rest up.
@@ -102,7 +41,7 @@ async fn serve(store: &Store, cluster: &str, path: ServePath, rated: usize, down
         let asked = record(
             TENANT,
             "someone",
-            &query(1000 + i),
+            &cooking_query(1000 + i),
             PLAIN_ANSWER,
             SystemTime::now(),
         );
@@ -137,7 +76,11 @@ async fn a_treatment_rated_worse_than_its_holdout_goes_back_to_passthrough(backe
     let store = Store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
     let embedder = HashingEmbedder::new(256).unwrap();
-    ready_logs(&store, &embedder).await;
+    let embed = |log| {
+        let embedder = &embedder;
+        async move { stages::embed(embedder, &log).await.unwrap() }
+    };
+    ready_logs(&store, TENANT, 20, |_| vec![RULE.to_owned()], embed).await;
 
     let mut config = Config::default();
     config.upstreams[0].url = mock.base_url();

@@ -19,10 +19,10 @@ use uno_learn::overrides::rule_id;
 use uno_learn::{LogProgress, Worker, stages};
 use uno_llm::{HashingEmbedder, UpstreamClient};
 use uno_store::Store;
-use uno_store::learn::{NewLearnLog, StageOutput};
+use uno_testkit::learn::ready_logs;
 use uno_testkit::seed::{SeedSummary, seed_demo};
 use uno_testkit::{
-    Backend, MockReply, MockUpstream, PLAIN_ANSWER, TestDatabase, both_backends, validation_model,
+    Backend, MockReply, MockUpstream, TestDatabase, both_backends, validation_model,
 };
 use uuid::Uuid;
 
@@ -592,72 +592,6 @@ const TENANT: &str = "kitchen";
 const RULE: &str = "State the exact cooking time in minutes.";
 const SALT: &str = "Mention how much salt to add.";
 
-fn query(i: usize) -> String {
-    format!("How long should I boil spaghetti pasta batch {i} for dinner tonight?")
-}
-
-/// Twenty users teach RULE; two of them also teach SALT (below support).
-async fn ready_logs(store: &Store, embedder: &HashingEmbedder) {
-    for i in 0..20 {
-        let user = format!("user-{i}");
-        let log = NewLearnLog {
-            tenant: TENANT.into(),
-            interaction_id: Uuid::now_v7(),
-            created_at: 1,
-            model: "mock-model".into(),
-            end_user: Some(user.clone()),
-            users: vec![user],
-            lang: "en".into(),
-            messages: json!([{"role": "user", "content": query(i)}]).to_string(),
-            query: query(i),
-            user_query: query(i),
-            answer: PLAIN_ANSWER.into(),
-            feedback: "Feedback 1: how many minutes?".into(),
-            feedback_hash: format!("h{i}"),
-            feedback_at: 1,
-            rating: None,
-        };
-        store.upsert_learn_log(&log).await.unwrap();
-    }
-    let mut n = 0;
-    for _ in 0..3 {
-        for log in store.lease_learn_logs("test", 100, 60).await.unwrap() {
-            let output = match log.stage.as_str() {
-                "distil" => {
-                    n += 1;
-                    let mut rules = vec![RULE.to_owned()];
-                    if n <= 2 {
-                        rules.push(SALT.to_owned());
-                    }
-                    StageOutput::Distilled {
-                        satisfied: false,
-                        rules_f: rules,
-                        rules_0: vec!["Be brief.".into()],
-                        by: "test".into(),
-                    }
-                }
-                "embed" => stages::embed(embedder, &log).await.unwrap(),
-                _ => StageOutput::Scored {
-                    novelty: vec![0.1; log.rules_f.len()],
-                    by: "test".into(),
-                },
-            };
-            let id = log.input.interaction_id;
-            let hash = log.input.feedback_hash.clone();
-            assert!(
-                store
-                    .finish_learn_stage(id, "test", &hash, &output)
-                    .await
-                    .unwrap()
-            );
-        }
-    }
-    assert_eq!(
-        store.learn_stage_counts(Some(TENANT)).await.unwrap().ready,
-        20
-    );
-}
-
 async fn rule_overrides_survive_the_workers_rebuild(backend: Backend) {
     let mock = MockUpstream::builder()
         .default_reply(MockReply::respond(validation_model))
@@ -669,7 +603,20 @@ async fn rule_overrides_survive_the_workers_rebuild(backend: Backend) {
     let app = TestApp::start_with_store(config, &db.url).await;
     let store = app.store().clone();
     let embedder = HashingEmbedder::new(256).unwrap();
-    ready_logs(&store, &embedder).await;
+    // Twenty users teach RULE; the first two distilled also teach SALT
+    // (below support).
+    let rules = |n: usize| {
+        let mut rules = vec![RULE.to_owned()];
+        if n <= 2 {
+            rules.push(SALT.to_owned());
+        }
+        rules
+    };
+    let embed = |log| {
+        let embedder = &embedder;
+        async move { stages::embed(embedder, &log).await.unwrap() }
+    };
+    ready_logs(&store, TENANT, 20, rules, embed).await;
     let mut upstream = Config::default();
     upstream.upstreams[0].url = mock.base_url();
     upstream.http.max_retries = 0;

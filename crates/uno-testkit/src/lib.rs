@@ -14,6 +14,7 @@
 //! realistic two-tenant dataset (traffic, feedback, snapshots).
 
 pub mod db;
+pub mod learn;
 pub mod mock;
 pub mod records;
 pub mod relay;
