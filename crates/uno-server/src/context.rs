@@ -13,12 +13,12 @@
 //! get their own span and event through [`admin_context`]. Nothing secret
 //! is a field: keys are never logged, only the tenant they name.
 
-use std::time::{Instant, SystemTime};
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -28,8 +28,6 @@ use pin_project_lite::pin_project;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
 use uno_core::{ApiError, InteractionId};
-
-use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::auth::Tenant;
