@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use uno_store::writer::WriterStats;
+use uno_testkit::pg_cpu::postgres_ns;
 use uno_testkit::{MockReply, MockUpstream};
 
 use crate::bare::BareProxy;
-use crate::cpu::{CpuTimes, postgres_ns};
+use crate::cpu::CpuTimes;
 use crate::loadgen::{Connection, Measurement, Target, closed_loop};
 use crate::report::{Latency, Row, Throughput, Ttfb, WriterLag};
 use crate::servers::{MockServer, UnoPgServer, UnoServer};

@@ -102,6 +102,11 @@ impl TestDatabase {
         }
     }
 
+    /// The Postgres database's name (`None` for SQLite).
+    pub fn postgres_name(&self) -> Option<&str> {
+        self.pg_name.as_deref()
+    }
+
     /// A scratch directory that lives as long as the database (for
     /// journals and export files).
     pub fn scratch_dir(&self) -> PathBuf {
