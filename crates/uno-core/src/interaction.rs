@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use crate::digest::RequestDigest;
 use crate::ids::InteractionId;
 use crate::sse::ResponseSummary;
 
@@ -64,6 +65,10 @@ pub struct InteractionRecord {
     pub end_user: Option<String>,
     /// The request body exactly as the client sent it.
     pub request_body: Bytes,
+    /// What the log needs from the request, when the proxy took it as the
+    /// request arrived (see [`crate::digest`]); else the log parses
+    /// `request_body`.
+    pub request_digest: Option<RequestDigest>,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// The HTTP status the client received.

@@ -5,6 +5,8 @@
 //! finish reason and token usage happens here, on the log writer's side, so the
 //! request path does no JSON work per streamed chunk.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 /// Token usage as OpenAI reports it.
@@ -41,31 +43,33 @@ pub struct ResponseSummary {
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
-    model: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
     error: Option<serde_json::Value>,
 }
 
+// Texts borrow from the body where they hold no escapes: the log writer
+// summarises every response.
 #[derive(Deserialize)]
-struct ChunkChoice {
+struct ChunkChoice<'a> {
     #[serde(default)]
     index: u32,
-    #[serde(default)]
-    delta: Option<Delta>,
-    #[serde(default)]
-    message: Option<Delta>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    message: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
 }
 
 impl ResponseSummary {
@@ -81,11 +85,14 @@ impl ResponseSummary {
         }
         for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
             let part = choice.delta.or(choice.message).and_then(|d| d.content);
-            if let Some(part) = part {
-                self.text.push_str(&part);
+            match part {
+                // A whole answer (or a stream's first part) is taken as is.
+                Some(part) if self.text.is_empty() => self.text = part.into_owned(),
+                Some(part) => self.text.push_str(&part),
+                None => {}
             }
-            if choice.finish_reason.is_some() {
-                self.finish_reason = choice.finish_reason;
+            if let Some(reason) = choice.finish_reason {
+                self.finish_reason = Some(reason.into_owned());
             }
         }
     }

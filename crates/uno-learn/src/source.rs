@@ -17,12 +17,12 @@ pub fn learn_log(source: &LearnSource) -> Option<NewLearnLog> {
         .rev()
         .find(|m| m.role == "user")?
         .text
-        .clone();
+        .to_string();
     // Clustering and R_0 use every message of the prompt joined by blank
     // lines (system + user, as the method's chat datasets do).
     let query = messages
         .iter()
-        .map(|m| m.text.as_str())
+        .map(|m| m.text.as_ref())
         .filter(|t| !t.is_empty())
         .collect::<Vec<_>>()
         .join("\n\n");

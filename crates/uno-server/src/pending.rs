@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use uno_core::digest::RequestDigest;
 use uno_core::interaction::{
     ExperienceTrace, InteractionRecord, InteractionSink, Outcome, ResponseBody,
 };
@@ -25,6 +26,7 @@ struct Draft {
     context: RequestContext,
     end_user: Option<String>,
     request_body: Bytes,
+    request_digest: Option<RequestDigest>,
     stream: bool,
     upstream_sent: Option<Instant>,
     status: u16,
@@ -46,20 +48,26 @@ pub struct Ending {
 }
 
 impl PendingInteraction {
-    /// Starts the record of a chat completion.
+    /// Starts the record of a chat completion. With `digest` (taken when
+    /// the request is logged to a store), the record keeps the digest's
+    /// copy of the body rather than `request_body`, a slice of the
+    /// connection's read buffer.
     pub fn new(
         sink: Arc<dyn InteractionSink>,
         context: RequestContext,
         end_user: Option<String>,
         request_body: Bytes,
+        digest: Option<RequestDigest>,
         stream: bool,
         experience: ExperienceTrace,
     ) -> Self {
+        let request_body = digest.as_ref().map_or(request_body, |d| d.body.bytes());
         PendingInteraction {
             draft: Some(Draft {
                 context,
                 end_user,
                 request_body,
+                request_digest: digest,
                 stream,
                 upstream_sent: None,
                 status: 499,
@@ -128,6 +136,7 @@ impl PendingInteraction {
             started_at: draft.context.received_at,
             end_user: draft.end_user,
             request_body: draft.request_body,
+            request_digest: draft.request_digest,
             stream: draft.stream,
             status: ending.status,
             outcome: ending.outcome,

@@ -274,6 +274,7 @@ async fn feedback_for_an_interaction_only_in_the_database_is_accepted(backend: B
         tenant: std::sync::Arc::from("acme"),
         started_at: std::time::SystemTime::now(),
         end_user: None,
+        request_digest: None,
         request_body: bytes::Bytes::from_static(
             br#"{"model":"m","messages":[{"role":"user","content":"q"}]}"#,
         ),

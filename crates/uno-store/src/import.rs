@@ -121,7 +121,7 @@ pub fn imported_implicit_feedback_id(interaction: Uuid, index: usize) -> Uuid {
 /// its role and text (for splitting and hashing).
 struct Message {
     raw: Value,
-    text: TextMessage,
+    text: TextMessage<'static>,
 }
 
 /// Reads one line (without its line terminator) into rows.
@@ -215,7 +215,7 @@ pub fn parse_line(line: &str, options: &ImportOptions) -> Result<ImportedLine, B
         ));
     }
     let prompt = &messages[..answer_at];
-    let prompt_text: Vec<TextMessage> = prompt.iter().map(|m| m.text.clone()).collect();
+    let prompt_text: Vec<TextMessage<'_>> = prompt.iter().map(|m| m.text.clone()).collect();
 
     let mut request = Map::new();
     request.insert("model".into(), Value::String(clean(&model)));
@@ -238,7 +238,7 @@ pub fn parse_line(line: &str, options: &ImportOptions) -> Result<ImportedLine, B
         end_user: end_user.clone(),
         streamed: false,
         status: 200,
-        outcome: "completed".to_owned(),
+        outcome: "completed".into(),
         finish_reason: None,
         prompt_tokens: None,
         completion_tokens: None,
@@ -252,7 +252,7 @@ pub fn parse_line(line: &str, options: &ImportOptions) -> Result<ImportedLine, B
         path: None,
         // Lets a live request that continues an imported conversation find it.
         conversation_hash: Some(conversation_hash(tenant, &prompt_text, answer).to_vec()),
-        request: Value::Object(request).to_string(),
+        request: Value::Object(request).to_string().into(),
         response_text: Some(clean(answer)),
         draft: None,
         critique: None,
@@ -372,8 +372,8 @@ fn read_messages(value: &Value, field: &str) -> Result<Vec<Message>, BadLine> {
             Ok(Message {
                 raw: item.clone(),
                 text: TextMessage {
-                    role,
-                    text: content_text(content),
+                    role: role.into(),
+                    text: content_text(content).into(),
                 },
             })
         })
@@ -503,7 +503,7 @@ mod tests {
         assert_eq!(i.end_user.as_deref(), Some("u1"));
         assert_eq!(i.created_at.to_rfc3339(), "2024-05-06T07:08:09+00:00");
         assert_eq!(
-            (i.status, i.outcome.as_str(), i.streamed),
+            (i.status, i.outcome.as_ref(), i.streamed),
             (200, "completed", false)
         );
         assert_eq!(i.response_text.as_deref(), Some("Paris."));

@@ -30,18 +30,51 @@ const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// Microseconds from the Unix epoch to Postgres's (2000-01-01 UTC).
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// A binary COPY payload under construction.
-struct Payload {
+/// Bytes of payload sent to Postgres at a time. A batch's payload (a
+/// megabyte at 512 rows) is never built whole: rows are encoded into one
+/// reused buffer of this size, sent as it fills, so what the writer touches
+/// stays in the CPU's cache and does not push out the request path's data.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Binary COPY data under construction, a chunk at a time: the header,
+/// rows, the trailer.
+pub struct Payload {
     bytes: Vec<u8>,
 }
 
 impl Payload {
-    fn new(capacity: usize) -> Self {
-        let mut bytes = Vec::with_capacity(capacity);
-        bytes.extend_from_slice(SIGNATURE);
-        bytes.extend_from_slice(&0i32.to_be_bytes()); // flags
-        bytes.extend_from_slice(&0i32.to_be_bytes()); // header extension
-        Payload { bytes }
+    /// An empty buffer with room for a chunk and the row that overflows it.
+    pub fn new() -> Self {
+        Payload {
+            bytes: Vec::with_capacity(CHUNK_BYTES + 4096),
+        }
+    }
+
+    /// Starts the data: signature, flags, no header extension.
+    pub fn header(&mut self) {
+        self.bytes.extend_from_slice(SIGNATURE);
+        self.bytes.extend_from_slice(&0i32.to_be_bytes()); // flags
+        self.bytes.extend_from_slice(&0i32.to_be_bytes()); // header extension
+    }
+
+    /// Ends the data.
+    pub fn trailer(&mut self) {
+        self.bytes.extend_from_slice(&(-1i16).to_be_bytes());
+    }
+
+    /// Whether a chunk's worth is waiting to be sent.
+    pub fn is_full(&self) -> bool {
+        self.bytes.len() >= CHUNK_BYTES
+    }
+
+    /// What is waiting to be sent.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Forgets what was sent, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
     }
 
     fn row(&mut self, fields: i16) {
@@ -89,62 +122,45 @@ impl Payload {
         }
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        self.bytes.extend_from_slice(&(-1i16).to_be_bytes());
-        self.bytes
-    }
-}
-
-/// The `interactions` rows of a batch.
-pub fn interactions(rows: &[&InteractionRow]) -> Vec<u8> {
-    let mut out = Payload::new(64 + rows.len() * 320);
-    for r in rows {
-        out.row(20);
-        out.field(r.id.as_bytes());
-        out.text(&r.tenant);
-        out.time(r.created_at);
-        out.text(&r.model);
-        out.opt_text(r.end_user.as_deref());
-        out.field(&[u8::from(r.streamed)]);
-        out.field(&r.status.to_be_bytes());
-        out.text(&r.outcome);
-        out.opt_text(r.finish_reason.as_deref());
-        out.opt_i64(r.prompt_tokens);
-        out.opt_i64(r.completion_tokens);
-        out.opt_i64(r.total_tokens);
-        out.opt_f64(r.upstream_ms);
-        out.opt_f64(Some(r.total_ms));
-        out.opt_f64(r.ttfb_ms);
-        out.opt_text(r.error.as_deref());
-        out.opt_i64(r.snapshot_version);
-        out.opt_text(r.cluster_id.as_deref());
-        out.opt_text(r.path.as_deref());
+    /// One `interactions` row ([`INTERACTION_COLUMNS`]).
+    pub fn interaction(&mut self, r: &InteractionRow) {
+        self.row(20);
+        self.field(r.id.as_bytes());
+        self.text(&r.tenant);
+        self.time(r.created_at);
+        self.text(&r.model);
+        self.opt_text(r.end_user.as_deref());
+        self.field(&[u8::from(r.streamed)]);
+        self.field(&r.status.to_be_bytes());
+        self.text(&r.outcome);
+        self.opt_text(r.finish_reason.as_deref());
+        self.opt_i64(r.prompt_tokens);
+        self.opt_i64(r.completion_tokens);
+        self.opt_i64(r.total_tokens);
+        self.opt_f64(r.upstream_ms);
+        self.opt_f64(Some(r.total_ms));
+        self.opt_f64(r.ttfb_ms);
+        self.opt_text(r.error.as_deref());
+        self.opt_i64(r.snapshot_version);
+        self.opt_text(r.cluster_id.as_deref());
+        self.opt_text(r.path.as_deref());
         match &r.conversation_hash {
-            Some(hash) => out.field(hash),
-            None => out.null(),
+            Some(hash) => self.field(hash),
+            None => self.null(),
         }
     }
-    out.finish()
-}
 
-/// The `interaction_contents` rows of a batch.
-pub fn contents(rows: &[&InteractionRow]) -> Vec<u8> {
-    let texts: usize = rows
-        .iter()
-        .map(|r| r.request.len() + r.response_text.as_ref().map_or(0, String::len))
-        .sum();
-    let mut out = Payload::new(64 + rows.len() * 80 + texts);
-    for r in rows {
-        out.row(7);
-        out.field(r.id.as_bytes());
-        out.text(&r.tenant);
-        out.time(r.created_at);
-        out.text(&r.request);
-        out.opt_text(r.response_text.as_deref());
-        out.opt_text(r.draft.as_deref());
-        out.opt_text(r.critique.as_deref());
+    /// One `interaction_contents` row ([`CONTENT_COLUMNS`]).
+    pub fn content(&mut self, r: &InteractionRow) {
+        self.row(7);
+        self.field(r.id.as_bytes());
+        self.text(&r.tenant);
+        self.time(r.created_at);
+        self.text(&r.request);
+        self.opt_text(r.response_text.as_deref());
+        self.opt_text(r.draft.as_deref());
+        self.opt_text(r.critique.as_deref());
     }
-    out.finish()
 }
 
 #[cfg(test)]
@@ -153,11 +169,13 @@ mod tests {
 
     #[test]
     fn the_payload_has_the_header_fields_and_trailer_postgres_expects() {
-        let mut p = Payload::new(0);
+        let mut p = Payload::new();
+        p.header();
         p.row(2);
         p.text("ab");
         p.null();
-        let bytes = p.finish();
+        p.trailer();
+        let bytes = p.as_slice().to_vec();
         let mut expected = b"PGCOPY\n\xff\r\n\0".to_vec();
         expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
         expected.extend_from_slice(&[0, 2]);
@@ -169,9 +187,23 @@ mod tests {
 
     #[test]
     fn times_count_from_the_postgres_epoch() {
-        let mut p = Payload::new(0);
+        let mut p = Payload::new();
         let start = p.bytes.len();
         p.time(DateTime::<Utc>::from_timestamp(946_684_800, 1_000).unwrap());
         assert_eq!(&p.bytes[start..], &[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_chunk_fills_then_clears_for_reuse() {
+        let mut p = Payload::new();
+        let capacity = p.bytes.capacity();
+        p.header();
+        while !p.is_full() {
+            p.text("a row's worth of text");
+        }
+        assert!(p.as_slice().len() >= CHUNK_BYTES);
+        p.clear();
+        assert!(p.as_slice().is_empty());
+        assert_eq!(p.bytes.capacity(), capacity, "the buffer is kept");
     }
 }

@@ -574,30 +574,53 @@ impl From<BatchError> for StoreError {
     }
 }
 
-/// Both tables' rows by binary COPY (see [`crate::pg_copy`]).
+/// Appends one row of a table to a COPY payload.
+type EncodeRow = fn(&mut pg_copy::Payload, &InteractionRow);
+
+/// Both tables' rows by binary COPY (see [`crate::pg_copy`]), sent a chunk
+/// at a time from one reused buffer.
 async fn copy_interactions(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[&InteractionRow],
 ) -> Result<(), sqlx::Error> {
     let conn: &mut sqlx::PgConnection = tx;
-    for (table, columns, payload) in [
+    let mut payload = pg_copy::Payload::new();
+    let tables: [(&str, &str, EncodeRow); 2] = [
         (
             "interactions",
             pg_copy::INTERACTION_COLUMNS,
-            pg_copy::interactions(rows),
+            pg_copy::Payload::interaction,
         ),
         (
             "interaction_contents",
             pg_copy::CONTENT_COLUMNS,
-            pg_copy::contents(rows),
+            pg_copy::Payload::content,
         ),
-    ] {
+    ];
+    for (table, columns, encode) in tables {
         let mut copy = conn
             .copy_in_raw(&format!(
                 "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
             ))
             .await?;
-        if let Err(err) = copy.send(payload).await {
+        payload.clear();
+        payload.header();
+        let mut sent = Ok(());
+        for row in rows {
+            encode(&mut payload, row);
+            if payload.is_full() {
+                sent = copy.send(payload.as_slice()).await.map(|_| ());
+                payload.clear();
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+        if sent.is_ok() {
+            payload.trailer();
+            sent = copy.send(payload.as_slice()).await.map(|_| ());
+        }
+        if let Err(err) = sent {
             let _ = copy.abort("uno: the payload could not be sent").await;
             return Err(err);
         }
@@ -620,7 +643,7 @@ async fn insert_interactions(
     macro_rules! text {
         ($field:ident) => {
             rows.iter()
-                .map(|r| r.$field.as_str())
+                .map(|r| -> &str { &r.$field })
                 .collect::<Vec<&str>>()
         };
     }

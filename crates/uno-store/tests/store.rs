@@ -485,7 +485,7 @@ async fn postgres_copy_stores_every_column_as_given() {
         got.get::<Option<Vec<u8>>, _>(19),
         expected.conversation_hash
     );
-    assert_eq!(got.get::<String, _>(20), expected.request);
+    assert_eq!(got.get::<String, _>(20), &*expected.request);
     assert_eq!(
         got.get::<Option<String>, _>(21).as_deref(),
         Some("nine minutes")

@@ -22,6 +22,7 @@ fn record(i: usize) -> InteractionRecord {
         tenant: Arc::from("t"),
         started_at: SystemTime::now(),
         end_user: Some(format!("user-{}", i % 7)),
+        request_digest: None,
         request_body: Bytes::from(format!(
             r#"{{"model":"m","messages":[{{"role":"user","content":"question {i}"}}]}}"#
         )),

@@ -53,6 +53,7 @@ pub fn conversation(
         started_at: at,
         end_user: Some(user.to_owned()),
         request_body: Bytes::from(format!(r#"{{"model":"m","messages":{messages}}}"#)),
+        request_digest: None,
         stream: false,
         status: 200,
         outcome: Outcome::Completed,

@@ -192,6 +192,7 @@ fn interaction(
         tenant: Arc::from(tenant),
         started_at: at,
         end_user: Some(user.to_owned()),
+        request_digest: None,
         request_body: Bytes::from(
             serde_json::json!({"model": "gpt-4o-mini", "messages": messages}).to_string(),
         ),
@@ -221,6 +222,7 @@ fn failed(tenant: &str, user: &str, at: SystemTime) -> InteractionRecord {
         tenant: Arc::from(tenant),
         started_at: at,
         end_user: Some(user.to_owned()),
+        request_digest: None,
         request_body: Bytes::from(
             r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Are you there?"}]}"#,
         ),

@@ -17,6 +17,7 @@ use http::response::Parts;
 use http::{HeaderMap, HeaderValue, Method};
 use hyper::body::Incoming;
 use uno_core::ApiError;
+use uno_core::digest::RequestDigest;
 use uno_core::interaction::{Outcome, ResponseBody, ServePath};
 use uno_core::wire::ChatRequestView;
 use uno_llm::{Endpoint, Upstream, collect_body};
@@ -75,6 +76,16 @@ pub async fn chat_completions(
         &view,
     );
     let model = matches!(plan.action, Action::Reflective { .. }).then(|| view.model.to_string());
+    // Taken now, from this parse and while the bytes are in cache, when the
+    // exchange will be logged to a store (see uno_core::digest).
+    let digest = state.persistence().is_some().then(|| {
+        RequestDigest::new(
+            &context.tenant,
+            &view.model,
+            &bytes,
+            view.messages.iter().map(|m| (m.role.as_ref(), m.text())),
+        )
+    });
     drop(view);
 
     // The primary body is built before anything is logged, so that a body
@@ -106,6 +117,7 @@ pub async fn chat_completions(
         context,
         end_user,
         bytes.clone(),
+        digest,
         stream,
         plan.trace.clone(),
     );

@@ -12,8 +12,12 @@ use uno_core::interaction::{InteractionRecord, InteractionSink};
 
 use super::journal::{Journal, JournalError};
 use crate::error::StoreError;
-use crate::rows::{LogRow, row_for_feedback, rows_for_interaction};
+use crate::rows::{InteractionRows, LogRow, row_for_feedback};
 use crate::store::Store;
+
+/// Longest the writer lets entries gather in the queue before taking them
+/// while a batch is open (shorter when the flush interval is).
+const GATHER_TICK: Duration = Duration::from_millis(1);
 
 /// How the writer batches and spills.
 #[derive(Debug, Clone)]
@@ -72,7 +76,8 @@ impl WriterStats {
 }
 
 enum Entry {
-    Interaction(InteractionRecord),
+    /// Built by the sink as the record is handed over (see [`crate::rows`]).
+    Interaction(InteractionRows),
     Feedback(ExplicitFeedback),
 }
 
@@ -117,7 +122,7 @@ impl LogSink {
 
 impl InteractionSink for LogSink {
     fn submit(&self, record: InteractionRecord) {
-        let _ = self.push(Entry::Interaction(record));
+        let _ = self.push(Entry::Interaction(InteractionRows::build(record)));
     }
 }
 
@@ -195,42 +200,53 @@ struct WriterTask {
 impl WriterTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Entry>, shutdown: Arc<Notify>) {
         let mut rows: Vec<LogRow> = Vec::with_capacity(self.config.batch_size * 2);
-        // Entries are taken off the queue in bulk: one wake-up and one
-        // poll of the channel per run of entries, not per entry.
         let mut entries: Vec<Entry> = Vec::with_capacity(self.config.batch_size);
+        let tick = self.config.flush_interval.min(GATHER_TICK);
+        // When the oldest row of the partial batch was taken.
+        let mut batch_started = Instant::now();
         loop {
-            // Wait for the first entries of a batch, a probe, or shutdown.
-            tokio::select! {
-                biased;
-                () = shutdown.notified() => break,
-                n = rx.recv_many(&mut entries, self.config.batch_size) => {
-                    if n == 0 {
-                        break;
-                    }
-                    self.take_all(&mut entries, &mut rows);
-                }
-                () = tokio::time::sleep_until(self.next_probe), if self.journaling => {
-                    self.replay().await;
-                    continue;
-                }
-            }
-            // One timer for the whole batch (a timer per entry would take
-            // the runtime's timer lock twice per logged request).
-            let deadline = tokio::time::sleep_until(Instant::now() + self.config.flush_interval);
-            tokio::pin!(deadline);
-            while rows.len() < self.config.batch_size {
-                let room = self.config.batch_size - rows.len();
+            // Idle: wait for the first entry of a batch, a probe, or shutdown.
+            if rows.is_empty() {
                 tokio::select! {
-                    n = rx.recv_many(&mut entries, room) => {
+                    biased;
+                    () = shutdown.notified() => break,
+                    n = rx.recv_many(&mut entries, self.config.batch_size) => {
                         if n == 0 {
                             break;
                         }
                         self.take_all(&mut entries, &mut rows);
                     }
-                    () = &mut deadline => break,
+                    () = tokio::time::sleep_until(self.next_probe), if self.journaling => {
+                        self.replay().await;
+                        continue;
+                    }
                 }
+                batch_started = Instant::now();
             }
-            self.flush(&mut rows).await;
+            // Busy: let entries gather for a tick, then take them all at
+            // once. Meanwhile no receiver waits on the queue, so a request
+            // handing over its record wakes nothing: at thousands of
+            // requests a second that is one wake-up per tick, not one per
+            // request.
+            tokio::select! {
+                biased;
+                () = shutdown.notified() => break,
+                () = tokio::time::sleep(tick) => {}
+            }
+            let closed = loop {
+                let closed = self.drain(&mut rx, &mut rows);
+                if rows.len() < self.config.batch_size {
+                    break closed;
+                }
+                self.flush(&mut rows).await;
+                batch_started = Instant::now();
+            };
+            if !rows.is_empty() && batch_started.elapsed() >= self.config.flush_interval {
+                self.flush(&mut rows).await;
+            }
+            if closed {
+                break;
+            }
         }
         // Shutdown: everything still queued goes to the database or journal.
         rx.close();
@@ -246,6 +262,19 @@ impl WriterTask {
         }
     }
 
+    /// Takes what is queued, without waiting, until the batch is full.
+    /// True when every sender is gone.
+    fn drain(&self, rx: &mut mpsc::Receiver<Entry>, rows: &mut Vec<LogRow>) -> bool {
+        while rows.len() < self.config.batch_size {
+            match rx.try_recv() {
+                Ok(entry) => self.take(entry, rows),
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
+            }
+        }
+        false
+    }
+
     fn take_all(&self, entries: &mut Vec<Entry>, rows: &mut Vec<LogRow>) {
         for entry in entries.drain(..) {
             self.take(entry, rows);
@@ -255,9 +284,9 @@ impl WriterTask {
     fn take(&self, entry: Entry, rows: &mut Vec<LogRow>) {
         self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
         match entry {
-            Entry::Interaction(record) => {
+            Entry::Interaction(built) => {
                 let start = rows.len();
-                rows.extend(rows_for_interaction(&record));
+                built.push_into(rows);
                 self.count_rows(&rows[start..]);
             }
             Entry::Feedback(feedback) => rows.push(row_for_feedback(&feedback)),
