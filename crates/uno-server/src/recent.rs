@@ -6,9 +6,16 @@
 //! for everything this process served recently. It is bounded: two
 //! generations of a hash map, the older dropped when the newer fills, so
 //! memory stays flat however long the process runs.
+//!
+//! Every logged request inserts here, so the insert is kept cheap: foldhash
+//! (seeded per process, so ids a client chooses cannot be aimed at one
+//! bucket) instead of SipHash, and a retired generation is freed off the
+//! request path rather than under the lock.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+use foldhash::fast::RandomState;
 
 use uno_core::InteractionId;
 
@@ -23,9 +30,11 @@ pub struct RecentInteractions {
 
 #[derive(Debug, Default)]
 struct Generations {
-    current: HashMap<InteractionId, Tenant>,
-    previous: HashMap<InteractionId, Tenant>,
+    current: Generation,
+    previous: Generation,
 }
+
+type Generation = HashMap<InteractionId, Tenant, RandomState>;
 
 impl RecentInteractions {
     /// Remembers up to `capacity` ids (at least the newest `capacity / 2`).
@@ -34,8 +43,11 @@ impl RecentInteractions {
         RecentInteractions {
             generation_size,
             maps: Mutex::new(Generations {
-                current: HashMap::with_capacity(generation_size),
-                previous: HashMap::new(),
+                current: Generation::with_capacity_and_hasher(
+                    generation_size,
+                    RandomState::default(),
+                ),
+                previous: Generation::default(),
             }),
         }
     }
@@ -47,13 +59,26 @@ impl RecentInteractions {
 
     /// Notes that `id` was served for `tenant`.
     pub fn insert(&self, id: InteractionId, tenant: Tenant) {
-        let mut maps = self.lock();
-        if maps.current.len() >= self.generation_size {
-            let fresh = HashMap::with_capacity(self.generation_size);
-            let full = std::mem::replace(&mut maps.current, fresh);
-            maps.previous = full;
+        let retired = {
+            let mut maps = self.lock();
+            let retired = (maps.current.len() >= self.generation_size).then(|| {
+                let fresh = Generation::with_capacity_and_hasher(
+                    self.generation_size,
+                    RandomState::default(),
+                );
+                let full = std::mem::replace(&mut maps.current, fresh);
+                std::mem::replace(&mut maps.previous, full)
+            });
+            maps.current.insert(id, tenant);
+            retired
+        };
+        // Freeing a full generation takes a while; not on this request.
+        if let Some(retired) = retired {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(retired))),
+                Err(_) => drop(retired),
+            }
         }
-        maps.current.insert(id, tenant);
     }
 
     /// The tenant of `id`, if it was served recently by this process.
