@@ -2,9 +2,10 @@
 //!
 //! When uno logs an answer A to messages M, it also stores
 //! `conversation_hash(tenant, M, A)`. A later request whose messages are
-//! `M, assistant(A), user(U), ...` carries the same hash for its prefix, so
-//! the writer can find the earlier interaction with one indexed lookup and
-//! record U as feedback on it. Hashing role and text only makes the match
+//! `M, assistant(A), user(U), ...` carries the same hash for its prefix
+//! (found by [`crate::digest::RequestDigest`]), so the writer can find the
+//! earlier interaction with one indexed lookup and record U as feedback on
+//! it. Hashing role and text only makes the match
 //! robust to clients that re-send messages with different JSON formatting or
 //! extra fields.
 //!
@@ -327,37 +328,6 @@ pub fn answer_hash(prefix: PrefixHash, answer: &str) -> ConversationHash {
     hasher.digest128().to_le_bytes()
 }
 
-/// A request continuing an earlier answer: the hash that identifies the
-/// earlier exchange, and the user's reply to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FollowUp {
-    /// `conversation_hash` of the earlier exchange.
-    pub parent_hash: ConversationHash,
-    /// The user turn(s) that answered the earlier answer.
-    pub text: String,
-}
-
-/// If `messages` continue an earlier answer (…, assistant, user… at the
-/// end), the follow-up they carry. The last assistant message is the one
-/// being reacted to; every user message after it is the reaction.
-pub fn follow_up(tenant: &str, messages: &[TextMessage<'_>]) -> Option<FollowUp> {
-    let last_assistant = messages.iter().rposition(|m| m.role == "assistant")?;
-    let replies: Vec<&str> = messages[last_assistant + 1..]
-        .iter()
-        .filter(|m| m.role == "user")
-        .map(|m| m.text.as_ref())
-        .filter(|t| !t.trim().is_empty())
-        .collect();
-    if replies.is_empty() {
-        return None;
-    }
-    let answer = &messages[last_assistant].text;
-    Some(FollowUp {
-        parent_hash: conversation_hash(tenant, &messages[..last_assistant], answer),
-        text: replies.join("\n"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,26 +337,6 @@ mod tests {
             role: Cow::Owned(role.to_owned()),
             text: Cow::Owned(text.to_owned()),
         }
-    }
-
-    #[test]
-    fn follow_up_matches_the_logged_exchange() {
-        let first = vec![msg("system", "be brief"), msg("user", "capital of France?")];
-        let logged = conversation_hash("t", &first, "Paris.");
-        let mut next = first.clone();
-        next.push(msg("assistant", "Paris."));
-        next.push(msg("user", "Too short, explain why."));
-        let f = follow_up("t", &next).unwrap();
-        assert_eq!(f.parent_hash, logged);
-        assert_eq!(f.text, "Too short, explain why.");
-        // Another tenant's identical conversation does not match.
-        assert_ne!(follow_up("t2", &next).unwrap().parent_hash, logged);
-    }
-
-    #[test]
-    fn first_turns_are_not_follow_ups() {
-        assert!(follow_up("t", &[msg("user", "hi")]).is_none());
-        assert!(follow_up("t", &[msg("user", "hi"), msg("assistant", "hello")]).is_none());
     }
 
     #[test]

@@ -11,9 +11,19 @@
 use std::borrow::Cow;
 
 use crate::conversation::{
-    ConversationHash, FollowUp, PrefixHash, PrefixHasher, answer_hash, parse_chat_request,
+    ConversationHash, PrefixHash, PrefixHasher, answer_hash, parse_chat_request,
 };
 use crate::log_text::LogText;
+
+/// A request continuing an earlier answer: the hash that identifies the
+/// earlier exchange, and the user's reply to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    /// `conversation_hash` of the earlier exchange.
+    pub parent_hash: ConversationHash,
+    /// The user turn(s) that answered the earlier answer.
+    pub text: String,
+}
 
 /// The request side of a logged chat exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +34,9 @@ pub struct RequestDigest {
     pub body: LogText,
     /// The hash of the tenant and the request's messages.
     pub prefix: PrefixHash,
-    /// The follow-up the request carries, if it continues an answer.
+    /// The follow-up the request carries, if it continues an answer
+    /// (…, assistant, user… at the end): the last assistant message is
+    /// the one reacted to, every non-blank user turn after it the reaction.
     pub follow_up: Option<FollowUp>,
 }
 
@@ -91,7 +103,7 @@ impl RequestDigest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conversation::{conversation_hash, follow_up, request_messages};
+    use crate::conversation::{conversation_hash, request_messages};
     use crate::wire::ChatRequestView;
 
     const CONTINUED: &str = r#"{"model":"m","messages":[
@@ -129,7 +141,6 @@ mod tests {
             digest.answered_by("Because."),
             conversation_hash("t", &messages, "Because.")
         );
-        assert_eq!(digest.follow_up, follow_up("t", &messages));
         let follow = digest.follow_up.unwrap();
         assert_eq!(
             follow.text, "why \"Paris\"?\nexplain",
@@ -138,6 +149,21 @@ mod tests {
         // The follow-up points at the logged exchange it continues.
         let first = request_messages(CONTINUED.as_bytes()).unwrap()[..2].to_vec();
         assert_eq!(follow.parent_hash, conversation_hash("t", &first, "Paris."));
+    }
+
+    #[test]
+    fn only_a_user_turn_after_an_answer_is_a_follow_up() {
+        let answered = br#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}"#;
+        assert!(RequestDigest::of_body("t", answered).follow_up.is_none());
+        // Another tenant's identical conversation points elsewhere.
+        let a = RequestDigest::of_body("t", CONTINUED.as_bytes())
+            .follow_up
+            .unwrap();
+        let b = RequestDigest::of_body("t2", CONTINUED.as_bytes())
+            .follow_up
+            .unwrap();
+        assert_ne!(a.parent_hash, b.parent_hash);
+        assert_eq!(a.text, b.text);
     }
 
     #[test]

@@ -697,11 +697,12 @@ mod tests {
         let line =
             r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"#;
         let parsed = parse(line).unwrap();
-        let next = uno_core::conversation::request_messages(
+        let follow = uno_core::digest::RequestDigest::of_body(
+            "t",
             br#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"},{"role":"user","content":"more"}]}"#,
         )
+        .follow_up
         .unwrap();
-        let follow = uno_core::conversation::follow_up("t", &next).unwrap();
         assert_eq!(
             parsed.interaction.conversation_hash.as_deref(),
             Some(&follow.parent_hash[..])
