@@ -200,7 +200,6 @@ struct WriterTask {
 impl WriterTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Entry>, shutdown: Arc<Notify>) {
         let mut rows: Vec<LogRow> = Vec::with_capacity(self.config.batch_size * 2);
-        let mut entries: Vec<Entry> = Vec::with_capacity(self.config.batch_size);
         let tick = self.config.flush_interval.min(GATHER_TICK);
         // When the oldest row of the partial batch was taken.
         let mut batch_started = Instant::now();
@@ -210,12 +209,10 @@ impl WriterTask {
                 tokio::select! {
                     biased;
                     () = shutdown.notified() => break,
-                    n = rx.recv_many(&mut entries, self.config.batch_size) => {
-                        if n == 0 {
-                            break;
-                        }
-                        self.take_all(&mut entries, &mut rows);
-                    }
+                    entry = rx.recv() => match entry {
+                        Some(entry) => self.take(entry, &mut rows),
+                        None => break,
+                    },
                     () = tokio::time::sleep_until(self.next_probe), if self.journaling => {
                         self.replay().await;
                         continue;
@@ -273,12 +270,6 @@ impl WriterTask {
             }
         }
         false
-    }
-
-    fn take_all(&self, entries: &mut Vec<Entry>, rows: &mut Vec<LogRow>) {
-        for entry in entries.drain(..) {
-            self.take(entry, rows);
-        }
     }
 
     fn take(&self, entry: Entry, rows: &mut Vec<LogRow>) {
