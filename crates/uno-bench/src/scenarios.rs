@@ -22,38 +22,8 @@ const MAX_DRAIN: Duration = Duration::from_secs(60);
 /// The one client key uno accepts in the run.
 pub const API_KEY: &str = "uno-bench-key-0001";
 
-/// The model every request names (the mock's default model).
-pub const MODEL: &str = "mock-model";
-
-/// The system message: a typical assistant preamble.
-const SYSTEM_PROMPT: &str = "You are a careful technical assistant for a software company. \
-Answer in plain English, keep answers short and concrete, and prefer numbered steps when \
-describing a procedure. If a question is ambiguous, say what you assumed. Never invent API \
-names, configuration keys or command-line flags: when you are not sure that something exists, \
-say so and suggest how the user can check it in the documentation.";
-
-/// The user message: a question with some pasted context, as users send.
-const USER_PROMPT: &str = "Our service runs behind a reverse proxy and talks to a language model \
-provider over HTTPS. Since last week, some requests take several seconds longer than usual, \
-mostly in the afternoon, and a few of them fail with a gateway timeout. The proxy keeps a pool \
-of keep-alive connections, retries twice with exponential backoff, and has a read timeout of \
-thirty seconds. How should we find out whether the delay comes from the proxy, the network or \
-the provider, and which three measurements should we collect first?";
-
-/// The mock's non-streamed answer: about sixty words.
-pub const REPLY_TEXT: &str = "Start by timing each hop separately. Log when the proxy receives \
-the request, when it sends it upstream, when the first byte comes back and when the response \
-ends. Compare the proxy's added time with the upstream's time to first byte. If the upstream \
-dominates, check its rate-limit headers and retry counts; if the proxy does, look at connection \
-pool waits and DNS.";
-
-/// The body of a chat completion request of about 200 tokens.
-pub fn chat_body(stream: bool) -> Bytes {
-    let stream_field = if stream { r#","stream":true"# } else { "" };
-    Bytes::from(format!(
-        r#"{{"model":"{MODEL}","messages":[{{"role":"system","content":"{SYSTEM_PROMPT}"}},{{"role":"user","content":"{USER_PROMPT}"}}],"temperature":0.2,"max_tokens":256{stream_field}}}"#
-    ))
-}
+// The measured exchange, shared with the log_rows bench.
+pub use uno_testkit::payload::{REPLY_TEXT, chat_body};
 
 /// The streamed answer for time-to-first-chunk: the first `words` words of
 /// the usual answer, one event each, `gap` apart.
@@ -379,6 +349,8 @@ fn aggregate(rounds: Vec<Round>) -> Throughput {
 
 #[cfg(test)]
 mod tests {
+    use uno_testkit::payload::MODEL;
+
     use super::*;
 
     #[test]

@@ -18,68 +18,34 @@
 //!
 //! Needs the Postgres test server (`UNO_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432`); a fresh database is made and
-//! dropped. The record is the load harness's: a system prompt and a
-//! question with pasted context (about 1.2 kB), a 60-word answer with usage.
+//! dropped. The record is the load harness's exchange
+//! (`uno_testkit::payload`): a system prompt and a question with pasted
+//! context (about 1 kB), a 60-word answer with usage.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use uno_core::InteractionId;
 use uno_core::digest::RequestDigest;
-use uno_core::interaction::{InteractionRecord, Outcome, ResponseBody};
+use uno_core::interaction::{InteractionRecord, ResponseBody};
 use uno_store::Store;
 use uno_store::rows::{InteractionRows, LogRow};
+use uno_testkit::payload::{MODEL, REPLY_TEXT, chat_body};
 use uno_testkit::pg_cpu::postgres_ns;
 use uno_testkit::{Backend, TestDatabase};
 
-const SYSTEM: &str = "You are a careful technical assistant for a software company. Answer \
-in plain language, give the steps in order and say what you assumed when a question is \
-ambiguous. Never invent API names, configuration keys or command-line flags.";
-const QUESTION: &str = "Our service runs behind a reverse proxy and talks to a language model \
-provider over HTTPS. Since last week, some requests take several seconds longer than usual, \
-mostly in the afternoon, and a few of them fail with a gateway timeout. The proxy keeps a pool \
-of keep-alive connections, retries twice with exponential backoff, and has a read timeout of \
-thirty seconds. How should we find out whether the delay comes from the proxy, the network or \
-the provider, and which three measurements should we collect first?";
-const ANSWER: &str = "Start by timing each hop separately. Log when the proxy receives the \
-request, when it sends it upstream, when the first byte comes back and when the response ends. \
-Compare the proxy's added time with the upstream's time to first byte. If the upstream \
-dominates, check its rate-limit headers and retry counts; if the proxy does, look at \
-connection pool waits and DNS.";
-
+/// The load harness's exchange (`uno_testkit::payload`), as the proxy
+/// records it: the request body, and the mock's answer with usage.
 fn record() -> InteractionRecord {
-    let request = serde_json::json!({
-        "model": "bench-model",
-        "messages": [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": QUESTION},
-        ],
-        "temperature": 0.2,
-        "max_tokens": 256,
-    });
     let response = serde_json::json!({
-        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER},
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY_TEXT},
                      "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 210, "completion_tokens": 64, "total_tokens": 274},
     });
     InteractionRecord {
-        id: InteractionId::new(),
-        tenant: Arc::from("bench"),
-        started_at: SystemTime::now(),
-        end_user: Some("user-1".to_owned()),
-        request_body: Bytes::from(request.to_string()),
-        request_digest: None,
-        stream: false,
-        status: 200,
-        outcome: Outcome::Completed,
+        request_body: chat_body(false),
         response: ResponseBody::Complete(Bytes::from(response.to_string())),
-        upstream_latency: Some(Duration::from_micros(800)),
-        total_latency: Duration::from_micros(850),
-        time_to_first_byte: Some(Duration::from_micros(850)),
-        error: None,
-        experience: Default::default(),
+        ..uno_testkit::records::ask("bench", "user-1", "", REPLY_TEXT)
     }
 }
 

@@ -16,6 +16,7 @@
 pub mod db;
 pub mod learn;
 pub mod mock;
+pub mod payload;
 pub mod pg_cpu;
 pub mod records;
 pub mod relay;
