@@ -56,12 +56,6 @@ impl From<String> for LogText {
     }
 }
 
-impl From<&str> for LogText {
-    fn from(text: &str) -> Self {
-        LogText::from(text.to_owned())
-    }
-}
-
 impl Deref for LogText {
     type Target = str;
 
@@ -70,21 +64,9 @@ impl Deref for LogText {
     }
 }
 
-impl AsRef<str> for LogText {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl fmt::Debug for LogText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for LogText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -128,7 +110,7 @@ mod tests {
 
     #[test]
     fn journal_round_trip_is_a_json_string() {
-        let text = LogText::from("say \"hi\"\n");
+        let text = LogText::from("say \"hi\"\n".to_owned());
         let json = serde_json::to_string(&text).unwrap();
         assert_eq!(json, r#""say \"hi\"\n""#);
         let back: LogText = serde_json::from_str(&json).unwrap();
