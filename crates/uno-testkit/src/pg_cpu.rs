@@ -119,9 +119,24 @@ mod tests {
         assert_eq!(stat_ticks("garbage"), None);
     }
 
-    /// Reads the live /proc of this machine; a smoke test that it parses.
-    #[test]
-    fn reads_postgres_if_present() {
-        let _ = postgres_ns("no_such_database");
+    /// Reads the live /proc: a backend made to work for a database shows
+    /// up as CPU time for that database.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_busy_backend_counts_for_its_database() {
+        use sqlx::Connection;
+        let db = crate::TestDatabase::postgres().await;
+        let name = db.postgres_name().unwrap_or_default().to_owned();
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let before = postgres_ns(&name);
+        sqlx::query("SELECT count(*) FROM generate_series(1, 20000000)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let after = postgres_ns(&name);
+        assert!(
+            after >= before + 20_000_000,
+            "at least two clock ticks of the backend's work: {before} -> {after} ns"
+        );
+        conn.close().await.unwrap();
     }
 }
