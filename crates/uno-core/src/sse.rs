@@ -32,8 +32,6 @@ pub struct ResponseSummary {
     pub finish_reason: Option<String>,
     /// Usage, when the upstream reported it.
     pub usage: Option<Usage>,
-    /// The model the upstream says answered.
-    pub model: Option<String>,
     /// For streams: whether `data: [DONE]` arrived.
     pub saw_done: bool,
     /// An error the upstream reported in the body or as an SSE event.
@@ -43,9 +41,7 @@ pub struct ResponseSummary {
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    choices: Vec<ChunkChoice<'a>>,
+    choices: FirstChoice<'a>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
@@ -72,28 +68,66 @@ struct Delta<'a> {
     content: Option<Cow<'a, str>>,
 }
 
+/// A chunk's `choices` reduced, as they are read, to what uno logs: the
+/// first choice's (index 0) text and finish reason. No vector is built for
+/// every response and every streamed event.
+#[derive(Default)]
+struct FirstChoice<'a> {
+    content: Option<Cow<'a, str>>,
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Choices<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Choices<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut first = FirstChoice::default();
+                while let Some(choice) = seq.next_element::<ChunkChoice<'a>>()? {
+                    if choice.index != 0 {
+                        continue;
+                    }
+                    if let Some(part) = choice.delta.or(choice.message).and_then(|d| d.content) {
+                        first.content = Some(match first.content.take() {
+                            None => part,
+                            Some(before) => Cow::Owned(before.into_owned() + &part),
+                        });
+                    }
+                    if choice.finish_reason.is_some() {
+                        first.finish_reason = choice.finish_reason;
+                    }
+                }
+                Ok(first)
+            }
+        }
+        deserializer.deserialize_seq(Choices(std::marker::PhantomData))
+    }
+}
+
 impl ResponseSummary {
     fn absorb(&mut self, chunk: Chunk<'_>) {
-        if self.model.is_none() {
-            self.model = chunk.model.map(|m| m.into_owned());
-        }
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
         }
         if let Some(error) = chunk.error {
             self.error = Some(error_message(&error));
         }
-        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
-            let part = choice.delta.or(choice.message).and_then(|d| d.content);
-            match part {
-                // A whole answer (or a stream's first part) is taken as is.
-                Some(part) if self.text.is_empty() => self.text = part.into_owned(),
-                Some(part) => self.text.push_str(&part),
-                None => {}
-            }
-            if let Some(reason) = choice.finish_reason {
-                self.finish_reason = Some(reason.into_owned());
-            }
+        let choice = chunk.choices;
+        match choice.content {
+            // A whole answer (or a stream's first part) is taken as is.
+            Some(part) if self.text.is_empty() => self.text = part.into_owned(),
+            Some(part) => self.text.push_str(&part),
+            None => {}
+        }
+        if let Some(reason) = choice.finish_reason {
+            self.finish_reason = Some(reason.into_owned());
         }
     }
 
@@ -227,7 +261,6 @@ mod tests {
         assert_eq!(whole.text, "Hello world");
         assert_eq!(whole.finish_reason.as_deref(), Some("stop"));
         assert_eq!(whole.usage.unwrap().total_tokens, 5);
-        assert_eq!(whole.model.as_deref(), Some("m1"));
         assert!(whole.saw_done);
         // Byte-by-byte and CRLF variants give the same result.
         let bytes: Vec<[u8; 1]> = STREAM.bytes().map(|b| [b]).collect();
@@ -259,6 +292,16 @@ mod tests {
         assert_eq!(s.finish_reason.as_deref(), Some("length"));
         assert_eq!(s.usage.unwrap().prompt_tokens, 1);
         assert!(ResponseSummary::from_completion(b"<html>").error.is_some());
+    }
+
+    #[test]
+    fn only_the_first_choice_is_kept_wherever_it_is_listed() {
+        let body = br#"{"choices":[{"index":1,"message":{"content":"other"},"finish_reason":"length"},{"index":0,"message":{"content":"say \"hi\""},"finish_reason":"stop"}]}"#;
+        let s = ResponseSummary::from_completion(body);
+        assert_eq!(s.text, "say \"hi\"", "escapes decoded, index 1 ignored");
+        assert_eq!(s.finish_reason.as_deref(), Some("stop"));
+        let empty = ResponseSummary::from_completion(br#"{"choices":[]}"#);
+        assert_eq!(empty, ResponseSummary::default());
     }
 
     #[test]
