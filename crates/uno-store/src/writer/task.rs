@@ -311,7 +311,7 @@ impl WriterTask {
         if rows.is_empty() {
             return;
         }
-        let batch = std::mem::take(rows);
+        let mut batch = std::mem::take(rows);
         if !self.journaling && self.behind() {
             // More arrives than the database takes: defer to the journal
             // (cheap local appends) rather than let the queue fill and drop.
@@ -327,7 +327,13 @@ impl WriterTask {
             return;
         }
         match self.store.write_rows(&batch).await {
-            Ok(()) => WriterStats::add(&self.stats.rows_written, batch.len()),
+            Ok(()) => {
+                WriterStats::add(&self.stats.rows_written, batch.len());
+                // The next batch fills the same buffer: no regrowing it,
+                // a row at a time, for every batch.
+                batch.clear();
+                *rows = batch;
+            }
             Err(err) if err.is_unavailable() => {
                 tracing::warn!(%err, rows = batch.len(), "database unavailable; journaling log rows until it is back");
                 self.journaling = true;
