@@ -39,6 +39,10 @@ use crate::report::{Logged, Machine, Report};
 use crate::scenarios::{API_KEY, Bench, REPLY_TEXT, stream_reply};
 use crate::servers::{MockServer, UnoPgServer, UnoServer, runtime};
 
+/// The allocator `uno` itself runs with, so the harness measures what it serves.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(filter) = &args.log {

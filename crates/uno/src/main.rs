@@ -56,6 +56,12 @@ enum Command {
     Worker(worker::WorkerArgs),
 }
 
+/// mimalloc instead of glibc's malloc: the request path allocates per
+/// request on every worker thread and the log writer frees on its own,
+/// which glibc's arenas handle poorly (see README, Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
