@@ -110,7 +110,7 @@ pub async fn chat_completions(
 
     // Remembered only where feedback can be posted (a store is configured).
     if state.persistence().is_some() {
-        state.recent().insert(context.id, context.tenant.clone());
+        state.recent().insert(context.id, &context.tenant);
     }
     let pending = PendingInteraction::new(
         state.sink().clone(),
