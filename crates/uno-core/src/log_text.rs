@@ -37,6 +37,12 @@ impl LogText {
         self.0.clone()
     }
 
+    /// The text's bytes, borrowed: no UTF-8 check, unlike [`LogText::as_str`]
+    /// (which cannot skip it without `unsafe`), for copying the text on.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         // Every constructor checked or produced UTF-8.

@@ -1,8 +1,9 @@
 //! What logging one interaction costs the uno process, split in its
 //! in-process parts: the request digest taken on arrival (model, a copy of
 //! the body, the messages' hash), building the rows when the exchange ends
-//! (parsing the answer, finishing the hash) and writing them to Postgres in
-//! the writer's batches (encoding, the protocol, waiting). The records here
+//! (parsing the answer, finishing the hash, encoding them for COPY) and
+//! writing them to Postgres in the writer's batches (the protocol,
+//! waiting). The records here
 //! are cold in cache, as they are in the proxy by the time an answer is
 //! back. CPU
 //! is this thread's own time on a CPU (`/proc/thread-self/schedstat`);
@@ -89,7 +90,8 @@ async fn run(records: usize, batch: usize) {
     let (cpu, wall) = (thread_cpu(), Instant::now());
     let mut rows: Vec<LogRow> = Vec::with_capacity(records);
     for input in inputs {
-        InteractionRows::build(input).push_into(&mut rows);
+        // As the log sink queues them for Postgres: built and encoded.
+        InteractionRows::build(input).encoded().push_into(&mut rows);
     }
     let (build_cpu, build_wall) = (thread_cpu() - cpu, wall.elapsed());
     assert_eq!(rows.len(), records, "one row per record");
@@ -126,7 +128,7 @@ async fn run(records: usize, batch: usize) {
         per(digest_wall, records)
     );
     println!(
-        "  build rows   {:7.2} us CPU/record  ({:7.2} us wall; when it ends)",
+        "  build rows   {:7.2} us CPU/record  ({:7.2} us wall; when it ends, encoded)",
         per(build_cpu, records),
         per(build_wall, records)
     );

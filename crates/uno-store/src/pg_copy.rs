@@ -12,9 +12,12 @@
 //! as a 32-bit length (-1 for NULL) and its bytes in the type's binary
 //! form, then a -1 trailer (PostgreSQL docs, "COPY", binary format).
 
-use chrono::{DateTime, Utc};
+use std::borrow::Cow;
 
-use crate::rows::InteractionRow;
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::rows::{InteractionRow, LogText};
 
 /// The columns [`interactions`] writes, in order.
 pub const INTERACTION_COLUMNS: &str = "id, tenant_id, created_at, model, end_user, streamed, \
@@ -77,6 +80,11 @@ impl Payload {
         self.bytes.clear();
     }
 
+    /// Appends tuples encoded beforehand ([`EncodedInteraction`]).
+    pub fn tuples(&mut self, tuples: &[u8]) {
+        self.bytes.extend_from_slice(tuples);
+    }
+
     fn row(&mut self, fields: i16) {
         self.bytes.extend_from_slice(&fields.to_be_bytes());
     }
@@ -93,7 +101,13 @@ impl Payload {
     }
 
     fn text(&mut self, value: &str) {
-        self.field(value.as_bytes());
+        // Postgres refuses NUL in text; rows are cleaned when built, this
+        // keeps the encoder safe on its own.
+        if value.contains('\0') {
+            self.field(value.replace('\0', "").as_bytes());
+        } else {
+            self.field(value.as_bytes());
+        }
     }
 
     fn opt_text(&mut self, value: Option<&str>) {
@@ -156,16 +170,355 @@ impl Payload {
         self.field(r.id.as_bytes());
         self.text(&r.tenant);
         self.time(r.created_at);
-        self.text(&r.request);
+        // Checked for UTF-8 and NUL when it was copied (LogText).
+        self.field(r.request.as_bytes());
         self.opt_text(r.response_text.as_deref());
         self.opt_text(r.draft.as_deref());
         self.opt_text(r.critique.as_deref());
     }
 }
 
+/// The fixed part of an interaction's two tuples (field counts, lengths,
+/// ids, times, numbers): what [`EncodedInteraction::of`] reserves beyond
+/// the texts, so the buffer is allocated once.
+const TUPLES_FIXED_BYTES: usize = 27 * 4 + 2 * 2 + 2 * (16 + 8) + 7 * 8 + 16 + 3;
+
+/// One interaction already in COPY form: its `interactions` tuple, then its
+/// `interaction_contents` tuple, in one buffer.
+///
+/// The log sink encodes each interaction like this as it is handed over,
+/// while its texts are still in the CPU's cache, so the writer only copies
+/// bytes into the COPY stream, and what waits in the queue is one
+/// allocation rather than a row of separately allocated strings, freed on
+/// another thread. Where rows are needed (the journal, the fallback
+/// insert), [`EncodedInteraction::decode`] gives the row back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedInteraction {
+    tuples: Vec<u8>,
+    content_at: usize,
+    created_at: DateTime<Utc>,
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+}
+
+impl EncodedInteraction {
+    /// Encodes `row`'s two tuples.
+    pub fn of(row: &InteractionRow) -> Self {
+        let mut payload = Payload {
+            bytes: Vec::with_capacity(Self::most_bytes(row)),
+        };
+        payload.interaction(row);
+        let content_at = payload.bytes.len();
+        payload.content(row);
+        EncodedInteraction {
+            tuples: payload.bytes,
+            content_at,
+            created_at: row.created_at,
+            prompt_tokens: row.prompt_tokens,
+            completion_tokens: row.completion_tokens,
+        }
+    }
+
+    /// The tuples' size when every column has a value (NULLs take less).
+    fn most_bytes(row: &InteractionRow) -> usize {
+        let texts = [
+            Some(row.tenant.as_str()),
+            Some(row.model.as_str()),
+            row.end_user.as_deref(),
+            Some(row.outcome.as_ref()),
+            row.finish_reason.as_deref(),
+            row.error.as_deref(),
+            row.cluster_id.as_deref(),
+            row.path.as_deref(),
+            Some(row.tenant.as_str()),
+            row.response_text.as_deref(),
+            row.draft.as_deref(),
+            row.critique.as_deref(),
+        ];
+        TUPLES_FIXED_BYTES
+            + row.request.as_bytes().len()
+            + texts.iter().flatten().map(|t| t.len()).sum::<usize>()
+    }
+
+    /// The `interactions` tuple.
+    pub fn interaction_tuple(&self) -> &[u8] {
+        &self.tuples[..self.content_at]
+    }
+
+    /// The `interaction_contents` tuple.
+    pub fn content_tuple(&self) -> &[u8] {
+        &self.tuples[self.content_at..]
+    }
+
+    /// When the request arrived (which partition the tuples go to).
+    pub fn day(&self) -> NaiveDate {
+        self.created_at.date_naive()
+    }
+
+    /// Prompt tokens, when reported (for the writer's counters).
+    pub fn prompt_tokens(&self) -> Option<i64> {
+        self.prompt_tokens
+    }
+
+    /// Completion tokens, when reported.
+    pub fn completion_tokens(&self) -> Option<i64> {
+        self.completion_tokens
+    }
+
+    /// The tenant, read from the tuple.
+    pub fn tenant(&self) -> Cow<'_, str> {
+        let mut fields = Fields::new(self.interaction_tuple());
+        let _ = fields.count(20);
+        let _ = fields.next(); // id
+        match fields.next() {
+            Ok(Some(tenant)) => String::from_utf8_lossy(tenant),
+            _ => Cow::Borrowed(""),
+        }
+    }
+
+    /// The row the tuples were encoded from.
+    pub fn decode(&self) -> Result<InteractionRow, DecodeError> {
+        let mut f = Fields::new(self.interaction_tuple());
+        f.count(20)?;
+        let id = Uuid::from_slice(f.required()?).map_err(|_| DecodeError("id"))?;
+        let tenant = f.text()?.ok_or(DecodeError("tenant"))?;
+        let created_at = f.time()?;
+        let model = f.text()?.ok_or(DecodeError("model"))?;
+        let end_user = f.text()?;
+        let streamed = f.required()? == [1];
+        let status = i16::from_be_bytes(f.fixed()?);
+        let outcome = f.text()?.ok_or(DecodeError("outcome"))?;
+        let finish_reason = f.text()?;
+        let prompt_tokens = f.i64()?;
+        let completion_tokens = f.i64()?;
+        let total_tokens = f.i64()?;
+        let upstream_ms = f.f64()?;
+        let total_ms = f.f64()?.ok_or(DecodeError("total_ms"))?;
+        let ttfb_ms = f.f64()?;
+        let error = f.text()?;
+        let snapshot_version = f.i64()?;
+        let cluster_id = f.text()?;
+        let path = f.text()?;
+        let conversation_hash = f.next()?.map(<[u8]>::to_vec);
+        let mut c = Fields::new(self.content_tuple());
+        c.count(7)?;
+        let _ = (c.required()?, c.required()?, c.required()?); // id, tenant, time
+        let request = c.text()?.ok_or(DecodeError("request"))?;
+        let response_text = c.text()?;
+        let draft = c.text()?;
+        let critique = c.text()?;
+        Ok(InteractionRow {
+            id,
+            tenant,
+            created_at,
+            model,
+            end_user,
+            streamed,
+            status,
+            outcome: Cow::Owned(outcome),
+            finish_reason,
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+            upstream_ms,
+            total_ms,
+            ttfb_ms,
+            error,
+            snapshot_version,
+            cluster_id,
+            path: path.map(Cow::Owned),
+            conversation_hash,
+            request: LogText::copy_of(request.as_bytes()),
+            response_text,
+            draft,
+            critique,
+        })
+    }
+}
+
+/// Tuples that do not read back as uno encoded them (a bug, never input).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an encoded interaction does not decode at its {0} field")]
+pub struct DecodeError(&'static str);
+
+/// Reads one tuple's fields back, in order.
+struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Fields { bytes }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn count(&mut self, expected: i16) -> Result<(), DecodeError> {
+        let n = self.take(2)?;
+        if i16::from_be_bytes([n[0], n[1]]) == expected {
+            Ok(())
+        } else {
+            Err(DecodeError("field count"))
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
+        let len = self.take(4)?;
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        match usize::try_from(len) {
+            Ok(len) => self.take(len).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn required(&mut self) -> Result<&'a [u8], DecodeError> {
+        self.next()?.ok_or(DecodeError("non-null"))
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        self.required()?
+            .try_into()
+            .map_err(|_| DecodeError("fixed-size"))
+    }
+
+    fn text(&mut self) -> Result<Option<String>, DecodeError> {
+        self.next()?
+            .map(|t| String::from_utf8(t.to_vec()).map_err(|_| DecodeError("text")))
+            .transpose()
+    }
+
+    fn i64(&mut self) -> Result<Option<i64>, DecodeError> {
+        match self.next()? {
+            Some(v) => Ok(Some(i64::from_be_bytes(
+                v.try_into().map_err(|_| DecodeError("bigint"))?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    fn f64(&mut self) -> Result<Option<f64>, DecodeError> {
+        match self.next()? {
+            Some(v) => Ok(Some(f64::from_be_bytes(
+                v.try_into().map_err(|_| DecodeError("double"))?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    fn time(&mut self) -> Result<DateTime<Utc>, DecodeError> {
+        let micros = i64::from_be_bytes(self.fixed()?) + POSTGRES_EPOCH_MICROS;
+        DateTime::<Utc>::from_timestamp_micros(micros).ok_or(DecodeError("timestamp"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn full_row() -> InteractionRow {
+        InteractionRow {
+            id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            tenant: "acme".into(),
+            created_at: DateTime::<Utc>::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            model: "gpt-x".into(),
+            end_user: Some("u-1".into()),
+            streamed: true,
+            status: 200,
+            outcome: Cow::Borrowed("completed"),
+            finish_reason: Some("stop".into()),
+            prompt_tokens: Some(11),
+            completion_tokens: Some(7),
+            total_tokens: Some(18),
+            upstream_ms: Some(12.5),
+            total_ms: 13.25,
+            ttfb_ms: Some(3.0),
+            error: Some("e".into()),
+            snapshot_version: Some(4),
+            cluster_id: Some("c-1".into()),
+            path: Some(Cow::Borrowed("primary")),
+            conversation_hash: Some(vec![7; 16]),
+            request: LogText::copy_of("{\"model\":\"gpt-x\",\"q\":\"café\"}".as_bytes()),
+            response_text: Some("an answer".into()),
+            draft: Some("a draft".into()),
+            critique: Some("a critique".into()),
+        }
+    }
+
+    fn bare_row() -> InteractionRow {
+        InteractionRow {
+            end_user: None,
+            streamed: false,
+            status: 499,
+            outcome: Cow::Borrowed("cancelled"),
+            finish_reason: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            total_tokens: None,
+            upstream_ms: None,
+            ttfb_ms: None,
+            error: None,
+            snapshot_version: None,
+            cluster_id: None,
+            path: None,
+            conversation_hash: None,
+            response_text: None,
+            draft: None,
+            critique: None,
+            ..full_row()
+        }
+    }
+
+    #[test]
+    fn an_encoded_interaction_decodes_to_the_row_it_came_from() {
+        for row in [full_row(), bare_row()] {
+            let encoded = EncodedInteraction::of(&row);
+            assert_eq!(encoded.decode().unwrap(), row);
+            assert_eq!(encoded.tenant(), "acme");
+            assert_eq!(encoded.day(), row.created_at.date_naive());
+            assert_eq!(encoded.prompt_tokens(), row.prompt_tokens);
+            assert_eq!(
+                encoded.tuples.capacity(),
+                EncodedInteraction::most_bytes(&row),
+                "allocated once, never regrown"
+            );
+        }
+        let full = EncodedInteraction::of(&full_row());
+        assert_eq!(
+            full.tuples.len(),
+            full.tuples.capacity(),
+            "TUPLES_FIXED_BYTES matches the columns"
+        );
+    }
+
+    #[test]
+    fn encoded_tuples_are_the_bytes_the_row_encoder_writes() {
+        let row = full_row();
+        let encoded = EncodedInteraction::of(&row);
+        let mut interaction = Payload::new();
+        interaction.interaction(&row);
+        let mut content = Payload::new();
+        content.content(&row);
+        assert_eq!(encoded.interaction_tuple(), interaction.as_slice());
+        assert_eq!(encoded.content_tuple(), content.as_slice());
+    }
+
+    #[test]
+    fn nul_never_reaches_postgres_and_damaged_tuples_are_refused() {
+        let mut row = full_row();
+        row.model = "gp\0t".into();
+        let decoded = EncodedInteraction::of(&row).decode().unwrap();
+        assert_eq!(decoded.model, "gpt");
+        let mut damaged = EncodedInteraction::of(&full_row());
+        damaged.tuples.truncate(damaged.content_at + 10);
+        assert!(damaged.decode().is_err());
+    }
 
     #[test]
     fn the_payload_has_the_header_fields_and_trailer_postgres_expects() {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::export::RatedInteraction;
 use crate::keys::{KeyInfo, NewKey};
-use crate::pg_copy;
+use crate::pg_copy::{self, EncodedInteraction};
 use crate::rows::{FeedbackRow, FollowUpRow, InteractionRow, LogRow};
 use crate::store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport};
 
@@ -176,11 +176,13 @@ impl PgStore {
 
     async fn write_batch(&self, rows: &[LogRow], insert: Insert) -> Result<(), BatchError> {
         let mut interactions = Vec::new();
+        let mut encoded = Vec::new();
         let mut feedback = Vec::new();
         let mut follow_ups = Vec::new();
         for row in rows {
             match row {
                 LogRow::Interaction(r) => interactions.push(r.as_ref()),
+                LogRow::Encoded(e) => encoded.push(e),
                 LogRow::Feedback(r) => feedback.push(r),
                 LogRow::FollowUp(r) => follow_ups.push(r),
             }
@@ -188,13 +190,24 @@ impl PgStore {
         let days: HashSet<NaiveDate> = interactions
             .iter()
             .map(|r| r.created_at.date_naive())
+            .chain(encoded.iter().map(|e| e.day()))
             .collect();
         let mut tx = self.pool.begin().await?;
         self.ensure_partitions(&mut tx, &days).await?;
-        if !interactions.is_empty() {
+        if !interactions.is_empty() || !encoded.is_empty() {
             match insert {
-                Insert::Copy => copy_interactions(&mut tx, &interactions).await?,
-                Insert::SkipExisting => insert_interactions(&mut tx, &interactions).await?,
+                Insert::Copy => copy_interactions(&mut tx, &interactions, &encoded).await?,
+                Insert::SkipExisting => {
+                    // The rare path (an id already stored): rows back from
+                    // their tuples, each inserted unless present.
+                    let decoded = encoded
+                        .iter()
+                        .map(|e| e.decode())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|err| BatchError::Store(StoreError::Rejected(err.to_string())))?;
+                    interactions.extend(decoded.iter());
+                    insert_interactions(&mut tx, &interactions).await?
+                }
             }
         }
         for row in feedback {
@@ -576,28 +589,33 @@ impl From<BatchError> for StoreError {
 
 /// Appends one row of a table to a COPY payload.
 type EncodeRow = fn(&mut pg_copy::Payload, &InteractionRow);
+type EncodedTuple = fn(&EncodedInteraction) -> &[u8];
 
 /// Both tables' rows by binary COPY (see [`crate::pg_copy`]), sent a chunk
-/// at a time from one reused buffer.
+/// at a time from one reused buffer: rows are encoded here, interactions
+/// the log sink encoded as they were handed over are copied in as they are.
 async fn copy_interactions(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[&InteractionRow],
+    encoded: &[&EncodedInteraction],
 ) -> Result<(), sqlx::Error> {
     let conn: &mut sqlx::PgConnection = tx;
     let mut payload = pg_copy::Payload::new();
-    let tables: [(&str, &str, EncodeRow); 2] = [
+    let tables: [(&str, &str, EncodeRow, EncodedTuple); 2] = [
         (
             "interactions",
             pg_copy::INTERACTION_COLUMNS,
             pg_copy::Payload::interaction,
+            EncodedInteraction::interaction_tuple,
         ),
         (
             "interaction_contents",
             pg_copy::CONTENT_COLUMNS,
             pg_copy::Payload::content,
+            EncodedInteraction::content_tuple,
         ),
     ];
-    for (table, columns, encode) in tables {
+    for (table, columns, encode, tuple) in tables {
         let mut copy = conn
             .copy_in_raw(&format!(
                 "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
@@ -606,8 +624,15 @@ async fn copy_interactions(
         payload.clear();
         payload.header();
         let mut sent = Ok(());
-        for row in rows {
-            encode(&mut payload, row);
+        let fills = rows
+            .iter()
+            .map(|row| Fill::Row(row))
+            .chain(encoded.iter().map(|e| Fill::Encoded(e)));
+        for fill in fills {
+            match fill {
+                Fill::Row(row) => encode(&mut payload, row),
+                Fill::Encoded(e) => payload.tuples(tuple(e)),
+            }
             if payload.is_full() {
                 sent = copy.send(payload.as_slice()).await.map(|_| ());
                 payload.clear();
@@ -627,6 +652,12 @@ async fn copy_interactions(
         copy.finish().await?;
     }
     Ok(())
+}
+
+/// One interaction's part of a COPY payload.
+enum Fill<'a> {
+    Row(&'a InteractionRow),
+    Encoded(&'a EncodedInteraction),
 }
 
 async fn insert_interactions(

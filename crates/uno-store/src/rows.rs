@@ -18,6 +18,7 @@ use uno_core::feedback::{ExplicitFeedback, implicit_feedback_id};
 use uno_core::interaction::InteractionRecord;
 use uuid::Uuid;
 
+pub use crate::pg_copy::EncodedInteraction;
 pub use uno_core::log_text::LogText;
 
 /// One interaction: metadata and content, written to separate tables.
@@ -130,10 +131,31 @@ pub struct FollowUpRow {
 pub enum LogRow {
     /// An interaction.
     Interaction(Box<InteractionRow>),
+    /// An interaction encoded for Postgres as it was handed over (see
+    /// [`EncodedInteraction`]). It is journaled as the `interaction` row it
+    /// decodes to, so a journal reads the same whichever way its rows came,
+    /// and replays them as rows.
+    #[serde(
+        rename = "interaction",
+        skip_deserializing,
+        serialize_with = "serialize_decoded"
+    )]
+    Encoded(EncodedInteraction),
     /// Explicit feedback.
     Feedback(FeedbackRow),
     /// Implicit feedback to be matched to its interaction.
     FollowUp(FollowUpRow),
+}
+
+fn serialize_decoded<S: serde::Serializer>(
+    encoded: &EncodedInteraction,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    encoded
+        .decode()
+        .map_err(S::Error::custom)?
+        .serialize(serializer)
 }
 
 /// Postgres refuses NUL in text; models and clients can produce it. Strip it
@@ -248,6 +270,35 @@ impl InteractionRows {
             rows.push(LogRow::FollowUp(follow_up));
         }
     }
+
+    /// The same rows with the interaction in Postgres's COPY form, as the
+    /// log sink queues them for a Postgres store (see
+    /// [`EncodedInteraction`]).
+    pub fn encoded(self) -> EncodedRows {
+        EncodedRows {
+            interaction: EncodedInteraction::of(&self.interaction),
+            follow_up: self.follow_up,
+        }
+    }
+}
+
+/// [`InteractionRows`] with the interaction encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedRows {
+    /// The interaction's tuples.
+    pub interaction: EncodedInteraction,
+    /// Implicit feedback, when its request continues a logged answer.
+    pub follow_up: Option<FollowUpRow>,
+}
+
+impl EncodedRows {
+    /// Appends the rows to a batch, the interaction first.
+    pub fn push_into(self, rows: &mut Vec<LogRow>) {
+        rows.push(LogRow::Encoded(self.interaction));
+        if let Some(follow_up) = self.follow_up {
+            rows.push(LogRow::FollowUp(follow_up));
+        }
+    }
 }
 
 /// The rows of a finished interaction, as a batch of their own (see
@@ -276,11 +327,12 @@ pub fn row_for_feedback(feedback: &ExplicitFeedback) -> LogRow {
 
 impl LogRow {
     /// The tenant the row belongs to.
-    pub fn tenant(&self) -> &str {
+    pub fn tenant(&self) -> Cow<'_, str> {
         match self {
-            LogRow::Interaction(r) => &r.tenant,
-            LogRow::Feedback(r) => &r.tenant,
-            LogRow::FollowUp(r) => &r.tenant,
+            LogRow::Interaction(r) => Cow::Borrowed(&r.tenant),
+            LogRow::Encoded(r) => r.tenant(),
+            LogRow::Feedback(r) => Cow::Borrowed(&r.tenant),
+            LogRow::FollowUp(r) => Cow::Borrowed(&r.tenant),
         }
     }
 }
@@ -387,6 +439,28 @@ mod tests {
         assert!(object.remove("draft").is_some() && object.remove("critique").is_some());
         let back: LogRow = serde_json::from_value(value).unwrap();
         assert_eq!(back, rows[0]);
+    }
+
+    #[test]
+    fn an_encoded_interaction_is_journaled_as_its_row() {
+        let rows = rows_for_interaction(&record(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            "x",
+        ));
+        let LogRow::Interaction(row) = &rows[0] else {
+            panic!("not an interaction")
+        };
+        let encoded = LogRow::Encoded(EncodedInteraction::of(row));
+        // Postgres keeps microseconds; so do the tuples.
+        let mut stored = row.clone();
+        stored.created_at =
+            DateTime::from_timestamp_micros(row.created_at.timestamp_micros()).unwrap();
+        let stored = LogRow::Interaction(stored);
+        let line = serde_json::to_string(&encoded).unwrap();
+        assert_eq!(line, serde_json::to_string(&stored).unwrap());
+        let back: LogRow = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, stored, "replayed as a row");
+        assert_eq!(encoded.tenant(), "t");
     }
 
     #[test]

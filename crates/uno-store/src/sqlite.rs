@@ -72,15 +72,24 @@ impl SqliteStore {
         let mut tx = self.pool.begin().await?;
         // Interactions first, so follow-ups in the same batch find them.
         for row in rows {
-            if let LogRow::Interaction(r) = row {
-                insert_interaction(&mut tx, r).await?;
+            match row {
+                LogRow::Interaction(r) => insert_interaction(&mut tx, r).await?,
+                // The log sink encodes only for Postgres; a row encoded
+                // anyway is written all the same.
+                LogRow::Encoded(e) => {
+                    let r = e
+                        .decode()
+                        .map_err(|err| StoreError::Rejected(err.to_string()))?;
+                    insert_interaction(&mut tx, &r).await?;
+                }
+                LogRow::Feedback(_) | LogRow::FollowUp(_) => {}
             }
         }
         for row in rows {
             match row {
                 LogRow::Feedback(r) => upsert_feedback(&mut tx, r).await?,
                 LogRow::FollowUp(r) => insert_follow_up(&mut tx, r).await?,
-                LogRow::Interaction(_) => {}
+                LogRow::Interaction(_) | LogRow::Encoded(_) => {}
             }
         }
         tx.commit().await?;

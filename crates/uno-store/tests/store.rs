@@ -10,7 +10,7 @@ use uno_core::InteractionId;
 use uno_core::feedback::Rating;
 use uno_core::interaction::InteractionRecord;
 use uno_store::export::{ExportFormat, ExportKind, build};
-use uno_store::rows::{LogRow, row_for_feedback, rows_for_interaction};
+use uno_store::rows::{EncodedInteraction, LogRow, row_for_feedback, rows_for_interaction};
 use uno_store::{RetentionPolicy, Store};
 use uno_testkit::{Backend, TestDatabase};
 
@@ -18,6 +18,7 @@ use uno_testkit::both_backends;
 
 both_backends! {
     writes_are_idempotent,
+    encoded_interactions_store_what_rows_store,
     feedback_upserts_merge,
     follow_ups_become_implicit_feedback,
     retention_removes_old_data,
@@ -59,6 +60,33 @@ fn feedback(
     row_for_feedback(&uno_testkit::records::feedback(
         tenant, id, user, rating, comment, expected,
     ))
+}
+
+/// The log sink queues interactions encoded for COPY on Postgres; the
+/// fresh batch goes in by COPY, a replay (ids already stored) falls back to
+/// rows decoded from the tuples, and SQLite decodes them too. Each way the
+/// stored interaction is the one the row describes.
+async fn encoded_interactions_store_what_rows_store(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let asked = ask("t", "u", "capital of \"France\"?", "Paris, café.");
+    let rows = rows_for_interaction(&asked);
+    let LogRow::Interaction(row) = &rows[0] else {
+        panic!("not an interaction")
+    };
+    let encoded = vec![LogRow::Encoded(EncodedInteraction::of(row))];
+    store.write_rows(&encoded).await.unwrap();
+    store.write_rows(&encoded).await.unwrap();
+    assert_eq!(store.count_interactions(Some("t")).await.unwrap(), 1);
+    let view = store
+        .interaction_view("t", asked.id.0)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(view.model, row.model);
+    assert_eq!(view.user, row.end_user);
+    assert_eq!(view.prompt_tokens, row.prompt_tokens);
+    assert_eq!(view.request.as_deref(), Some(row.request.as_str()));
+    assert_eq!(view.response.as_deref(), row.response_text.as_deref());
 }
 
 async fn writes_are_idempotent(backend: Backend) {

@@ -12,7 +12,7 @@ use uno_core::interaction::{InteractionRecord, InteractionSink};
 
 use super::journal::{Journal, JournalError};
 use crate::error::StoreError;
-use crate::rows::{InteractionRows, LogRow, row_for_feedback};
+use crate::rows::{EncodedRows, InteractionRows, LogRow, row_for_feedback};
 use crate::store::Store;
 
 /// Longest the writer lets entries gather in the queue before taking them
@@ -78,6 +78,8 @@ impl WriterStats {
 enum Entry {
     /// Built by the sink as the record is handed over (see [`crate::rows`]).
     Interaction(InteractionRows),
+    /// Built and encoded for Postgres's COPY as the record is handed over.
+    Encoded(EncodedRows),
     Feedback(ExplicitFeedback),
 }
 
@@ -86,6 +88,9 @@ enum Entry {
 pub struct LogSink {
     tx: mpsc::Sender<Entry>,
     stats: Arc<WriterStats>,
+    /// Whether the store is Postgres: interactions are then queued already
+    /// encoded for COPY (see [`crate::pg_copy::EncodedInteraction`]).
+    encode: bool,
 }
 
 /// The record was not queued (and was counted as dropped).
@@ -122,7 +127,13 @@ impl LogSink {
 
 impl InteractionSink for LogSink {
     fn submit(&self, record: InteractionRecord) {
-        let _ = self.push(Entry::Interaction(InteractionRows::build(record)));
+        let rows = InteractionRows::build(record);
+        let entry = if self.encode {
+            Entry::Encoded(rows.encoded())
+        } else {
+            Entry::Interaction(rows)
+        };
+        let _ = self.push(entry);
     }
 }
 
@@ -150,6 +161,7 @@ impl LogWriter {
             );
         }
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let encode = matches!(store, Store::Postgres(_));
         let shutdown = Arc::new(Notify::new());
         let task = WriterTask {
             journaling: !journal.is_empty(),
@@ -161,7 +173,7 @@ impl LogWriter {
         };
         let handle = tokio::spawn(task.run(rx, shutdown.clone()));
         Ok(LogWriter {
-            sink: LogSink { tx, stats },
+            sink: LogSink { tx, stats, encode },
             shutdown,
             handle,
         })
@@ -280,6 +292,11 @@ impl WriterTask {
                 built.push_into(rows);
                 self.count_rows(&rows[start..]);
             }
+            Entry::Encoded(built) => {
+                let start = rows.len();
+                built.push_into(rows);
+                self.count_rows(&rows[start..]);
+            }
             Entry::Feedback(feedback) => rows.push(row_for_feedback(&feedback)),
         }
     }
@@ -289,22 +306,24 @@ impl WriterTask {
     fn count_rows(&self, rows: &[LogRow]) {
         for row in rows {
             match row {
-                LogRow::Interaction(r) => {
-                    let tokens =
-                        |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-                    self.stats
-                        .prompt_tokens
-                        .fetch_add(tokens(r.prompt_tokens), Ordering::Relaxed);
-                    self.stats
-                        .completion_tokens
-                        .fetch_add(tokens(r.completion_tokens), Ordering::Relaxed);
-                }
+                LogRow::Interaction(r) => self.count_tokens(r.prompt_tokens, r.completion_tokens),
+                LogRow::Encoded(e) => self.count_tokens(e.prompt_tokens(), e.completion_tokens()),
                 LogRow::FollowUp(_) => {
                     self.stats.follow_ups.fetch_add(1, Ordering::Relaxed);
                 }
                 LogRow::Feedback(_) => {}
             }
         }
+    }
+
+    fn count_tokens(&self, prompt: Option<i64>, completion: Option<i64>) {
+        let tokens = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        self.stats
+            .prompt_tokens
+            .fetch_add(tokens(prompt), Ordering::Relaxed);
+        self.stats
+            .completion_tokens
+            .fetch_add(tokens(completion), Ordering::Relaxed);
     }
 
     async fn flush(&mut self, rows: &mut Vec<LogRow>) {
@@ -375,7 +394,7 @@ impl WriterTask {
                     return false;
                 }
                 Err(err) => {
-                    tracing::error!(%err, tenant = row.tenant(), "the database refused a log row; it is kept in the journal's rejected.jsonl");
+                    tracing::error!(%err, tenant = %row.tenant(), "the database refused a log row; it is kept in the journal's rejected.jsonl");
                     self.stats.rows_rejected.fetch_add(1, Ordering::Relaxed);
                     let reason = err.to_string();
                     let journal = self.journal.clone();
