@@ -370,6 +370,14 @@ mod tests {
         }
     }
 
+    /// The interaction row of one record's rows (the first row).
+    fn interaction_of(rows: &[LogRow]) -> &InteractionRow {
+        match &rows[0] {
+            LogRow::Interaction(row) => row,
+            other => panic!("not an interaction: {other:?}"),
+        }
+    }
+
     #[test]
     fn interaction_rows_carry_parsed_answer_and_hash() {
         let rows = rows_for_interaction(&record(
@@ -377,9 +385,7 @@ mod tests {
             "hello",
         ));
         assert_eq!(rows.len(), 1);
-        let LogRow::Interaction(row) = &rows[0] else {
-            panic!("not an interaction")
-        };
+        let row = interaction_of(&rows);
         assert_eq!(row.model, "m1");
         assert_eq!(row.response_text.as_deref(), Some("hello"));
         assert_eq!(row.total_tokens, Some(5));
@@ -390,22 +396,18 @@ mod tests {
     #[test]
     fn request_text_is_kept_as_is_or_repaired() {
         let cafe = record("{\"a\":\"café\"}", "x");
-        let LogRow::Interaction(row) = &rows_for_interaction(&cafe)[0] else {
-            panic!("not an interaction")
-        };
+        let rows = rows_for_interaction(&cafe);
+        let row = interaction_of(&rows);
         assert_eq!(&*row.request, "{\"a\":\"café\"}");
         let broken = record("a\0b", "x");
-        let LogRow::Interaction(row) = &rows_for_interaction(&broken)[0] else {
-            panic!("not an interaction")
-        };
+        let rows = rows_for_interaction(&broken);
+        let row = interaction_of(&rows);
         assert_eq!(&*row.request, "ab", "NUL stripped");
         let rows = rows_for_interaction(&record(
             "{\"model\":\"m\\u0000x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
             "hello",
         ));
-        let LogRow::Interaction(row) = &rows[0] else {
-            panic!("not an interaction")
-        };
+        let row = interaction_of(&rows);
         assert_eq!(row.model, "mx", "NUL stripped from an owned field too");
         assert!(!row.request.contains('\0'));
     }
@@ -416,9 +418,7 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
             "hello",
         ));
-        let LogRow::Interaction(parent) = &first[0] else {
-            panic!()
-        };
+        let parent = interaction_of(&first);
         let next = rows_for_interaction(&record(
             r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},{"role":"user","content":"too terse"}]}"#,
             "sorry",
@@ -447,15 +447,13 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
             "x",
         ));
-        let LogRow::Interaction(row) = &rows[0] else {
-            panic!("not an interaction")
-        };
+        let row = interaction_of(&rows);
         let encoded = LogRow::Encoded(EncodedInteraction::of(row));
         // Postgres keeps microseconds; so do the tuples.
         let mut stored = row.clone();
         stored.created_at =
             DateTime::from_timestamp_micros(row.created_at.timestamp_micros()).unwrap();
-        let stored = LogRow::Interaction(stored);
+        let stored = LogRow::Interaction(Box::new(stored));
         let line = serde_json::to_string(&encoded).unwrap();
         assert_eq!(line, serde_json::to_string(&stored).unwrap());
         let back: LogRow = serde_json::from_str(&line).unwrap();
