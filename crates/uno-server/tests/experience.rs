@@ -29,6 +29,7 @@ both_backends! {
     tenants_never_get_each_others_rules,
     a_snapshot_published_under_load_is_picked_up_without_mixing,
     a_snapshot_that_cannot_load_leaves_the_old_one_serving,
+    a_poll_never_undoes_a_newer_activation,
 }
 
 const OTHER_KEY: &str = "uno-test-key-beta-0002";
@@ -772,4 +773,44 @@ async fn a_snapshot_that_cannot_load_leaves_the_old_one_serving(backend: Backend
     assert_eq!(version, 3);
     let answer = send(&app, KEY, &ask(&cooking(1)), &[]).await;
     assert_eq!(answer.header("x-uno-path"), Some("passthrough"));
+}
+
+/// An admin activation refreshes the served map at once while the poller
+/// may be refreshing too. A poll that read the active versions before the
+/// activation must not store them after it: here tasks poll without
+/// pause while the test flips the active version and refreshes, and every
+/// flip must be served as soon as its own refresh returns.
+async fn a_poll_never_undoes_a_newer_activation(backend: Backend) {
+    let (_mock, _db, app) = start(backend, |_| {}).await;
+    publish(&app, &two_topics("acme")).await;
+    publish(&app, &snapshot("acme", vec![])).await;
+    let pollers: Vec<_> = (0..8)
+        .map(|_| {
+            let snapshots = app.snapshots.clone();
+            let store = app.store().clone();
+            tokio::spawn(async move {
+                loop {
+                    // Errors are the database going away at the end.
+                    let _ = snapshots.refresh(&store).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for flip in 0..300 {
+        let version = 1 + flip % 2;
+        app.store()
+            .activate_snapshot("acme", version)
+            .await
+            .unwrap();
+        app.snapshots.refresh(app.store()).await.unwrap();
+        assert_eq!(
+            app.snapshots.version("acme"),
+            Some(version),
+            "flip {flip}: an older poll overwrote the activation"
+        );
+    }
+    for poller in pollers {
+        poller.abort();
+    }
 }

@@ -31,6 +31,11 @@ pub struct ActiveSnapshots {
     /// Versions that failed to load, so each is reported once rather than
     /// at every poll.
     failed: Mutex<HashSet<(String, i64)>>,
+    /// Held for a whole [`refresh`](Self::refresh), so refreshes run one
+    /// after another. Without it, the poller could read the active versions,
+    /// an admin publish could store a newer map, and the poller would then
+    /// store the older version over it.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl ActiveSnapshots {
@@ -66,6 +71,7 @@ impl ActiveSnapshots {
     /// changed, drops tenants that no longer have one (a deleted tenant).
     /// Returns how many snapshots were newly loaded.
     pub async fn refresh(&self, store: &Store) -> Result<usize, uno_store::StoreError> {
+        let _one_at_a_time = self.refreshing.lock().await;
         let active = store.active_snapshot_versions().await?;
         let current = self.map.load_full();
         let mut next = Map::with_capacity(active.len());
