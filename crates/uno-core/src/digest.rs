@@ -13,7 +13,6 @@ use std::borrow::Cow;
 use crate::conversation::{
     ConversationHash, PrefixHash, PrefixHasher, answer_hash, parse_chat_request,
 };
-use crate::log_text::LogText;
 
 /// A request continuing an earlier answer: the hash that identifies the
 /// earlier exchange, and the user's reply to it.
@@ -30,8 +29,6 @@ pub struct FollowUp {
 pub struct RequestDigest {
     /// The model the client asked for.
     pub model: String,
-    /// The request body, copied once (see [`LogText`]).
-    pub body: LogText,
     /// The hash of the tenant and the request's messages.
     pub prefix: PrefixHash,
     /// The follow-up the request carries, if it continues an answer
@@ -46,7 +43,6 @@ impl RequestDigest {
     pub fn new<'a, R: AsRef<str>>(
         tenant: &str,
         model: &str,
-        body: &[u8],
         messages: impl IntoIterator<Item = (R, Cow<'a, str>)>,
     ) -> RequestDigest {
         let mut hasher = PrefixHasher::new(tenant);
@@ -76,7 +72,6 @@ impl RequestDigest {
         };
         RequestDigest {
             model: model.to_owned(),
-            body: LogText::copy_of(body),
             prefix: hasher.prefix(),
             follow_up,
         }
@@ -89,7 +84,6 @@ impl RequestDigest {
         RequestDigest::new(
             tenant,
             &parsed.model,
-            body,
             parsed.messages.into_iter().map(|m| (m.role, m.text)),
         )
     }
@@ -120,7 +114,6 @@ mod tests {
         RequestDigest::new(
             tenant,
             &view.model,
-            body,
             view.messages.iter().map(|m| (m.role.as_ref(), m.text())),
         )
     }
@@ -130,7 +123,6 @@ mod tests {
         let digest = from_view("t", CONTINUED.as_bytes());
         assert_eq!(digest, RequestDigest::of_body("t", CONTINUED.as_bytes()));
         assert_eq!(digest.model, "m");
-        assert_eq!(&*digest.body, CONTINUED);
     }
 
     #[test]

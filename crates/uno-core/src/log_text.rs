@@ -5,11 +5,13 @@
 //! every such buffer alive for tens of milliseconds, so the connection
 //! allocates a fresh one per request and the working set swells; measured
 //! in the load harness, that cost more than the copy it saved. So the text
-//! is copied once, into a buffer of its exact size, checked once for UTF-8
-//! and for NUL (which Postgres refuses in text), and from then on shared by
-//! reference count: by the record, the row, the journal and the COPY
-//! payload.
+//! is copied once when the record is handed over, checked once for UTF-8
+//! and for NUL (which Postgres refuses in text): into a buffer of its exact
+//! size, shared from then on by reference count (the row, the journal), or
+//! on a Postgres store straight into the row's COPY tuples
+//! ([`clean_text`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 
@@ -25,10 +27,9 @@ impl LogText {
     /// they are UTF-8 without NUL (every well-formed JSON body), else
     /// repaired (invalid sequences replaced, NULs stripped).
     pub fn copy_of(bytes: &[u8]) -> LogText {
-        match std::str::from_utf8(bytes) {
-            Ok(text) if !text.contains('\0') => LogText(Bytes::copy_from_slice(bytes)),
-            Ok(text) => LogText::from(text.replace('\0', "")),
-            Err(_) => LogText::from(String::from_utf8_lossy(bytes).replace('\0', "")),
+        match clean_text(bytes) {
+            Cow::Borrowed(text) => LogText(Bytes::copy_from_slice(text.as_bytes())),
+            Cow::Owned(text) => LogText::from(text),
         }
     }
 
@@ -47,6 +48,17 @@ impl LogText {
     pub fn as_str(&self) -> &str {
         // Every constructor checked or produced UTF-8.
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// `bytes` as text fit to store: borrowed when they are UTF-8 without NUL
+/// (every well-formed JSON body), else repaired (invalid sequences
+/// replaced, NULs stripped).
+pub fn clean_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => Cow::Borrowed(text),
+        Ok(text) => Cow::Owned(text.replace('\0', "")),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).replace('\0', "")),
     }
 }
 

@@ -48,10 +48,10 @@ pub struct Ending {
 }
 
 impl PendingInteraction {
-    /// Starts the record of a chat completion. With `digest` (taken when
-    /// the request is logged to a store), the record keeps the digest's
-    /// copy of the body rather than `request_body`, a slice of the
-    /// connection's read buffer.
+    /// Starts the record of a chat completion; `digest` is taken when the
+    /// request is logged to a store. `request_body` may be a slice of the
+    /// connection's read buffer: the log sink copies what it keeps when the
+    /// record is handed over, so the queue never holds that buffer.
     pub fn new(
         sink: Arc<dyn InteractionSink>,
         context: RequestContext,
@@ -61,7 +61,6 @@ impl PendingInteraction {
         stream: bool,
         experience: ExperienceTrace,
     ) -> Self {
-        let request_body = digest.as_ref().map_or(request_body, |d| d.body.bytes());
         PendingInteraction {
             draft: Some(Draft {
                 context,

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use uno_core::digest::RequestDigest;
 use uno_core::interaction::{InteractionRecord, ResponseBody};
 use uno_store::Store;
-use uno_store::rows::{InteractionRows, LogRow};
+use uno_store::rows::{EncodedRows, LogRow};
 use uno_testkit::payload::{MODEL, REPLY_TEXT, chat_body};
 use uno_testkit::pg_cpu::postgres_ns;
 use uno_testkit::{Backend, TestDatabase};
@@ -91,7 +91,7 @@ async fn run(records: usize, batch: usize) {
     let mut rows: Vec<LogRow> = Vec::with_capacity(records);
     for input in inputs {
         // As the log sink queues them for Postgres: built and encoded.
-        InteractionRows::build(input).encoded().push_into(&mut rows);
+        EncodedRows::build(input).push_into(&mut rows);
     }
     let (build_cpu, build_wall) = (thread_cpu() - cpu, wall.elapsed());
     assert_eq!(rows.len(), records, "one row per record");

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::rows::{InteractionRow, LogText};
+use crate::rows::{InteractionColumns, InteractionRow, LogText};
 
 /// The columns [`interactions`] writes, in order.
 pub const INTERACTION_COLUMNS: &str = "id, tenant_id, created_at, model, end_user, streamed, \
@@ -137,44 +137,44 @@ impl Payload {
     }
 
     /// One `interactions` row ([`INTERACTION_COLUMNS`]).
-    pub fn interaction(&mut self, r: &InteractionRow) {
+    pub fn interaction(&mut self, r: &InteractionColumns<'_>) {
         self.row(20);
         self.field(r.id.as_bytes());
-        self.text(&r.tenant);
+        self.text(r.tenant);
         self.time(r.created_at);
-        self.text(&r.model);
-        self.opt_text(r.end_user.as_deref());
+        self.text(r.model);
+        self.opt_text(r.end_user);
         self.field(&[u8::from(r.streamed)]);
         self.field(&r.status.to_be_bytes());
-        self.text(&r.outcome);
-        self.opt_text(r.finish_reason.as_deref());
+        self.text(r.outcome);
+        self.opt_text(r.finish_reason);
         self.opt_i64(r.prompt_tokens);
         self.opt_i64(r.completion_tokens);
         self.opt_i64(r.total_tokens);
         self.opt_f64(r.upstream_ms);
         self.opt_f64(Some(r.total_ms));
         self.opt_f64(r.ttfb_ms);
-        self.opt_text(r.error.as_deref());
+        self.opt_text(r.error);
         self.opt_i64(r.snapshot_version);
-        self.opt_text(r.cluster_id.as_deref());
-        self.opt_text(r.path.as_deref());
-        match &r.conversation_hash {
+        self.opt_text(r.cluster_id);
+        self.opt_text(r.path);
+        match r.conversation_hash {
             Some(hash) => self.field(hash),
             None => self.null(),
         }
     }
 
     /// One `interaction_contents` row ([`CONTENT_COLUMNS`]).
-    pub fn content(&mut self, r: &InteractionRow) {
+    pub fn content(&mut self, r: &InteractionColumns<'_>) {
         self.row(7);
         self.field(r.id.as_bytes());
-        self.text(&r.tenant);
+        self.text(r.tenant);
         self.time(r.created_at);
-        // Checked for UTF-8 and NUL when it was copied (LogText).
-        self.field(r.request.as_bytes());
-        self.opt_text(r.response_text.as_deref());
-        self.opt_text(r.draft.as_deref());
-        self.opt_text(r.critique.as_deref());
+        // Checked for UTF-8 and NUL by whoever lent the columns.
+        self.field(r.request);
+        self.opt_text(r.response_text);
+        self.opt_text(r.draft);
+        self.opt_text(r.critique);
     }
 }
 
@@ -202,8 +202,8 @@ pub struct EncodedInteraction {
 }
 
 impl EncodedInteraction {
-    /// Encodes `row`'s two tuples.
-    pub fn of(row: &InteractionRow) -> Self {
+    /// Encodes the two tuples of an interaction with these columns.
+    pub fn of(row: &InteractionColumns<'_>) -> Self {
         let mut payload = Payload {
             bytes: Vec::with_capacity(Self::most_bytes(row)),
         };
@@ -220,23 +220,23 @@ impl EncodedInteraction {
     }
 
     /// The tuples' size when every column has a value (NULLs take less).
-    fn most_bytes(row: &InteractionRow) -> usize {
+    fn most_bytes(row: &InteractionColumns<'_>) -> usize {
         let texts = [
-            Some(row.tenant.as_str()),
-            Some(row.model.as_str()),
-            row.end_user.as_deref(),
-            Some(row.outcome.as_ref()),
-            row.finish_reason.as_deref(),
-            row.error.as_deref(),
-            row.cluster_id.as_deref(),
-            row.path.as_deref(),
-            Some(row.tenant.as_str()),
-            row.response_text.as_deref(),
-            row.draft.as_deref(),
-            row.critique.as_deref(),
+            Some(row.tenant),
+            Some(row.model),
+            row.end_user,
+            Some(row.outcome),
+            row.finish_reason,
+            row.error,
+            row.cluster_id,
+            row.path,
+            Some(row.tenant),
+            row.response_text,
+            row.draft,
+            row.critique,
         ];
         TUPLES_FIXED_BYTES
-            + row.request.as_bytes().len()
+            + row.request.len()
             + texts.iter().flatten().map(|t| t.len()).sum::<usize>()
     }
 
@@ -478,18 +478,18 @@ mod tests {
     #[test]
     fn an_encoded_interaction_decodes_to_the_row_it_came_from() {
         for row in [full_row(), bare_row()] {
-            let encoded = EncodedInteraction::of(&row);
+            let encoded = EncodedInteraction::of(&row.columns());
             assert_eq!(encoded.decode().unwrap(), row);
             assert_eq!(encoded.tenant(), "acme");
             assert_eq!(encoded.day(), row.created_at.date_naive());
             assert_eq!(encoded.prompt_tokens(), row.prompt_tokens);
             assert_eq!(
                 encoded.tuples.capacity(),
-                EncodedInteraction::most_bytes(&row),
+                EncodedInteraction::most_bytes(&row.columns()),
                 "allocated once, never regrown"
             );
         }
-        let full = EncodedInteraction::of(&full_row());
+        let full = EncodedInteraction::of(&full_row().columns());
         assert_eq!(
             full.tuples.len(),
             full.tuples.capacity(),
@@ -500,11 +500,11 @@ mod tests {
     #[test]
     fn encoded_tuples_are_the_bytes_the_row_encoder_writes() {
         let row = full_row();
-        let encoded = EncodedInteraction::of(&row);
+        let encoded = EncodedInteraction::of(&row.columns());
         let mut interaction = Payload::new();
-        interaction.interaction(&row);
+        interaction.interaction(&row.columns());
         let mut content = Payload::new();
-        content.content(&row);
+        content.content(&row.columns());
         assert_eq!(encoded.interaction_tuple(), interaction.as_slice());
         assert_eq!(encoded.content_tuple(), content.as_slice());
     }
@@ -513,9 +513,9 @@ mod tests {
     fn nul_never_reaches_postgres_and_damaged_tuples_are_refused() {
         let mut row = full_row();
         row.model = "gp\0t".into();
-        let decoded = EncodedInteraction::of(&row).decode().unwrap();
+        let decoded = EncodedInteraction::of(&row.columns()).decode().unwrap();
         assert_eq!(decoded.model, "gpt");
-        let mut damaged = EncodedInteraction::of(&full_row());
+        let mut damaged = EncodedInteraction::of(&full_row().columns());
         damaged.tuples.truncate(damaged.content_at + 10);
         assert!(damaged.decode().is_err());
     }

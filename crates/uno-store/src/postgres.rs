@@ -19,7 +19,7 @@ use crate::error::StoreError;
 use crate::export::RatedInteraction;
 use crate::keys::{KeyInfo, NewKey};
 use crate::pg_copy::{self, EncodedInteraction};
-use crate::rows::{FeedbackRow, FollowUpRow, InteractionRow, LogRow};
+use crate::rows::{FeedbackRow, FollowUpRow, InteractionColumns, InteractionRow, LogRow};
 use crate::store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -588,7 +588,7 @@ impl From<BatchError> for StoreError {
 }
 
 /// Appends one row of a table to a COPY payload.
-type EncodeRow = fn(&mut pg_copy::Payload, &InteractionRow);
+type EncodeRow = fn(&mut pg_copy::Payload, &InteractionColumns<'_>);
 type EncodedTuple = fn(&EncodedInteraction) -> &[u8];
 
 /// Both tables' rows by binary COPY (see [`crate::pg_copy`]), sent a chunk
@@ -630,7 +630,7 @@ async fn copy_interactions(
             .chain(encoded.iter().map(|e| Fill::Encoded(e)));
         for fill in fills {
             match fill {
-                Fill::Row(row) => encode(&mut payload, row),
+                Fill::Row(row) => encode(&mut payload, &row.columns()),
                 Fill::Encoded(e) => payload.tuples(tuple(e)),
             }
             if payload.is_full() {

@@ -13,13 +13,15 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uno_core::conversation::ConversationHash;
 use uno_core::digest::RequestDigest;
 use uno_core::feedback::{ExplicitFeedback, implicit_feedback_id};
 use uno_core::interaction::InteractionRecord;
+use uno_core::sse::ResponseSummary;
 use uuid::Uuid;
 
 pub use crate::pg_copy::EncodedInteraction;
-pub use uno_core::log_text::LogText;
+pub use uno_core::log_text::{LogText, clean_text};
 
 /// One interaction: metadata and content, written to separate tables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +79,98 @@ pub struct InteractionRow {
     /// The reflective module's critique of the draft.
     #[serde(default)]
     pub critique: Option<String>,
+}
+
+/// An interaction's columns, borrowed: what the COPY encoder reads.
+///
+/// An owned [`InteractionRow`] lends them ([`InteractionRow::columns`]);
+/// so does a record being handed over ([`EncodedRows::build`]), which is
+/// encoded straight from its own buffers, without a row of copied strings
+/// built first and freed at once.
+#[derive(Debug, Clone, Copy)]
+pub struct InteractionColumns<'a> {
+    /// The interaction id.
+    pub id: Uuid,
+    /// The tenant.
+    pub tenant: &'a str,
+    /// When uno received the request.
+    pub created_at: DateTime<Utc>,
+    /// The model the client asked for.
+    pub model: &'a str,
+    /// The end user, if known.
+    pub end_user: Option<&'a str>,
+    /// Whether the answer was streamed.
+    pub streamed: bool,
+    /// The HTTP status the client got.
+    pub status: i16,
+    /// How the exchange ended.
+    pub outcome: &'a str,
+    /// The first choice's finish reason.
+    pub finish_reason: Option<&'a str>,
+    /// Prompt tokens, when reported.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens, when reported.
+    pub completion_tokens: Option<i64>,
+    /// Total tokens, when reported.
+    pub total_tokens: Option<i64>,
+    /// Upstream latency in milliseconds.
+    pub upstream_ms: Option<f64>,
+    /// Total latency in milliseconds.
+    pub total_ms: f64,
+    /// Time to the first byte sent to the client, in milliseconds.
+    pub ttfb_ms: Option<f64>,
+    /// What went wrong, if anything.
+    pub error: Option<&'a str>,
+    /// The snapshot version served.
+    pub snapshot_version: Option<i64>,
+    /// The cluster it was routed to.
+    pub cluster_id: Option<&'a str>,
+    /// The serve path (see [`InteractionRow::path`]).
+    pub path: Option<&'a str>,
+    /// Identifies (conversation so far, this answer).
+    pub conversation_hash: Option<&'a [u8]>,
+    /// The request body: UTF-8 without NUL, as whoever lends the columns
+    /// checked ([`LogText`], [`clean_text`]), so the encoder copies it
+    /// without checking it again.
+    pub request: &'a [u8],
+    /// The answer text.
+    pub response_text: Option<&'a str>,
+    /// The reflective module's draft.
+    pub draft: Option<&'a str>,
+    /// The reflective module's critique.
+    pub critique: Option<&'a str>,
+}
+
+impl InteractionRow {
+    /// The row's columns, borrowed.
+    pub fn columns(&self) -> InteractionColumns<'_> {
+        InteractionColumns {
+            id: self.id,
+            tenant: &self.tenant,
+            created_at: self.created_at,
+            model: &self.model,
+            end_user: self.end_user.as_deref(),
+            streamed: self.streamed,
+            status: self.status,
+            outcome: &self.outcome,
+            finish_reason: self.finish_reason.as_deref(),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self.total_tokens,
+            upstream_ms: self.upstream_ms,
+            total_ms: self.total_ms,
+            ttfb_ms: self.ttfb_ms,
+            error: self.error.as_deref(),
+            snapshot_version: self.snapshot_version,
+            cluster_id: self.cluster_id.as_deref(),
+            path: self.path.as_deref(),
+            conversation_hash: self.conversation_hash.as_deref(),
+            request: self.request.as_bytes(),
+            response_text: self.response_text.as_deref(),
+            draft: self.draft.as_deref(),
+            critique: self.critique.as_deref(),
+        }
+    }
 }
 
 /// Explicit or implicit feedback, upserted by id.
@@ -201,65 +295,135 @@ pub struct InteractionRows {
     pub follow_up: Option<FollowUpRow>,
 }
 
-impl InteractionRows {
-    /// Builds the rows of `record`, taking its texts rather than copying
-    /// them.
-    ///
-    /// This runs for every logged request, so it allocates little: the
-    /// request side comes from the digest the proxy took on arrival (or one
-    /// parse of the body here, borrowing its texts), and the row shares the
-    /// digest's copy of the body.
-    pub fn build(record: InteractionRecord) -> InteractionRows {
+/// A record taken apart for its rows: the answer parsed, the request
+/// digest (the proxy's, or one parsed here), the conversation hash, and the
+/// follow-up row it may carry. Both [`InteractionRows::build`] and
+/// [`EncodedRows::build`] start here, so the two forms never disagree.
+struct Parts {
+    record: InteractionRecord,
+    summary: ResponseSummary,
+    model: String,
+    hash: Option<ConversationHash>,
+    created_at: DateTime<Utc>,
+    follow_up: Option<FollowUpRow>,
+}
+
+impl Parts {
+    fn of(mut record: InteractionRecord) -> Parts {
         let summary = record.summary();
-        let tenant: &str = &record.tenant;
-        let digest = match record.request_digest {
+        let digest = match record.request_digest.take() {
             Some(digest) => digest,
-            None => RequestDigest::of_body(tenant, &record.request_body),
+            None => RequestDigest::of_body(&record.tenant, &record.request_body),
         };
         let answered =
             record.outcome == uno_core::interaction::Outcome::Completed && !summary.text.is_empty();
-        let hash = answered.then(|| digest.answered_by(&summary.text).to_vec());
+        let hash = answered.then(|| digest.answered_by(&summary.text));
         let created_at = to_utc(record.started_at);
-        let usage = summary.usage;
         let follow_up = digest.follow_up.map(|follow| FollowUpRow {
-            feedback_id: implicit_feedback_id(tenant, record.id),
-            tenant: clean(tenant),
+            feedback_id: implicit_feedback_id(&record.tenant, record.id),
+            tenant: clean(&record.tenant),
             source_interaction_id: record.id.0,
             end_user: clean(record.end_user.as_deref().unwrap_or("")),
             parent_hash: follow.parent_hash.to_vec(),
             text: clean_owned(follow.text),
             created_at,
         });
-        let experience = record.experience;
-        let interaction = Box::new(InteractionRow {
-            id: record.id.0,
-            tenant: clean(tenant),
+        Parts {
+            summary,
+            model: digest.model,
+            hash,
             created_at,
-            model: clean_owned(digest.model),
-            end_user: record.end_user.map(clean_owned),
+            follow_up,
+            record,
+        }
+    }
+
+    /// The interaction's columns, with `request` the record's body made
+    /// clean ([`clean_text`]).
+    fn columns<'a>(&'a self, request: &'a str) -> InteractionColumns<'a> {
+        let record = &self.record;
+        let usage = self.summary.usage;
+        let text = self.summary.text.as_str();
+        InteractionColumns {
+            id: record.id.0,
+            tenant: &record.tenant,
+            created_at: self.created_at,
+            model: &self.model,
+            end_user: record.end_user.as_deref(),
             streamed: record.stream,
             status: i16::try_from(record.status).unwrap_or(i16::MAX),
-            outcome: Cow::Borrowed(record.outcome.as_str()),
-            finish_reason: summary.finish_reason.map(clean_owned),
+            outcome: record.outcome.as_str(),
+            finish_reason: self.summary.finish_reason.as_deref(),
             prompt_tokens: usage.map(|u| u.prompt_tokens as i64),
             completion_tokens: usage.map(|u| u.completion_tokens as i64),
             total_tokens: usage.map(|u| u.total_tokens as i64),
             upstream_ms: record.upstream_latency.map(ms),
             total_ms: ms(record.total_latency),
             ttfb_ms: record.time_to_first_byte.map(ms),
-            error: record.error.or(summary.error).map(clean_owned),
-            snapshot_version: experience.snapshot_version,
-            cluster_id: experience.cluster_id.as_deref().map(clean),
-            path: experience.logged_path().map(Cow::Borrowed),
-            conversation_hash: hash,
-            request: digest.body,
-            response_text: (!summary.text.is_empty()).then(|| clean_owned(summary.text)),
-            draft: experience.draft.map(clean_owned),
-            critique: experience.critique.map(clean_owned),
-        });
+            error: record.error.as_deref().or(self.summary.error.as_deref()),
+            snapshot_version: record.experience.snapshot_version,
+            cluster_id: record.experience.cluster_id.as_deref(),
+            path: record.experience.logged_path(),
+            conversation_hash: self.hash.as_ref().map(|h| h.as_slice()),
+            request: request.as_bytes(),
+            response_text: (!text.is_empty()).then_some(text),
+            draft: record.experience.draft.as_deref(),
+            critique: record.experience.critique.as_deref(),
+        }
+    }
+}
+
+impl InteractionRow {
+    /// An owned row with `columns`' values, NULs stripped.
+    fn owned(
+        c: &InteractionColumns<'_>,
+        outcome: &'static str,
+        path: Option<&'static str>,
+    ) -> Self {
+        InteractionRow {
+            id: c.id,
+            tenant: clean(c.tenant),
+            created_at: c.created_at,
+            model: clean(c.model),
+            end_user: clean_opt(c.end_user),
+            streamed: c.streamed,
+            status: c.status,
+            outcome: Cow::Borrowed(outcome),
+            finish_reason: clean_opt(c.finish_reason),
+            prompt_tokens: c.prompt_tokens,
+            completion_tokens: c.completion_tokens,
+            total_tokens: c.total_tokens,
+            upstream_ms: c.upstream_ms,
+            total_ms: c.total_ms,
+            ttfb_ms: c.ttfb_ms,
+            error: clean_opt(c.error),
+            snapshot_version: c.snapshot_version,
+            cluster_id: clean_opt(c.cluster_id),
+            path: path.map(Cow::Borrowed),
+            conversation_hash: c.conversation_hash.map(<[u8]>::to_vec),
+            request: LogText::copy_of(c.request),
+            response_text: clean_opt(c.response_text),
+            draft: clean_opt(c.draft),
+            critique: clean_opt(c.critique),
+        }
+    }
+}
+
+impl InteractionRows {
+    /// Builds the rows of `record` (the SQLite store's form; a Postgres
+    /// store gets [`EncodedRows::build`]). The request side comes from the
+    /// digest the proxy took on arrival, or one parse of the body here.
+    pub fn build(record: InteractionRecord) -> InteractionRows {
+        let parts = Parts::of(record);
+        let request = clean_text(&parts.record.request_body);
+        let interaction = Box::new(InteractionRow::owned(
+            &parts.columns(&request),
+            parts.record.outcome.as_str(),
+            parts.record.experience.logged_path(),
+        ));
         InteractionRows {
             interaction,
-            follow_up,
+            follow_up: parts.follow_up,
         }
     }
 
@@ -268,16 +432,6 @@ impl InteractionRows {
         rows.push(LogRow::Interaction(self.interaction));
         if let Some(follow_up) = self.follow_up {
             rows.push(LogRow::FollowUp(follow_up));
-        }
-    }
-
-    /// The same rows with the interaction in Postgres's COPY form, as the
-    /// log sink queues them for a Postgres store (see
-    /// [`EncodedInteraction`]).
-    pub fn encoded(self) -> EncodedRows {
-        EncodedRows {
-            interaction: EncodedInteraction::of(&self.interaction),
-            follow_up: self.follow_up,
         }
     }
 }
@@ -292,6 +446,21 @@ pub struct EncodedRows {
 }
 
 impl EncodedRows {
+    /// Builds the rows of `record` with the interaction encoded for COPY
+    /// straight from the record's buffers: the request body is copied once,
+    /// into the tuples, and no row of owned strings is built on the way.
+    /// The log sink does this as the record is handed over, while its bytes
+    /// are still in the CPU's cache; nothing here waits.
+    pub fn build(record: InteractionRecord) -> EncodedRows {
+        let parts = Parts::of(record);
+        let request = clean_text(&parts.record.request_body);
+        let interaction = EncodedInteraction::of(&parts.columns(&request));
+        EncodedRows {
+            interaction,
+            follow_up: parts.follow_up,
+        }
+    }
+
     /// Appends the rows to a batch, the interaction first.
     pub fn push_into(self, rows: &mut Vec<LogRow>) {
         rows.push(LogRow::Encoded(self.interaction));
@@ -448,7 +617,7 @@ mod tests {
             "x",
         ));
         let row = interaction_of(&rows);
-        let encoded = LogRow::Encoded(EncodedInteraction::of(row));
+        let encoded = LogRow::Encoded(EncodedInteraction::of(&row.columns()));
         // Postgres keeps microseconds; so do the tuples.
         let mut stored = row.clone();
         stored.created_at =
@@ -459,6 +628,60 @@ mod tests {
         let back: LogRow = serde_json::from_str(&line).unwrap();
         assert_eq!(back, stored, "replayed as a row");
         assert_eq!(encoded.tenant(), "t");
+    }
+
+    /// Postgres keeps microseconds, and so do the tuples.
+    fn to_micros(mut row: InteractionRow) -> InteractionRow {
+        row.created_at =
+            DateTime::from_timestamp_micros(row.created_at.timestamp_micros()).unwrap();
+        row
+    }
+
+    #[test]
+    fn encoding_a_record_directly_stores_what_its_rows_store() {
+        let continued = r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},{"role":"user","content":"more"}]}"#;
+        let mut cancelled = record(r#"{"model":"m","messages":[]}"#, "x");
+        cancelled.outcome = Outcome::Cancelled;
+        cancelled.status = 499;
+        cancelled.response = ResponseBody::None;
+        cancelled.error = Some("client left\0".into());
+        let mut reflected = record(r#"{"model":"m","messages":[]}"#, "final");
+        reflected.experience.draft = Some("a draft".into());
+        reflected.experience.critique = Some("a\0 critique".into());
+        reflected.experience.cluster_id = Some(Arc::from("c-2"));
+        reflected.experience.snapshot_version = Some(3);
+        reflected.stream = true;
+        let mut digested = record(continued, "sure");
+        digested.request_digest = Some(RequestDigest::of_body("t", continued.as_bytes()));
+        let mut invalid = record("", "x");
+        invalid.request_body = Bytes::from_static(b"{\"a\":\"\xff\0b\"}");
+        let records = [
+            invalid,
+            record(
+                r#"{"model":"m1","messages":[{"role":"user","content":"caf\u00e9"}]}"#,
+                "h\"i\"",
+            ),
+            record(continued, "sure"),
+            digested,
+            record("a\0b \u{ff}", "x"),
+            record("{\"model\":\"m\\u0000x\",\"messages\":[]}", "y"),
+            cancelled,
+            reflected,
+        ];
+        for record in records {
+            let rows = InteractionRows::build(record.clone());
+            let encoded = EncodedRows::build(record);
+            assert_eq!(
+                encoded.interaction.decode().unwrap(),
+                to_micros(*rows.interaction.clone())
+            );
+            assert_eq!(encoded.follow_up, rows.follow_up);
+            assert_eq!(
+                encoded.interaction,
+                EncodedInteraction::of(&rows.interaction.columns()),
+                "the same bytes as encoding the built row"
+            );
+        }
     }
 
     #[test]

@@ -73,7 +73,7 @@ async fn encoded_interactions_store_what_rows_store(backend: Backend) {
     let LogRow::Interaction(row) = &rows[0] else {
         panic!("not an interaction")
     };
-    let encoded = vec![LogRow::Encoded(EncodedInteraction::of(row))];
+    let encoded = vec![LogRow::Encoded(EncodedInteraction::of(&row.columns()))];
     store.write_rows(&encoded).await.unwrap();
     store.write_rows(&encoded).await.unwrap();
     assert_eq!(store.count_interactions(Some("t")).await.unwrap(), 1);

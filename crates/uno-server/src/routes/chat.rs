@@ -82,7 +82,6 @@ pub async fn chat_completions(
         RequestDigest::new(
             &context.tenant,
             &view.model,
-            &bytes,
             view.messages.iter().map(|m| (m.role.as_ref(), m.text())),
         )
     });

@@ -127,11 +127,10 @@ impl LogSink {
 
 impl InteractionSink for LogSink {
     fn submit(&self, record: InteractionRecord) {
-        let rows = InteractionRows::build(record);
         let entry = if self.encode {
-            Entry::Encoded(rows.encoded())
+            Entry::Encoded(EncodedRows::build(record))
         } else {
-            Entry::Interaction(rows)
+            Entry::Interaction(InteractionRows::build(record))
         };
         let _ = self.push(entry);
     }
