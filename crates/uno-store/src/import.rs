@@ -84,7 +84,11 @@ impl ImportedLine {
     pub fn into_rows(self) -> Vec<LogRow> {
         let mut rows = Vec::with_capacity(1 + self.feedback.len());
         rows.push(LogRow::Interaction(Box::new(self.interaction)));
-        rows.extend(self.feedback.into_iter().map(LogRow::Feedback));
+        rows.extend(
+            self.feedback
+                .into_iter()
+                .map(|f| LogRow::Feedback(Box::new(f))),
+        );
         rows
     }
 }

@@ -183,8 +183,8 @@ impl PgStore {
             match row {
                 LogRow::Interaction(r) => interactions.push(r.as_ref()),
                 LogRow::Encoded(e) => encoded.push(e),
-                LogRow::Feedback(r) => feedback.push(r),
-                LogRow::FollowUp(r) => follow_ups.push(r),
+                LogRow::Feedback(r) => feedback.push(r.as_ref()),
+                LogRow::FollowUp(r) => follow_ups.push(r.as_ref()),
             }
         }
         let days: HashSet<NaiveDate> = interactions

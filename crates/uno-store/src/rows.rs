@@ -235,10 +235,11 @@ pub enum LogRow {
         serialize_with = "serialize_decoded"
     )]
     Encoded(EncodedInteraction),
-    /// Explicit feedback.
-    Feedback(FeedbackRow),
+    /// Explicit feedback (boxed, as the follow-up: both are rare, and a
+    /// batch of rows, mostly interactions, is then not sized for them).
+    Feedback(Box<FeedbackRow>),
     /// Implicit feedback to be matched to its interaction.
-    FollowUp(FollowUpRow),
+    FollowUp(Box<FollowUpRow>),
 }
 
 fn serialize_decoded<S: serde::Serializer>(
@@ -292,7 +293,7 @@ pub struct InteractionRows {
     /// The interaction itself.
     pub interaction: Box<InteractionRow>,
     /// Implicit feedback, when its request continues a logged answer.
-    pub follow_up: Option<FollowUpRow>,
+    pub follow_up: Option<Box<FollowUpRow>>,
 }
 
 /// A record taken apart for its rows: the answer parsed, the request
@@ -305,7 +306,7 @@ struct Parts {
     model: String,
     hash: Option<ConversationHash>,
     created_at: DateTime<Utc>,
-    follow_up: Option<FollowUpRow>,
+    follow_up: Option<Box<FollowUpRow>>,
 }
 
 impl Parts {
@@ -319,14 +320,16 @@ impl Parts {
             record.outcome == uno_core::interaction::Outcome::Completed && !summary.text.is_empty();
         let hash = answered.then(|| digest.answered_by(&summary.text));
         let created_at = to_utc(record.started_at);
-        let follow_up = digest.follow_up.map(|follow| FollowUpRow {
-            feedback_id: implicit_feedback_id(&record.tenant, record.id),
-            tenant: clean(&record.tenant),
-            source_interaction_id: record.id.0,
-            end_user: clean(record.end_user.as_deref().unwrap_or("")),
-            parent_hash: follow.parent_hash.to_vec(),
-            text: clean_owned(follow.text),
-            created_at,
+        let follow_up = digest.follow_up.map(|follow| {
+            Box::new(FollowUpRow {
+                feedback_id: implicit_feedback_id(&record.tenant, record.id),
+                tenant: clean(&record.tenant),
+                source_interaction_id: record.id.0,
+                end_user: clean(record.end_user.as_deref().unwrap_or("")),
+                parent_hash: follow.parent_hash.to_vec(),
+                text: clean_owned(follow.text),
+                created_at,
+            })
         });
         Parts {
             summary,
@@ -442,7 +445,7 @@ pub struct EncodedRows {
     /// The interaction's tuples.
     pub interaction: EncodedInteraction,
     /// Implicit feedback, when its request continues a logged answer.
-    pub follow_up: Option<FollowUpRow>,
+    pub follow_up: Option<Box<FollowUpRow>>,
 }
 
 impl EncodedRows {
@@ -480,7 +483,7 @@ pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
 
 /// The row for explicit feedback.
 pub fn row_for_feedback(feedback: &ExplicitFeedback) -> LogRow {
-    LogRow::Feedback(FeedbackRow {
+    LogRow::Feedback(Box::new(FeedbackRow {
         id: feedback.id,
         tenant: clean(&feedback.tenant),
         interaction_id: feedback.interaction_id.0,
@@ -491,7 +494,7 @@ pub fn row_for_feedback(feedback: &ExplicitFeedback) -> LogRow {
         expected_output: clean_opt(feedback.expected_output.as_deref()),
         source_interaction_id: None,
         created_at: to_utc(feedback.at),
-    })
+    }))
 }
 
 impl LogRow {

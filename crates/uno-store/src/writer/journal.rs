@@ -210,7 +210,7 @@ mod tests {
     use crate::rows::FeedbackRow;
 
     fn row(n: usize) -> LogRow {
-        LogRow::Feedback(FeedbackRow {
+        LogRow::Feedback(Box::new(FeedbackRow {
             id: Uuid::now_v7(),
             tenant: "t".into(),
             interaction_id: Uuid::now_v7(),
@@ -221,7 +221,7 @@ mod tests {
             expected_output: None,
             source_interaction_id: None,
             created_at: Utc::now(),
-        })
+        }))
     }
 
     #[test]

@@ -80,7 +80,9 @@ enum Entry {
     Interaction(InteractionRows),
     /// Built and encoded for Postgres's COPY as the record is handed over.
     Encoded(EncodedRows),
-    Feedback(ExplicitFeedback),
+    /// Boxed: feedback is rare, and every slot of the queue is sized for
+    /// the largest entry.
+    Feedback(Box<ExplicitFeedback>),
 }
 
 /// The request path's handle: submitting never waits.
@@ -116,7 +118,7 @@ impl LogSink {
 
     /// Queues explicit feedback for writing.
     pub fn submit_feedback(&self, feedback: ExplicitFeedback) -> Result<(), QueueFull> {
-        self.push(Entry::Feedback(feedback))
+        self.push(Entry::Feedback(Box::new(feedback)))
     }
 
     /// The writer's counters.
