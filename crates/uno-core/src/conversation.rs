@@ -253,7 +253,7 @@ pub fn content_text(content: &Value) -> String {
 /// The model and messages of a chat request body, as text borrowed from
 /// it. `None` if it is not a chat request.
 pub fn parse_chat_request(body: &[u8]) -> Option<ChatRequestText<'_>> {
-    serde_json::from_slice(body).ok()
+    crate::json::from_json(body).ok()
 }
 
 /// The messages of a chat request body, as text. `None` if it is not a chat

@@ -15,6 +15,7 @@ pub mod error;
 pub mod feedback;
 pub mod ids;
 pub mod interaction;
+pub mod json;
 pub mod log_text;
 pub mod metrics;
 pub mod snapshot;

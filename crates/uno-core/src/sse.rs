@@ -9,6 +9,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::json::from_json;
+
 /// Token usage as OpenAI reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {
@@ -134,7 +136,7 @@ impl ResponseSummary {
     /// Summarises a non-streamed `chat.completion` body.
     pub fn from_completion(body: &[u8]) -> Self {
         let mut summary = ResponseSummary::default();
-        match serde_json::from_slice::<Chunk<'_>>(body) {
+        match from_json::<Chunk<'_>>(body) {
             Ok(chunk) => summary.absorb(chunk),
             Err(err) => summary.error = Some(format!("unreadable response body: {err}")),
         }
