@@ -167,6 +167,10 @@ pub struct Row {
     pub uno_pg: Option<Throughput>,
     /// uno+pg's log writer lag, when measured.
     pub writer_lag: Option<WriterLag>,
+    /// The lowest and highest uno+pg/uno throughput ratio of a single
+    /// round (the two measured back to back), when measured: how far one
+    /// round's figure can be trusted on this machine.
+    pub logging_round_ratios: Option<(f64, f64)>,
     /// The mock upstream through the bare reference proxy, when measured.
     pub bare: Option<Throughput>,
 }
@@ -400,8 +404,13 @@ impl Report {
                 (1.0 - MIN_LOGGING_RATIO) * 100.0
             ),
             detail: c64_pg.map_or_else(not_measured, |r| {
+                let rounds = r
+                    .logging_round_ratios
+                    .map_or_else(String::new, |(low, high)| {
+                        format!("; rounds {low:.3}-{high:.3}x")
+                    });
                 format!(
-                    "{:.0} vs {:.0} rps ({:.3}x; {:.3}x at equal CPU)",
+                    "{:.0} vs {:.0} rps ({:.3}x; {:.3}x at equal CPU{rounds})",
                     r.uno_pg.map_or(0.0, |t| t.rps()),
                     r.uno.rps(),
                     r.logging_ratio().unwrap_or(0.0),
@@ -668,6 +677,7 @@ impl Report {
                     "bare": r.bare.map(Throughput::to_json),
                     "logging_rps_ratio": r.logging_ratio(),
                     "logging_rps_ratio_at_equal_cpu": r.logging_cpu_ratio(),
+                    "logging_rps_ratio_rounds": r.logging_round_ratios.map(|(low, high)| json!({"min": low, "max": high})),
                     "logging_added_p50_ms": r.logging_added_p50_ms(),
                     "logging_added_p99_ms": r.logging_added_p99_ms(),
                     "writer_max_backlog": r.writer_lag.map(|l| l.max_backlog),
@@ -789,6 +799,7 @@ mod tests {
                     uno: tp(90, lat(0.3, 1.0)),
                     uno_pg: None,
                     writer_lag: None,
+                    logging_round_ratios: None,
                     bare: None,
                 },
                 Row {
@@ -797,6 +808,7 @@ mod tests {
                     uno: tp(40, lat(2.0, 5.0)),
                     uno_pg: None,
                     writer_lag: None,
+                    logging_round_ratios: None,
                     bare: None,
                 },
             ],
@@ -821,8 +833,18 @@ mod tests {
             max_backlog: 3,
             max_drain_ms: 100.0,
         });
+        with_pg.rows[1].logging_round_ratios = Some((0.875, 0.975));
         let v = with_pg.verdicts();
         assert_eq!(v[3].pass, Some(true), "{}", v[3].detail);
+        assert!(
+            v[3].detail.contains("rounds 0.875-0.975x"),
+            "{}",
+            v[3].detail
+        );
+        assert_eq!(
+            with_pg.to_json()["throughput"][1]["logging_rps_ratio_rounds"]["min"],
+            0.875
+        );
         assert_eq!(with_pg.rows[1].logging_added_p50_ms(), Some(0.5));
         assert_eq!(with_pg.rows[1].logging_added_p99_ms(), Some(1.0));
         with_pg.rows[1].uno_pg = Some(tp(35, lat(2.5, 6.0)));

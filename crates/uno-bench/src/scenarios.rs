@@ -244,8 +244,10 @@ impl Bench {
                 into.push(Round { m, cpu, opened });
             }
         }
+        let logging_round_ratios = round_ratios(&uno_pg, &uno);
         Ok(Row {
             concurrency,
+            logging_round_ratios,
             direct: aggregate(direct),
             uno: aggregate(uno),
             uno_pg: (!uno_pg.is_empty()).then(|| aggregate(uno_pg)),
@@ -322,6 +324,20 @@ struct Round {
     opened: usize,
 }
 
+/// The lowest and highest ratio of `over`'s throughput to `under`'s in the
+/// same round (none when either was not measured).
+fn round_ratios(over: &[Round], under: &[Round]) -> Option<(f64, f64)> {
+    let rps = |r: &Round| r.m.completed as f64 / r.m.window.as_secs_f64().max(f64::MIN_POSITIVE);
+    over.iter()
+        .zip(under)
+        .filter(|(_, u)| rps(u) > 0.0)
+        .map(|(o, u)| rps(o) / rps(u))
+        .fold(None, |range, ratio| match range {
+            None => Some((ratio, ratio)),
+            Some((low, high)) => Some((f64::min(low, ratio), f64::max(high, ratio))),
+        })
+}
+
 /// All rounds of one target as one sample.
 fn aggregate(rounds: Vec<Round>) -> Throughput {
     let mut latencies = Vec::with_capacity(rounds.iter().map(|r| r.m.latencies_ns.len()).sum());
@@ -366,6 +382,29 @@ mod tests {
         }
         let words = REPLY_TEXT.split_whitespace().count();
         assert!((50..=70).contains(&words), "{words} words");
+    }
+
+    fn round(completed: u64, secs: u64) -> Round {
+        Round {
+            m: Measurement {
+                latencies_ns: Vec::new(),
+                completed,
+                completed_total: completed,
+                window: Duration::from_secs(secs),
+                errors: 0,
+                first_error: None,
+            },
+            cpu: CpuTimes::default(),
+            opened: 0,
+        }
+    }
+
+    #[test]
+    fn round_ratios_pair_rounds_in_order() {
+        let uno = [round(1000, 1), round(2000, 2), round(900, 1)];
+        let uno_pg = [round(900, 1), round(1900, 2), round(900, 1)];
+        assert_eq!(round_ratios(&uno_pg, &uno), Some((0.9, 1.0)));
+        assert_eq!(round_ratios(&[], &uno), None, "uno+pg not measured");
     }
 
     #[test]
