@@ -342,8 +342,8 @@ impl Parts {
     }
 
     /// The interaction's columns, with `request` the record's body made
-    /// clean ([`clean_text`]).
-    fn columns<'a>(&'a self, request: &'a str) -> InteractionColumns<'a> {
+    /// clean ([`clean_text`], [`LogText`]).
+    fn columns<'a>(&'a self, request: &'a [u8]) -> InteractionColumns<'a> {
         let record = &self.record;
         let usage = self.summary.usage;
         let text = self.summary.text.as_str();
@@ -368,7 +368,7 @@ impl Parts {
             cluster_id: record.experience.cluster_id.as_deref(),
             path: record.experience.logged_path(),
             conversation_hash: self.hash.as_ref().map(|h| h.as_slice()),
-            request: request.as_bytes(),
+            request,
             response_text: (!text.is_empty()).then_some(text),
             draft: record.experience.draft.as_deref(),
             critique: record.experience.critique.as_deref(),
@@ -377,9 +377,11 @@ impl Parts {
 }
 
 impl InteractionRow {
-    /// An owned row with `columns`' values, NULs stripped.
+    /// An owned row with `columns`' values, NULs stripped; `request` is
+    /// the text `c.request` borrows from, shared rather than copied again.
     fn owned(
         c: &InteractionColumns<'_>,
+        request: LogText,
         outcome: &'static str,
         path: Option<&'static str>,
     ) -> Self {
@@ -404,7 +406,7 @@ impl InteractionRow {
             cluster_id: clean_opt(c.cluster_id),
             path: path.map(Cow::Borrowed),
             conversation_hash: c.conversation_hash.map(<[u8]>::to_vec),
-            request: LogText::copy_of(c.request),
+            request,
             response_text: clean_opt(c.response_text),
             draft: clean_opt(c.draft),
             critique: clean_opt(c.critique),
@@ -418,9 +420,10 @@ impl InteractionRows {
     /// digest the proxy took on arrival, or one parse of the body here.
     pub fn build(record: InteractionRecord) -> InteractionRows {
         let parts = Parts::of(record);
-        let request = clean_text(&parts.record.request_body);
+        let request = LogText::copy_of(&parts.record.request_body);
         let interaction = Box::new(InteractionRow::owned(
-            &parts.columns(&request),
+            &parts.columns(request.as_bytes()),
+            request.clone(),
             parts.record.outcome.as_str(),
             parts.record.experience.logged_path(),
         ));
@@ -457,7 +460,7 @@ impl EncodedRows {
     pub fn build(record: InteractionRecord) -> EncodedRows {
         let parts = Parts::of(record);
         let request = clean_text(&parts.record.request_body);
-        let interaction = EncodedInteraction::of(&parts.columns(&request));
+        let interaction = EncodedInteraction::of(&parts.columns(request.as_bytes()));
         EncodedRows {
             interaction,
             follow_up: parts.follow_up,
