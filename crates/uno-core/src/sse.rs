@@ -2,8 +2,9 @@
 //!
 //! The proxy relays upstream bytes untouched and keeps them (reference-counted,
 //! not copied) on the interaction record. Turning them into the answer text,
-//! finish reason and token usage happens here, on the log writer's side, so the
-//! request path does no JSON work per streamed chunk.
+//! finish reason and token usage happens here, once, as the finished record is
+//! handed to the log (`uno_store::rows`), so relaying does no JSON work per
+//! streamed chunk.
 
 use std::borrow::Cow;
 
