@@ -158,9 +158,9 @@ impl<'a> EmbeddingsRequestView<'a> {
 /// Deserialises `body`, turning serde's error into a 400 that names the
 /// offending field path (`messages[0].role: invalid type: ...`).
 ///
-/// The common case (a valid body) takes plain `serde_json` ([`from_json`]); only a body that
-/// fails is parsed again through `serde_path_to_error`, which tracks the path
-/// at twice the cost.
+/// The common case (a valid body) takes plain `serde_json` ([`from_json`]);
+/// only a body that fails is parsed again through `serde_path_to_error`,
+/// which tracks the path at twice the cost.
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if let Ok(value) = from_json(body) {
         return Ok(value);
