@@ -121,6 +121,39 @@ async fn writes_everything_sqlite() {
     writes_everything(Backend::Sqlite).await;
 }
 
+/// The writer wakes when a batch's worth is queued, not on a timer: with a
+/// flush interval far longer than the test, full batches still arrive at
+/// once, a partial one waits for the interval (or shutdown), and nothing is
+/// lost either way.
+#[tokio::test]
+async fn full_batches_are_written_at_once_and_a_partial_one_waits() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let store = store_for(&db.url).await;
+    let config = WriterConfig {
+        batch_size: 64,
+        flush_interval: Duration::from_secs(3600),
+        ..config(scratch.path())
+    };
+    let writer = LogWriter::start(store.clone(), config).unwrap();
+    let sink = writer.sink();
+    for i in 0..3 * 64 {
+        sink.submit(record(i));
+    }
+    wait_for_count(&store, 3 * 64).await;
+    for i in 0..5 {
+        sink.submit(record(i));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.count_interactions(None).await.unwrap(),
+        3 * 64,
+        "a partial batch waits for the flush interval"
+    );
+    writer.shutdown().await;
+    assert_eq!(store.count_interactions(None).await.unwrap(), 3 * 64 + 5);
+}
+
 #[tokio::test]
 async fn a_cut_connection_spills_to_the_journal_and_replays_without_loss_or_duplicates() {
     let db = TestDatabase::postgres().await;

@@ -15,10 +15,6 @@ use crate::error::StoreError;
 use crate::rows::{EncodedRows, InteractionRows, LogRow, row_for_feedback};
 use crate::store::Store;
 
-/// Longest the writer lets entries gather in the queue before taking them
-/// while a batch is open (shorter when the flush interval is).
-const GATHER_TICK: Duration = Duration::from_millis(1);
-
 /// How the writer batches and spills.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -90,6 +86,9 @@ enum Entry {
 pub struct LogSink {
     tx: mpsc::Sender<Entry>,
     stats: Arc<WriterStats>,
+    /// Rung at every `wake_every`-th record: a batch's worth is queued.
+    batch_ready: Arc<Notify>,
+    wake_every: u64,
     /// Whether the store is Postgres: interactions are then queued already
     /// encoded for COPY (see [`crate::pg_copy::EncodedInteraction`]).
     encode: bool,
@@ -102,9 +101,16 @@ pub struct QueueFull;
 
 impl LogSink {
     fn push(&self, entry: Entry) -> Result<(), QueueFull> {
-        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        let before = self.stats.submitted.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(entry) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // One wake-up of the writer per batch, not per record: it
+                // takes what gathered since, all at once.
+                if (before + 1).is_multiple_of(self.wake_every) {
+                    self.batch_ready.notify_one();
+                }
+                Ok(())
+            }
             Err(_) => {
                 self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
                 self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
@@ -164,6 +170,8 @@ impl LogWriter {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let encode = matches!(store, Store::Postgres(_));
         let shutdown = Arc::new(Notify::new());
+        let batch_ready = Arc::new(Notify::new());
+        let wake_every = config.batch_size.max(1) as u64;
         let task = WriterTask {
             journaling: !journal.is_empty(),
             journal: Arc::new(Mutex::new(journal)),
@@ -172,9 +180,15 @@ impl LogWriter {
             stats: stats.clone(),
             config,
         };
-        let handle = tokio::spawn(task.run(rx, shutdown.clone()));
+        let handle = tokio::spawn(task.run(rx, shutdown.clone(), batch_ready.clone()));
         Ok(LogWriter {
-            sink: LogSink { tx, stats, encode },
+            sink: LogSink {
+                tx,
+                stats,
+                batch_ready,
+                wake_every,
+                encode,
+            },
             shutdown,
             handle,
         })
@@ -211,9 +225,13 @@ struct WriterTask {
 }
 
 impl WriterTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Entry>, shutdown: Arc<Notify>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Entry>,
+        shutdown: Arc<Notify>,
+        batch_ready: Arc<Notify>,
+    ) {
         let mut rows: Vec<LogRow> = Vec::with_capacity(self.config.batch_size * 2);
-        let tick = self.config.flush_interval.min(GATHER_TICK);
         // When the oldest row of the partial batch was taken.
         let mut batch_started = Instant::now();
         loop {
@@ -233,15 +251,18 @@ impl WriterTask {
                 }
                 batch_started = Instant::now();
             }
-            // Busy: let entries gather for a tick, then take them all at
-            // once. Meanwhile no receiver waits on the queue, so a request
-            // handing over its record wakes nothing: at thousands of
-            // requests a second that is one wake-up per tick, not one per
-            // request.
+            // Busy: let entries gather until a batch's worth is queued (the
+            // sink rings `batch_ready` at every batch_size-th record) or
+            // the oldest row has waited the flush interval, then take them
+            // all at once. Meanwhile no receiver waits on the queue, so a
+            // request handing over its record wakes nothing, and no timer
+            // ticks: the writer wakes once per batch, not once per request
+            // or per millisecond.
             tokio::select! {
                 biased;
                 () = shutdown.notified() => break,
-                () = tokio::time::sleep(tick) => {}
+                () = batch_ready.notified() => {}
+                () = tokio::time::sleep_until(batch_started + self.config.flush_interval) => {}
             }
             let closed = loop {
                 let closed = self.drain(&mut rx, &mut rows);
