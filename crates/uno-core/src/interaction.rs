@@ -159,7 +159,7 @@ impl ExperienceTrace {
 impl InteractionRecord {
     /// Parses the answer out of the stored bytes. Costs a JSON parse per
     /// event, which is why the request path never calls it.
-    pub fn summary(&self) -> ResponseSummary {
+    pub fn summary(&self) -> ResponseSummary<'_> {
         match &self.response {
             ResponseBody::None => ResponseSummary::default(),
             ResponseBody::Complete(body) => ResponseSummary::from_completion(body),

@@ -27,12 +27,17 @@ pub struct Usage {
 }
 
 /// What a chat completion (plain or streamed) said, reduced to what uno logs.
+///
+/// Texts borrow from a completion's body where they hold no escapes (the
+/// common case): the log copies the answer once, into its row, not first
+/// into a summary of its own. A stream's texts are joined from many events,
+/// so they are owned (`ResponseSummary<'static>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResponseSummary {
+pub struct ResponseSummary<'a> {
     /// The text of the first choice.
-    pub text: String,
+    pub text: Cow<'a, str>,
     /// The first choice's finish reason, when the upstream gave one.
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<Cow<'a, str>>,
     /// Usage, when the upstream reported it.
     pub usage: Option<Usage>,
     /// For streams: whether `data: [DONE]` arrived.
@@ -114,8 +119,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
     }
 }
 
-impl ResponseSummary {
-    fn absorb(&mut self, chunk: Chunk<'_>) {
+impl<'a> ResponseSummary<'a> {
+    /// Takes in one chunk; `keep` turns its texts into the summary's (as
+    /// they are for a body the summary borrows, copied for a stream event).
+    fn absorb<'c>(&mut self, chunk: Chunk<'c>, keep: impl Fn(Cow<'c, str>) -> Cow<'a, str>) {
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
         }
@@ -125,25 +132,28 @@ impl ResponseSummary {
         let choice = chunk.choices;
         match choice.content {
             // A whole answer (or a stream's first part) is taken as is.
-            Some(part) if self.text.is_empty() => self.text = part.into_owned(),
-            Some(part) => self.text.push_str(&part),
+            Some(part) if self.text.is_empty() => self.text = keep(part),
+            Some(part) => self.text.to_mut().push_str(&part),
             None => {}
         }
         if let Some(reason) = choice.finish_reason {
-            self.finish_reason = Some(reason.into_owned());
+            self.finish_reason = Some(keep(reason));
         }
     }
 
-    /// Summarises a non-streamed `chat.completion` body.
-    pub fn from_completion(body: &[u8]) -> Self {
+    /// Summarises a non-streamed `chat.completion` body, borrowing its
+    /// texts from it where it can.
+    pub fn from_completion(body: &'a [u8]) -> Self {
         let mut summary = ResponseSummary::default();
-        match from_json::<Chunk<'_>>(body) {
-            Ok(chunk) => summary.absorb(chunk),
+        match from_json::<Chunk<'a>>(body) {
+            Ok(chunk) => summary.absorb(chunk, |text| text),
             Err(err) => summary.error = Some(format!("unreadable response body: {err}")),
         }
         summary
     }
+}
 
+impl ResponseSummary<'static> {
     /// Summarises a server-sent-event stream given as the chunks it arrived in.
     pub fn from_sse_chunks<B: AsRef<[u8]>>(chunks: &[B]) -> Self {
         let mut summary = ResponseSummary::default();
@@ -165,7 +175,7 @@ impl ResponseSummary {
             return;
         }
         match serde_json::from_str::<Chunk<'_>>(data) {
-            Ok(chunk) => self.absorb(chunk),
+            Ok(chunk) => self.absorb(chunk, |text| Cow::Owned(text.into_owned())),
             Err(err) => self.error = Some(format!("unreadable stream event: {err}")),
         }
     }

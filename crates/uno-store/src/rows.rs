@@ -300,22 +300,28 @@ pub struct InteractionRows {
 /// digest (the proxy's, or one parsed here), the conversation hash, and the
 /// follow-up row it may carry. Both [`InteractionRows::build`] and
 /// [`EncodedRows::build`] start here, so the two forms never disagree.
-struct Parts {
-    record: InteractionRecord,
-    summary: ResponseSummary,
+struct Parts<'r> {
+    record: &'r InteractionRecord,
+    /// Borrows the answer's texts from the record's body.
+    summary: ResponseSummary<'r>,
     model: String,
     hash: Option<ConversationHash>,
     created_at: DateTime<Utc>,
     follow_up: Option<Box<FollowUpRow>>,
 }
 
-impl Parts {
-    fn of(mut record: InteractionRecord) -> Parts {
+/// The request digest the proxy took on arrival, or one parsed from the
+/// body here (records built elsewhere: imports, tests).
+fn take_digest(record: &mut InteractionRecord) -> RequestDigest {
+    match record.request_digest.take() {
+        Some(digest) => digest,
+        None => RequestDigest::of_body(&record.tenant, &record.request_body),
+    }
+}
+
+impl<'r> Parts<'r> {
+    fn of(record: &'r InteractionRecord, digest: RequestDigest) -> Parts<'r> {
         let summary = record.summary();
-        let digest = match record.request_digest.take() {
-            Some(digest) => digest,
-            None => RequestDigest::of_body(&record.tenant, &record.request_body),
-        };
         let answered =
             record.outcome == uno_core::interaction::Outcome::Completed && !summary.text.is_empty();
         let hash = answered.then(|| digest.answered_by(&summary.text));
@@ -344,9 +350,9 @@ impl Parts {
     /// The interaction's columns, with `request` the record's body made
     /// clean ([`clean_text`], [`LogText`]).
     fn columns<'a>(&'a self, request: &'a [u8]) -> InteractionColumns<'a> {
-        let record = &self.record;
+        let record = self.record;
         let usage = self.summary.usage;
-        let text = self.summary.text.as_str();
+        let text: &str = &self.summary.text;
         InteractionColumns {
             id: record.id.0,
             tenant: &record.tenant,
@@ -418,8 +424,9 @@ impl InteractionRows {
     /// Builds the rows of `record` (the SQLite store's form; a Postgres
     /// store gets [`EncodedRows::build`]). The request side comes from the
     /// digest the proxy took on arrival, or one parse of the body here.
-    pub fn build(record: InteractionRecord) -> InteractionRows {
-        let parts = Parts::of(record);
+    pub fn build(mut record: InteractionRecord) -> InteractionRows {
+        let digest = take_digest(&mut record);
+        let parts = Parts::of(&record, digest);
         let request = LogText::copy_of(&parts.record.request_body);
         let interaction = Box::new(InteractionRow::owned(
             &parts.columns(request.as_bytes()),
@@ -457,8 +464,9 @@ impl EncodedRows {
     /// into the tuples, and no row of owned strings is built on the way.
     /// The log sink does this as the record is handed over, while its bytes
     /// are still in the CPU's cache; nothing here waits.
-    pub fn build(record: InteractionRecord) -> EncodedRows {
-        let parts = Parts::of(record);
+    pub fn build(mut record: InteractionRecord) -> EncodedRows {
+        let digest = take_digest(&mut record);
+        let parts = Parts::of(&record, digest);
         let request = clean_text(&parts.record.request_body);
         let interaction = EncodedInteraction::of(&parts.columns(request.as_bytes()));
         EncodedRows {
