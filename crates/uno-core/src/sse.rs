@@ -56,8 +56,8 @@ struct Chunk<'a> {
     error: Option<serde_json::Value>,
 }
 
-// Texts borrow from the body where they hold no escapes: the log writer
-// summarises every response.
+// Texts borrow from the body where they hold no escapes (`borrowed_text`):
+// every logged response is summarised.
 #[derive(Deserialize)]
 struct ChunkChoice<'a> {
     #[serde(default)]
@@ -66,14 +66,26 @@ struct ChunkChoice<'a> {
     delta: Option<Delta<'a>>,
     #[serde(default, borrow)]
     message: Option<Delta<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
     finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
     content: Option<Cow<'a, str>>,
+}
+
+/// An optional text borrowed from the body where it holds no escapes.
+/// `#[serde(borrow)]` alone does not reach through `Option`: serde's own
+/// `Option<Cow<str>>` always copies, and the log would copy the answer
+/// twice.
+fn borrowed_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|text| text.0))
 }
 
 /// A chunk's `choices` reduced, as they are read, to what uno logs: the
@@ -305,6 +317,19 @@ mod tests {
         assert_eq!(s.finish_reason.as_deref(), Some("length"));
         assert_eq!(s.usage.unwrap().prompt_tokens, 1);
         assert!(ResponseSummary::from_completion(b"<html>").error.is_some());
+    }
+
+    #[test]
+    fn a_completions_texts_are_borrowed_unless_escaped() {
+        let body =
+            br#"{"choices":[{"index":0,"message":{"content":"plain"},"finish_reason":"stop"}]}"#;
+        let s = ResponseSummary::from_completion(body);
+        assert!(matches!(s.text, Cow::Borrowed("plain")), "{:?}", s.text);
+        assert!(matches!(s.finish_reason, Some(Cow::Borrowed("stop"))));
+        let escaped = br#"{"choices":[{"index":0,"message":{"content":"two\nlines"}}]}"#;
+        let s = ResponseSummary::from_completion(escaped);
+        assert_eq!(s.text, "two\nlines");
+        assert!(matches!(s.text, Cow::Owned(_)));
     }
 
     #[test]
