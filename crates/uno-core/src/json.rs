@@ -1,5 +1,7 @@
 //! JSON parsing for the bodies on the request path.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 /// `serde_json::from_slice`, cheaper on the common case.
@@ -15,6 +17,17 @@ pub fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(body),
     }
+}
+
+/// An optional text borrowed from the body where it holds no escapes, for
+/// `#[serde(deserialize_with = ...)]`. `#[serde(borrow)]` alone does not
+/// reach through `Option`: serde's own `Option<Cow<str>>` always copies.
+pub fn borrowed_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|text| text.0))
 }
 
 #[cfg(test)]
@@ -53,5 +66,23 @@ mod tests {
         }
         let view: View<'_> = from_json(body).unwrap();
         assert_eq!(view.content.get(), r#""kept as written""#);
+    }
+
+    #[test]
+    fn borrowed_text_borrows_plain_texts_only() {
+        #[derive(Deserialize)]
+        struct View<'a> {
+            #[serde(default, borrow, deserialize_with = "borrowed_text")]
+            text: Option<Cow<'a, str>>,
+        }
+        let plain: View<'_> = from_json(br#"{"text":"as written"}"#).unwrap();
+        assert!(matches!(plain.text, Some(Cow::Borrowed("as written"))));
+        let escaped: View<'_> = from_json(br#"{"text":"tab\there"}"#).unwrap();
+        assert!(matches!(escaped.text, Some(Cow::Owned(ref t)) if t == "tab\there"));
+        let null: View<'_> = from_json(br#"{"text":null}"#).unwrap();
+        assert!(null.text.is_none());
+        let missing: View<'_> = from_json(b"{}").unwrap();
+        assert!(missing.text.is_none());
+        assert!(from_json::<View<'_>>(br#"{"text":1}"#).is_err());
     }
 }

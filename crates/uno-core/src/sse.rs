@@ -56,7 +56,7 @@ struct Chunk<'a> {
     error: Option<serde_json::Value>,
 }
 
-// Texts borrow from the body where they hold no escapes (`borrowed_text`):
+// Texts borrow from the body where they hold no escapes (`json::borrowed_text`):
 // every logged response is summarised.
 #[derive(Deserialize)]
 struct ChunkChoice<'a> {
@@ -66,26 +66,14 @@ struct ChunkChoice<'a> {
     delta: Option<Delta<'a>>,
     #[serde(default, borrow)]
     message: Option<Delta<'a>>,
-    #[serde(default, borrow, deserialize_with = "borrowed_text")]
+    #[serde(default, borrow, deserialize_with = "crate::json::borrowed_text")]
     finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
-    #[serde(default, borrow, deserialize_with = "borrowed_text")]
+    #[serde(default, borrow, deserialize_with = "crate::json::borrowed_text")]
     content: Option<Cow<'a, str>>,
-}
-
-/// An optional text borrowed from the body where it holds no escapes.
-/// `#[serde(borrow)]` alone does not reach through `Option`: serde's own
-/// `Option<Cow<str>>` always copies, and the log would copy the answer
-/// twice.
-fn borrowed_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Cow<'a, str>>, D::Error> {
-    #[derive(Deserialize)]
-    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
-    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|text| text.0))
 }
 
 /// A chunk's `choices` reduced, as they are read, to what uno logs: the

@@ -30,7 +30,7 @@ pub struct ChatRequestView<'a> {
     #[serde(default)]
     pub stream_options: Option<StreamOptionsView>,
     /// The end user, as OpenAI's `user` field names them.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::json::borrowed_text")]
     pub user: Option<Cow<'a, str>>,
     /// Tool definitions; kept raw, only their presence matters (requests
     /// with tools are not given learned experience).
@@ -100,7 +100,7 @@ pub struct EmbeddingsRequestView<'a> {
     #[serde(borrow)]
     pub input: &'a RawValue,
     /// The end user.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::json::borrowed_text")]
     pub user: Option<Cow<'a, str>>,
 }
 
