@@ -154,6 +154,33 @@ async fn full_batches_are_written_at_once_and_a_partial_one_waits() {
     assert_eq!(store.count_interactions(None).await.unwrap(), 3 * 64 + 5);
 }
 
+/// A queue shorter than a batch: the writer is woken at half the queue,
+/// not only when a batch's worth is queued (which would never fit), so a
+/// steady trickle of records fills no queue and loses nothing.
+#[tokio::test]
+async fn a_queue_shorter_than_a_batch_loses_nothing() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let store = store_for(&db.url).await;
+    let config = WriterConfig {
+        queue_capacity: 16,
+        batch_size: 64,
+        flush_interval: Duration::from_secs(3600),
+        ..config(scratch.path())
+    };
+    let writer = LogWriter::start(store.clone(), config).unwrap();
+    let stats = writer.stats();
+    let sink = writer.sink();
+    for i in 0..48 {
+        sink.submit(record(i));
+        // Requests arrive apart; the writer gets its turn between them.
+        tokio::task::yield_now().await;
+    }
+    writer.shutdown().await;
+    assert_eq!(stats.rows_dropped.load(Ordering::Relaxed), 0, "{stats:?}");
+    assert_eq!(store.count_interactions(None).await.unwrap(), 48);
+}
+
 #[tokio::test]
 async fn a_cut_connection_spills_to_the_journal_and_replays_without_loss_or_duplicates() {
     let db = TestDatabase::postgres().await;

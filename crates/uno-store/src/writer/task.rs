@@ -86,7 +86,8 @@ enum Entry {
 pub struct LogSink {
     tx: mpsc::Sender<Entry>,
     stats: Arc<WriterStats>,
-    /// Rung at every `wake_every`-th record: a batch's worth is queued.
+    /// Rung at every `wake_every`-th record: a batch's worth (or half the
+    /// queue) is waiting.
     batch_ready: Arc<Notify>,
     wake_every: u64,
     /// Whether the store is Postgres: interactions are then queued already
@@ -171,7 +172,10 @@ impl LogWriter {
         let encode = matches!(store, Store::Postgres(_));
         let shutdown = Arc::new(Notify::new());
         let batch_ready = Arc::new(Notify::new());
-        let wake_every = config.batch_size.max(1) as u64;
+        // A batch's worth, or half the queue when that is smaller: a queue
+        // shorter than a batch would otherwise fill, and drop records,
+        // before the writer is woken to empty it.
+        let wake_every = config.batch_size.min(config.queue_capacity / 2).max(1) as u64;
         let task = WriterTask {
             journaling: !journal.is_empty(),
             journal: Arc::new(Mutex::new(journal)),
