@@ -39,18 +39,38 @@ const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// stays in the CPU's cache and does not push out the request path's data.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
+/// Room past a chunk for the row that fills it.
+const ROW_SLACK: usize = 4096;
+
 /// Binary COPY data under construction, a chunk at a time: the header,
 /// rows, the trailer.
 pub struct Payload {
     bytes: Vec<u8>,
 }
 
+impl std::fmt::Debug for Payload {
+    /// The size only: the bytes are rows' contents.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
 impl Payload {
     /// An empty buffer with room for a chunk and the row that overflows it.
     pub fn new() -> Self {
         Payload {
-            bytes: Vec::with_capacity(CHUNK_BYTES + 4096),
+            bytes: Vec::with_capacity(CHUNK_BYTES + ROW_SLACK),
         }
+    }
+
+    /// Empties the buffer for the next batch, giving back what a very large
+    /// row made it grow to (kept, a single megabyte-long request would pin
+    /// its size for good).
+    pub fn reset(&mut self) {
+        self.bytes.clear();
+        self.bytes.shrink_to(CHUNK_BYTES + ROW_SLACK);
     }
 
     /// Starts the data: signature, flags, no header extension.
@@ -558,5 +578,21 @@ mod tests {
         p.clear();
         assert!(p.as_slice().is_empty());
         assert_eq!(p.bytes.capacity(), capacity, "the buffer is kept");
+    }
+
+    #[test]
+    fn a_reset_gives_back_what_a_huge_row_grew() {
+        let mut p = Payload::new();
+        let capacity = p.bytes.capacity();
+        p.header();
+        p.text(&"x".repeat(4 * CHUNK_BYTES));
+        assert!(p.bytes.capacity() > 2 * capacity);
+        p.reset();
+        assert!(p.as_slice().is_empty());
+        assert!(
+            p.bytes.capacity() <= capacity,
+            "{} bytes kept after a reset, {capacity} at the start",
+            p.bytes.capacity()
+        );
     }
 }

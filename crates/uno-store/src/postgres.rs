@@ -35,6 +35,11 @@ const PARTITION_LOCK: i64 = 0x756e_6f5f_7061_7274;
 pub struct PgStore {
     pool: PgPool,
     partitions: Arc<Mutex<HashSet<NaiveDate>>>,
+    /// The COPY buffer of the last batch, kept for the next: a fresh
+    /// chunk-sized buffer per table per batch is memory the allocator has
+    /// often handed back to the OS meanwhile, and touching it again costs
+    /// page faults (zeroed pages) on the proxy's cores.
+    spare_payload: Arc<Mutex<Option<pg_copy::Payload>>>,
 }
 
 /// The pool: a few connections (the log writer, feedback checks, the
@@ -105,6 +110,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             partitions: Arc::new(Mutex::new(HashSet::new())),
+            spare_payload: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -125,6 +131,18 @@ impl PgStore {
         // A poisoned lock only means another thread panicked mid-insert into
         // a set of dates; the set is still valid.
         self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The spare COPY buffer, or a new one if another batch holds it.
+    fn take_payload(&self) -> pg_copy::Payload {
+        // Poisoning only means a panic elsewhere; the slot is still valid.
+        let mut spare = self.spare_payload.lock().unwrap_or_else(|p| p.into_inner());
+        spare.take().unwrap_or_else(pg_copy::Payload::new)
+    }
+
+    fn keep_payload(&self, mut payload: pg_copy::Payload) {
+        payload.reset();
+        *self.spare_payload.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
     }
 
     async fn ensure_partitions(
@@ -196,7 +214,13 @@ impl PgStore {
         self.ensure_partitions(&mut tx, &days).await?;
         if !interactions.is_empty() || !encoded.is_empty() {
             match insert {
-                Insert::Copy => copy_interactions(&mut tx, &interactions, &encoded).await?,
+                Insert::Copy => {
+                    let mut payload = self.take_payload();
+                    let copied =
+                        copy_interactions(&mut tx, &mut payload, &interactions, &encoded).await;
+                    self.keep_payload(payload);
+                    copied?
+                }
                 Insert::SkipExisting => {
                     // The rare path (an id already stored): rows back from
                     // their tuples, each inserted unless present.
@@ -596,11 +620,11 @@ type EncodedTuple = fn(&EncodedInteraction) -> &[u8];
 /// the log sink encoded as they were handed over are copied in as they are.
 async fn copy_interactions(
     tx: &mut Transaction<'_, Postgres>,
+    payload: &mut pg_copy::Payload,
     rows: &[&InteractionRow],
     encoded: &[&EncodedInteraction],
 ) -> Result<(), sqlx::Error> {
     let conn: &mut sqlx::PgConnection = tx;
-    let mut payload = pg_copy::Payload::new();
     let tables: [(&str, &str, EncodeRow, EncodedTuple); 2] = [
         (
             "interactions",
@@ -630,7 +654,7 @@ async fn copy_interactions(
             .chain(encoded.iter().map(|e| Fill::Encoded(e)));
         for fill in fills {
             match fill {
-                Fill::Row(row) => encode(&mut payload, &row.columns()),
+                Fill::Row(row) => encode(payload, &row.columns()),
                 Fill::Encoded(e) => payload.tuples(tuple(e)),
             }
             if payload.is_full() {
