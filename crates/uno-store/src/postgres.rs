@@ -36,9 +36,9 @@ pub struct PgStore {
     pool: PgPool,
     partitions: Arc<Mutex<HashSet<NaiveDate>>>,
     /// The COPY buffer of the last batch, kept for the next: a fresh
-    /// chunk-sized buffer per table per batch is memory the allocator has
-    /// often handed back to the OS meanwhile, and touching it again costs
-    /// page faults (zeroed pages) on the proxy's cores.
+    /// chunk-sized buffer per batch is memory the allocator may have handed
+    /// back to the OS meanwhile, and touching it again costs page faults
+    /// (zeroed pages) on the proxy's cores.
     spare_payload: Arc<Mutex<Option<pg_copy::Payload>>>,
 }
 
