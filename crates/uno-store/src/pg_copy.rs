@@ -73,6 +73,12 @@ impl Payload {
         self.bytes.shrink_to(CHUNK_BYTES + ROW_SLACK);
     }
 
+    /// Bytes the buffer holds room for (tests check it is kept and shrunk).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Starts the data: signature, flags, no header extension.
     pub fn header(&mut self) {
         self.bytes.extend_from_slice(SIGNATURE);

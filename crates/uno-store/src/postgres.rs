@@ -835,4 +835,42 @@ mod tests {
         assert!(!local("postgres://u@127.0.0.1/db?sslmode=require"));
         assert!(!local("postgres://u@localhost/db?sslmode=prefer"));
     }
+
+    /// The COPY buffer outlives its batch, and a batch with a huge row does
+    /// not leave it huge: the next batch starts from a chunk-sized buffer.
+    #[tokio::test]
+    async fn the_copy_buffer_is_kept_between_batches_and_shrunk_after_a_huge_row() {
+        use super::{PgStore, pg_copy};
+        use crate::rows::EncodedRows;
+        use uno_testkit::{Backend, TestDatabase};
+
+        let db = TestDatabase::new(Backend::Postgres).await;
+        let store = PgStore::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        let chunk = pg_copy::Payload::new().capacity();
+        let huge = "x".repeat(8 * pg_copy::CHUNK_BYTES);
+        let batch = |question: &str| {
+            let mut rows = Vec::new();
+            for _ in 0..3 {
+                let record = uno_testkit::records::ask("t", "u", question, "answer");
+                EncodedRows::build(record).push_into(&mut rows);
+            }
+            rows
+        };
+        store.write_rows(&batch(&huge)).await.unwrap();
+        let kept = store.take_payload();
+        assert!(
+            kept.capacity() <= chunk,
+            "{} bytes kept after a batch with a huge row; a fresh buffer has {chunk}",
+            kept.capacity()
+        );
+        store.keep_payload(kept);
+        store.write_rows(&batch("small")).await.unwrap();
+        assert!(
+            store.spare_payload.lock().unwrap().is_some(),
+            "the buffer is kept for the next batch"
+        );
+        assert_eq!(store.count_interactions(None).await.unwrap(), 6);
+        store.close().await;
+    }
 }
