@@ -8,6 +8,7 @@
 //! the database is unreachable.
 
 pub mod admin;
+mod copy_source;
 mod error;
 pub mod export;
 pub mod import;

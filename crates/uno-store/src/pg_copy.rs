@@ -34,16 +34,17 @@ const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// Bytes of payload sent to Postgres at a time. A batch's payload (a
-/// megabyte at 512 rows) is never built whole: rows are encoded into one
-/// reused buffer of this size, sent as it fills, so what the writer touches
-/// stays in the CPU's cache and does not push out the request path's data.
+/// megabyte at 512 rows) is never built whole: it is read from the rows'
+/// tuples a chunk at a time (see [`crate::copy_source`]), so what the
+/// writer touches stays in the CPU's cache and does not push out the
+/// request path's data.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
-/// Room past a chunk for the row that fills it.
-const ROW_SLACK: usize = 4096;
+/// Room for one row of ordinary size.
+const ROW_BYTES: usize = 4096;
 
-/// Binary COPY data under construction, a chunk at a time: the header,
-/// rows, the trailer.
+/// Binary COPY data under construction: the header, rows, the trailer;
+/// or a chunk of it.
 pub struct Payload {
     bytes: Vec<u8>,
 }
@@ -58,19 +59,18 @@ impl std::fmt::Debug for Payload {
 }
 
 impl Payload {
-    /// An empty buffer with room for a chunk and the row that overflows it.
+    /// An empty buffer with room for a chunk.
     pub fn new() -> Self {
         Payload {
-            bytes: Vec::with_capacity(CHUNK_BYTES + ROW_SLACK),
+            bytes: Vec::with_capacity(CHUNK_BYTES),
         }
     }
 
-    /// Empties the buffer for the next batch, giving back what a very large
-    /// row made it grow to (kept, a single megabyte-long request would pin
-    /// its size for good).
-    pub fn reset(&mut self) {
-        self.bytes.clear();
-        self.bytes.shrink_to(CHUNK_BYTES + ROW_SLACK);
+    /// An empty buffer for one row at a time (it grows as a row needs).
+    pub fn for_one_row() -> Self {
+        Payload {
+            bytes: Vec::with_capacity(ROW_BYTES),
+        }
     }
 
     /// Bytes the buffer holds room for (tests check it is kept and shrunk).
@@ -91,11 +91,6 @@ impl Payload {
         self.bytes.extend_from_slice(&(-1i16).to_be_bytes());
     }
 
-    /// Whether a chunk's worth is waiting to be sent.
-    pub fn is_full(&self) -> bool {
-        self.bytes.len() >= CHUNK_BYTES
-    }
-
     /// What is waiting to be sent.
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes
@@ -106,9 +101,10 @@ impl Payload {
         self.bytes.clear();
     }
 
-    /// Appends tuples encoded beforehand ([`EncodedInteraction`]).
-    pub fn tuples(&mut self, tuples: &[u8]) {
-        self.bytes.extend_from_slice(tuples);
+    /// Appends COPY data encoded elsewhere (tuples of an
+    /// [`EncodedInteraction`], a part of them).
+    pub fn append(&mut self, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
     }
 
     fn row(&mut self, fields: i16) {
@@ -445,10 +441,11 @@ impl<'a> Fields<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn full_row() -> InteractionRow {
+    /// A row with every column set (other modules' tests use it too).
+    pub(crate) fn full_row() -> InteractionRow {
         InteractionRow {
             id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
             tenant: "acme".into(),
@@ -477,7 +474,8 @@ mod tests {
         }
     }
 
-    fn bare_row() -> InteractionRow {
+    /// A row with every optional column NULL.
+    pub(crate) fn bare_row() -> InteractionRow {
         InteractionRow {
             end_user: None,
             streamed: false,
@@ -570,35 +568,5 @@ mod tests {
         let start = p.bytes.len();
         p.time(DateTime::<Utc>::from_timestamp(946_684_800, 1_000).unwrap());
         assert_eq!(&p.bytes[start..], &[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]);
-    }
-
-    #[test]
-    fn a_chunk_fills_then_clears_for_reuse() {
-        let mut p = Payload::new();
-        let capacity = p.bytes.capacity();
-        p.header();
-        while !p.is_full() {
-            p.text("a row's worth of text");
-        }
-        assert!(p.as_slice().len() >= CHUNK_BYTES);
-        p.clear();
-        assert!(p.as_slice().is_empty());
-        assert_eq!(p.bytes.capacity(), capacity, "the buffer is kept");
-    }
-
-    #[test]
-    fn a_reset_gives_back_what_a_huge_row_grew() {
-        let mut p = Payload::new();
-        let capacity = p.bytes.capacity();
-        p.header();
-        p.text(&"x".repeat(4 * CHUNK_BYTES));
-        assert!(p.bytes.capacity() > 2 * capacity);
-        p.reset();
-        assert!(p.as_slice().is_empty());
-        assert!(
-            p.bytes.capacity() <= capacity,
-            "{} bytes kept after a reset, {capacity} at the start",
-            p.bytes.capacity()
-        );
     }
 }

@@ -15,11 +15,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::copy_source::{CopySource, CopyTable};
 use crate::error::StoreError;
 use crate::export::RatedInteraction;
 use crate::keys::{KeyInfo, NewKey};
 use crate::pg_copy::{self, EncodedInteraction};
-use crate::rows::{FeedbackRow, FollowUpRow, InteractionColumns, InteractionRow, LogRow};
+use crate::rows::{FeedbackRow, FollowUpRow, InteractionRow, LogRow};
 use crate::store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -141,7 +142,7 @@ impl PgStore {
     }
 
     fn keep_payload(&self, mut payload: pg_copy::Payload) {
-        payload.reset();
+        payload.clear();
         *self.spare_payload.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
     }
 
@@ -611,13 +612,10 @@ impl From<BatchError> for StoreError {
     }
 }
 
-/// Appends one row of a table to a COPY payload.
-type EncodeRow = fn(&mut pg_copy::Payload, &InteractionColumns<'_>);
-type EncodedTuple = fn(&EncodedInteraction) -> &[u8];
-
-/// Both tables' rows by binary COPY (see [`crate::pg_copy`]), sent a chunk
-/// at a time from one reused buffer: rows are encoded here, interactions
-/// the log sink encoded as they were handed over are copied in as they are.
+/// Both tables' rows by binary COPY (see [`crate::pg_copy`]). The first
+/// chunk of each goes through `payload`, the rest is read straight from
+/// the tuples into the connection's write buffer (see
+/// [`crate::copy_source`] for why both).
 async fn copy_interactions(
     tx: &mut Transaction<'_, Postgres>,
     payload: &mut pg_copy::Payload,
@@ -625,49 +623,14 @@ async fn copy_interactions(
     encoded: &[&EncodedInteraction],
 ) -> Result<(), sqlx::Error> {
     let conn: &mut sqlx::PgConnection = tx;
-    let tables: [(&str, &str, EncodeRow, EncodedTuple); 2] = [
-        (
-            "interactions",
-            pg_copy::INTERACTION_COLUMNS,
-            pg_copy::Payload::interaction,
-            EncodedInteraction::interaction_tuple,
-        ),
-        (
-            "interaction_contents",
-            pg_copy::CONTENT_COLUMNS,
-            pg_copy::Payload::content,
-            EncodedInteraction::content_tuple,
-        ),
-    ];
-    for (table, columns, encode, tuple) in tables {
-        let mut copy = conn
-            .copy_in_raw(&format!(
-                "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
-            ))
-            .await?;
+    for table in [CopyTable::Interactions, CopyTable::Contents] {
+        let mut copy = conn.copy_in_raw(&table.statement()).await?;
+        let mut source = CopySource::new(table, rows, encoded);
         payload.clear();
-        payload.header();
-        let mut sent = Ok(());
-        let fills = rows
-            .iter()
-            .map(|row| Fill::Row(row))
-            .chain(encoded.iter().map(|e| Fill::Encoded(e)));
-        for fill in fills {
-            match fill {
-                Fill::Row(row) => encode(payload, &row.columns()),
-                Fill::Encoded(e) => payload.tuples(tuple(e)),
-            }
-            if payload.is_full() {
-                sent = copy.send(payload.as_slice()).await.map(|_| ());
-                payload.clear();
-                if sent.is_err() {
-                    break;
-                }
-            }
-        }
-        if sent.is_ok() {
-            payload.trailer();
-            sent = copy.send(payload.as_slice()).await.map(|_| ());
+        source.fill(payload, pg_copy::CHUNK_BYTES);
+        let mut sent = copy.send(payload.as_slice()).await.map(|_| ());
+        if sent.is_ok() && !source.is_done() {
+            sent = copy.read_from(&mut source).await.map(|_| ());
         }
         if let Err(err) = sent {
             let _ = copy.abort("uno: the payload could not be sent").await;
@@ -676,12 +639,6 @@ async fn copy_interactions(
         copy.finish().await?;
     }
     Ok(())
-}
-
-/// One interaction's part of a COPY payload.
-enum Fill<'a> {
-    Row(&'a InteractionRow),
-    Encoded(&'a EncodedInteraction),
 }
 
 async fn insert_interactions(
