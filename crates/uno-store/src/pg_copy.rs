@@ -73,7 +73,8 @@ impl Payload {
         }
     }
 
-    /// Bytes the buffer holds room for (tests check it is kept and shrunk).
+    /// Bytes the buffer holds room for (tests check it is kept and stays a
+    /// chunk).
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.bytes.capacity()

@@ -793,10 +793,11 @@ mod tests {
         assert!(!local("postgres://u@localhost/db?sslmode=prefer"));
     }
 
-    /// The COPY buffer outlives its batch, and a batch with a huge row does
-    /// not leave it huge: the next batch starts from a chunk-sized buffer.
+    /// The COPY buffer outlives its batch and stays a chunk: a batch with
+    /// a huge row (sent through `read_from`, several chunks) does not grow
+    /// it, and all its rows arrive.
     #[tokio::test]
-    async fn the_copy_buffer_is_kept_between_batches_and_shrunk_after_a_huge_row() {
+    async fn the_copy_buffer_is_kept_between_batches_and_stays_a_chunk_after_a_huge_row() {
         use super::{PgStore, pg_copy};
         use crate::rows::EncodedRows;
         use uno_testkit::{Backend, TestDatabase};
@@ -828,6 +829,18 @@ mod tests {
             "the buffer is kept for the next batch"
         );
         assert_eq!(store.count_interactions(None).await.unwrap(), 6);
+        let huge_body = uno_testkit::records::ask("t", "u", &huge, "answer").request_body;
+        let stored: Vec<i32> = sqlx::query_scalar(
+            "SELECT octet_length(request) FROM interaction_contents ORDER BY 1 DESC LIMIT 3",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            stored,
+            vec![i32::try_from(huge_body.len()).unwrap(); 3],
+            "every huge request arrives whole"
+        );
         store.close().await;
     }
 }
