@@ -25,6 +25,7 @@ both_backends! {
     content_retention_keeps_metadata,
     deleting_a_user_removes_their_data_and_is_audited,
     deleting_a_tenant_removes_everything_of_it,
+    the_end_user_index_serves_lookups_by_user_and_holds_no_anonymous_rows,
     keys_are_hashed_listed_and_revoked,
     export_reads_rated_interactions,
 }
@@ -315,6 +316,115 @@ async fn content_retention_keeps_metadata(backend: Backend) {
     );
     // Without content, nothing is exportable any more.
     assert!(store.rated_interactions("t").await.unwrap().is_empty());
+}
+
+/// Rows in the end-user index, as the database's statistics count them
+/// after `ANALYZE` (exact for tables this small; on Postgres, the sum over
+/// the partitions' copies of the index).
+async fn end_user_index_entries(db: &TestDatabase) -> f64 {
+    match db.backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query("ANALYZE interactions")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query_scalar(
+                "SELECT SUM(reltuples)::float8 FROM pg_class \
+                 WHERE relkind = 'i' AND relname LIKE 'interactions\\_%\\_tenant\\_id\\_end\\_user\\_idx'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+            let stat: String = sqlx::query_scalar(
+                "SELECT stat FROM sqlite_stat1 WHERE idx = 'interactions_tenant_user'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            stat.split(' ').next().unwrap().parse().unwrap()
+        }
+    }
+}
+
+/// The plan the database picks for deleting one end user's interactions,
+/// as text, with sequential scans ruled out so that any index that can
+/// serve it is used.
+async fn deletion_plan(db: &TestDatabase) -> String {
+    use sqlx::Row;
+    let statement = "DELETE FROM interactions WHERE tenant_id = $1 AND end_user = $2";
+    match db.backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            // The store binds its values: plan the statement as a prepared
+            // one is planned once reused.
+            for setting in [
+                "enable_seqscan = off",
+                "plan_cache_mode = force_generic_plan",
+            ] {
+                sqlx::query(&format!("SET {setting}"))
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query(&format!("PREPARE probe AS {statement}"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            let rows = sqlx::query("EXPLAIN EXECUTE probe('t', 'alice')")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let rows = sqlx::query(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                statement.replace('$', "?")
+            ))
+            .bind("t")
+            .bind("alice")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            rows.iter()
+                .map(|r| r.get::<String, _>(3))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    }
+}
+
+/// Most apps send no end user, so the end-user index holds only rows that
+/// name one (an insert fewer per logged interaction), and deleting one
+/// user's data still finds their rows through it.
+async fn the_end_user_index_serves_lookups_by_user_and_holds_no_anonymous_rows(backend: Backend) {
+    let (db, store) = fresh(backend).await;
+    let mut anonymous = ask("t", "x", "q0", "a0");
+    anonymous.end_user = None;
+    let mut rows = rows_for_interaction(&ask("t", "alice", "q1", "a1"));
+    rows.extend(rows_for_interaction(&anonymous));
+    store.write_rows(&rows).await.unwrap();
+    assert_eq!(store.count_interactions(None).await.unwrap(), 2);
+    assert_eq!(end_user_index_entries(&db).await, 1.0, "only alice's row");
+
+    let plan = deletion_plan(&db).await;
+    assert!(
+        plan.contains("_tenant_id_end_user_idx") || plan.contains("INDEX interactions_tenant_user"),
+        "{plan}"
+    );
+    let report = store.delete_user("t", "alice", "test").await.unwrap();
+    assert_eq!(report.interactions, 1);
+    assert_eq!(store.count_interactions(None).await.unwrap(), 1);
 }
 
 async fn deleting_a_user_removes_their_data_and_is_audited(backend: Backend) {
