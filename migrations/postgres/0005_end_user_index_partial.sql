@@ -1,8 +1,7 @@
 -- The end-user index holds only interactions that name an end user.
 --
--- Every query that uses it looks one end user up by equality (deletion of
--- everything about a user, the dashboard's filter), which never matches a
--- row without one; and most apps send no `user`, so a full index took an
+-- The query it serves looks one end user up by equality (deleting
+-- everything about a user), which never matches a row without one; and most apps send no `user`, so a full index took an
 -- insert per logged interaction that no query could use. Measured with the
 -- log-writer bench, an index insert is about a sixth of Postgres's work per
 -- logged row.

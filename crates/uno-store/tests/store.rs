@@ -355,39 +355,29 @@ async fn end_user_index_entries(db: &TestDatabase) -> f64 {
 /// as text, with sequential scans ruled out so that any index that can
 /// serve it is used.
 async fn deletion_plan(db: &TestDatabase) -> String {
-    use sqlx::Row;
     let statement = "DELETE FROM interactions WHERE tenant_id = $1 AND end_user = $2";
-    match db.backend {
+    let lines: Vec<String> = match db.backend {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
             let mut conn = pool.acquire().await.unwrap();
             // The store binds its values: plan the statement as a prepared
             // one is planned once reused.
-            for setting in [
-                "enable_seqscan = off",
-                "plan_cache_mode = force_generic_plan",
+            for step in [
+                "SET enable_seqscan = off",
+                "SET plan_cache_mode = force_generic_plan",
+                &format!("PREPARE probe AS {statement}"),
             ] {
-                sqlx::query(&format!("SET {setting}"))
-                    .execute(&mut *conn)
-                    .await
-                    .unwrap();
+                sqlx::query(step).execute(&mut *conn).await.unwrap();
             }
-            sqlx::query(&format!("PREPARE probe AS {statement}"))
-                .execute(&mut *conn)
-                .await
-                .unwrap();
-            let rows = sqlx::query("EXPLAIN EXECUTE probe('t', 'alice')")
+            sqlx::query_scalar("EXPLAIN EXECUTE probe('t', 'alice')")
                 .fetch_all(&mut *conn)
                 .await
-                .unwrap();
-            rows.iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect::<Vec<_>>()
-                .join("\n")
+                .unwrap()
         }
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            let rows = sqlx::query(&format!(
+            // Columns: id, parent, notused, detail.
+            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
                 "EXPLAIN QUERY PLAN {}",
                 statement.replace('$', "?")
             ))
@@ -396,12 +386,10 @@ async fn deletion_plan(db: &TestDatabase) -> String {
             .fetch_all(&pool)
             .await
             .unwrap();
-            rows.iter()
-                .map(|r| r.get::<String, _>(3))
-                .collect::<Vec<_>>()
-                .join("\n")
+            rows.into_iter().map(|(_, _, _, detail)| detail).collect()
         }
-    }
+    };
+    lines.join("\n")
 }
 
 /// Most apps send no end user, so the end-user index holds only rows that
