@@ -17,7 +17,7 @@ use crate::Store;
 use crate::error::StoreError;
 use crate::learn::micros;
 use crate::lift::at_or_after;
-use crate::portable::{begin_write, now_micros, on_pool, sql};
+use crate::portable::{begin_write, join_contents, now_micros, on_pool, sql};
 
 /// One tenant as the overview lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,17 +230,17 @@ const TENANT_IDS: &str = "SELECT tenant_id FROM api_keys UNION SELECT tenant_id 
      UNION SELECT tenant_id FROM snapshots UNION SELECT tenant_id FROM learn_logs";
 
 /// `SELECT` of the interaction columns [`interaction_from_row!`] reads,
-/// content included, from interactions `i` joined to their contents `c`;
-/// the caller adds its `WHERE`.
+/// content included, from interactions `i` with their contents `c` (see
+/// [`join_contents`]); the caller adds its `WHERE`.
 fn select_interactions(sqlite: bool) -> String {
     format!(
         "SELECT i.id, {created}, i.model, i.end_user, CAST(i.status AS INTEGER), \
          i.outcome, CASE WHEN i.streamed THEN 1 ELSE 0 END, i.path, i.cluster_id, i.snapshot_version, \
          i.total_ms, i.upstream_ms, i.prompt_tokens, i.completion_tokens, i.error, c.request, \
          c.response_text, c.draft, c.critique \
-         FROM interactions i LEFT JOIN interaction_contents c \
-         ON c.interaction_id = i.id AND c.created_at = i.created_at",
+         FROM interactions i {contents}",
         created = micros(sqlite, "i.created_at"),
+        contents = join_contents(sqlite, false),
     )
 }
 

@@ -1,6 +1,7 @@
-//! One table's binary COPY data, read straight out of a batch's tuples.
+//! A batch's binary COPY data for `interactions`, read straight out of its
+//! tuples.
 //!
-//! The log writer's bulk work is moving bytes: each interaction's tuples
+//! The log writer's bulk work is moving bytes: each interaction's tuple
 //! (encoded by the log sink as the request finished) go into the COPY
 //! stream, then into the socket. Built into a buffer of our own and handed
 //! to `PgCopyIn::send`, every byte is copied twice before the kernel's copy
@@ -26,48 +27,18 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::pg_copy::{CONTENT_COLUMNS, EncodedInteraction, INTERACTION_COLUMNS, Payload};
+use crate::pg_copy::{EncodedInteraction, INTERACTION_COLUMNS, Payload};
 use crate::rows::InteractionRow;
 
-/// Which table the data is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CopyTable {
-    /// `interactions` ([`crate::pg_copy::INTERACTION_COLUMNS`]).
-    Interactions,
-    /// `interaction_contents` ([`crate::pg_copy::CONTENT_COLUMNS`]).
-    Contents,
+/// The `COPY … FROM STDIN` statement the data is for.
+pub fn copy_statement() -> String {
+    format!("COPY interactions ({INTERACTION_COLUMNS}) FROM STDIN (FORMAT binary)")
 }
 
-impl CopyTable {
-    /// The `COPY … FROM STDIN` statement for this table.
-    pub fn statement(self) -> String {
-        let (table, columns) = match self {
-            CopyTable::Interactions => ("interactions", INTERACTION_COLUMNS),
-            CopyTable::Contents => ("interaction_contents", CONTENT_COLUMNS),
-        };
-        format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)")
-    }
-
-    fn tuple(self, encoded: &EncodedInteraction) -> &[u8] {
-        match self {
-            CopyTable::Interactions => encoded.interaction_tuple(),
-            CopyTable::Contents => encoded.content_tuple(),
-        }
-    }
-
-    fn encode(self, payload: &mut Payload, row: &InteractionRow) {
-        match self {
-            CopyTable::Interactions => payload.interaction(&row.columns()),
-            CopyTable::Contents => payload.content(&row.columns()),
-        }
-    }
-}
-
-/// The COPY data of one table for a batch: the header, a tuple per row
-/// (rows built as structs are encoded here, one at a time; encoded ones
-/// are lent as they are), the trailer.
+/// The COPY data of a batch: the header, a tuple per row (rows built as
+/// structs are encoded here, one at a time; encoded ones are lent as they
+/// are), the trailer.
 pub struct CopySource<'a> {
-    table: CopyTable,
     rows: std::slice::Iter<'a, &'a InteractionRow>,
     encoded: std::slice::Iter<'a, &'a EncodedInteraction>,
     /// What is left of the encoded tuple being read.
@@ -83,7 +54,6 @@ impl std::fmt::Debug for CopySource<'_> {
     /// Where the reading is, not the rows (their contents are users').
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CopySource")
-            .field("table", &self.table)
             .field("rows_left", &self.rows.len())
             .field("encoded_left", &self.encoded.len())
             .field("done", &self.is_done())
@@ -92,16 +62,11 @@ impl std::fmt::Debug for CopySource<'_> {
 }
 
 impl<'a> CopySource<'a> {
-    /// The data for `table` of `rows`, then `encoded`.
-    pub fn new(
-        table: CopyTable,
-        rows: &'a [&'a InteractionRow],
-        encoded: &'a [&'a EncodedInteraction],
-    ) -> Self {
+    /// The data of `rows`, then `encoded`.
+    pub fn new(rows: &'a [&'a InteractionRow], encoded: &'a [&'a EncodedInteraction]) -> Self {
         let mut own = Payload::for_one_row();
         own.header();
         CopySource {
-            table,
             rows: rows.iter(),
             encoded: encoded.iter(),
             lent: &[],
@@ -135,9 +100,9 @@ impl<'a> CopySource<'a> {
             self.own.clear();
             self.own_read = 0;
             if let Some(row) = self.rows.next() {
-                self.table.encode(&mut self.own, row);
+                self.own.interaction(&row.columns());
             } else if let Some(encoded) = self.encoded.next() {
-                self.lent = self.table.tuple(encoded);
+                self.lent = encoded.tuple();
             } else if !self.trailer_queued {
                 self.own.trailer();
                 self.trailer_queued = true;
@@ -205,19 +170,15 @@ mod tests {
         }
     }
 
-    /// The whole data for a table, built the plain way: one buffer.
-    fn built_whole(
-        table: CopyTable,
-        rows: &[&InteractionRow],
-        encoded: &[&EncodedInteraction],
-    ) -> Vec<u8> {
+    /// The whole data, built the plain way: one buffer.
+    fn built_whole(rows: &[&InteractionRow], encoded: &[&EncodedInteraction]) -> Vec<u8> {
         let mut payload = Payload::new();
         payload.header();
         for row in rows {
-            table.encode(&mut payload, row);
+            payload.interaction(&row.columns());
         }
         for e in encoded {
-            payload.append(table.tuple(e));
+            payload.append(e.tuple());
         }
         payload.trailer();
         payload.as_slice().to_vec()
@@ -234,22 +195,20 @@ mod tests {
             )))
             .collect();
         let encoded: Vec<&EncodedInteraction> = encoded_owned.iter().collect();
-        for table in [CopyTable::Interactions, CopyTable::Contents] {
-            let expected = built_whole(table, &rows, &encoded);
-            for read_size in [1, 7, 64, 1000, CHUNK_BYTES] {
-                let mut source = CopySource::new(table, &rows, &encoded);
-                let mut got = Vec::new();
-                let mut chunk = vec![0u8; read_size];
-                loop {
-                    let n = source.read(&mut chunk).await.unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&chunk[..n]);
+        let expected = built_whole(&rows, &encoded);
+        for read_size in [1, 7, 64, 1000, CHUNK_BYTES] {
+            let mut source = CopySource::new(&rows, &encoded);
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; read_size];
+            loop {
+                let n = source.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break;
                 }
-                assert!(source.is_done());
-                assert_eq!(got, expected, "{table:?} read {read_size} bytes at a time");
+                got.extend_from_slice(&chunk[..n]);
             }
+            assert!(source.is_done());
+            assert_eq!(got, expected, "read {read_size} bytes at a time");
         }
     }
 
@@ -259,8 +218,8 @@ mod tests {
             .map(|i| EncodedInteraction::of(&sample_row(i).columns()))
             .collect();
         let encoded: Vec<&EncodedInteraction> = encoded_owned.iter().collect();
-        let expected = built_whole(CopyTable::Contents, &[], &encoded);
-        let mut source = CopySource::new(CopyTable::Contents, &[], &encoded);
+        let expected = built_whole(&[], &encoded);
+        let mut source = CopySource::new(&[], &encoded);
         let mut first = Payload::new();
         source.fill(&mut first, 500);
         assert_eq!(
@@ -279,13 +238,10 @@ mod tests {
 
     #[test]
     fn an_empty_batch_is_the_header_and_the_trailer() {
-        let mut source = CopySource::new(CopyTable::Interactions, &[], &[]);
+        let mut source = CopySource::new(&[], &[]);
         let mut out = Payload::new();
         source.fill(&mut out, CHUNK_BYTES);
         assert!(source.is_done());
-        assert_eq!(
-            out.as_slice(),
-            built_whole(CopyTable::Interactions, &[], &[]).as_slice()
-        );
+        assert_eq!(out.as_slice(), built_whole(&[], &[]).as_slice());
     }
 }

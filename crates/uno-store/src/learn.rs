@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::portable::{begin_write, bytes_to_vec, now_micros, on_pool, sql, vec_to_bytes};
+use crate::portable::{
+    begin_write, bytes_to_vec, join_contents, now_micros, on_pool, sql, vec_to_bytes,
+};
 
 /// One feedback row of a learning source.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,13 +290,14 @@ impl Store {
                           OR (f.expected_output IS NOT NULL AND f.expected_output <> '') \
                        GROUP BY f.tenant_id, f.interaction_id) t \
                  JOIN interactions i ON i.id = t.interaction_id AND i.tenant_id = t.tenant_id \
-                 JOIN interaction_contents c ON c.interaction_id = i.id AND c.created_at = i.created_at \
+                 {contents} \
                  LEFT JOIN learn_logs l ON l.interaction_id = i.id \
                  WHERE i.outcome = 'completed' AND c.response_text IS NOT NULL \
                    AND (l.feedback_at IS NULL OR t.at > l.feedback_at) \
                  ORDER BY t.at LIMIT $1",
                 created = micros(sqlite, "i.created_at"),
                 updated = micros(sqlite, "f.updated_at"),
+                contents = join_contents(sqlite, true),
             );
             let rows = sqlx::query(&sql(sqlite, &text))
                 .bind(limit)

@@ -2,7 +2,7 @@
 //!
 //! `COPY … FROM STDIN (FORMAT binary)` is the cheapest way into Postgres:
 //! no SQL executor over `UNNEST` arrays, no speculative insertion, and on
-//! this side one buffer of plain bytes instead of twenty-seven bound
+//! this side one buffer of plain bytes instead of twenty-four bound
 //! arrays. It cannot skip rows that already exist, so the log writer uses
 //! it for fresh rows and falls back to `INSERT … ON CONFLICT DO NOTHING`
 //! when a batch holds an id the table already has (a client that reused
@@ -19,14 +19,15 @@ use uuid::Uuid;
 
 use crate::rows::{InteractionColumns, InteractionRow, LogText};
 
-/// The columns [`interactions`] writes, in order.
+/// The columns [`Payload::interaction`] writes, in order: the metadata,
+/// then the content (one row per interaction; see migration 0006).
 pub const INTERACTION_COLUMNS: &str = "id, tenant_id, created_at, model, end_user, streamed, \
      status, outcome, finish_reason, prompt_tokens, completion_tokens, total_tokens, \
-     upstream_ms, total_ms, ttfb_ms, error, snapshot_version, cluster_id, path, conversation_hash";
+     upstream_ms, total_ms, ttfb_ms, error, snapshot_version, cluster_id, path, conversation_hash, \
+     request, response_text, draft, critique";
 
-/// The columns [`contents`] writes, in order.
-pub const CONTENT_COLUMNS: &str =
-    "interaction_id, tenant_id, created_at, request, response_text, draft, critique";
+/// How many columns [`INTERACTION_COLUMNS`] names.
+const INTERACTION_FIELDS: i16 = 24;
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
@@ -102,8 +103,8 @@ impl Payload {
         self.bytes.clear();
     }
 
-    /// Appends COPY data encoded elsewhere (tuples of an
-    /// [`EncodedInteraction`], a part of them).
+    /// Appends COPY data encoded elsewhere (the tuple of an
+    /// [`EncodedInteraction`], a part of it).
     pub fn append(&mut self, data: &[u8]) {
         self.bytes.extend_from_slice(data);
     }
@@ -161,7 +162,7 @@ impl Payload {
 
     /// One `interactions` row ([`INTERACTION_COLUMNS`]).
     pub fn interaction(&mut self, r: &InteractionColumns<'_>) {
-        self.row(20);
+        self.row(INTERACTION_FIELDS);
         self.field(r.id.as_bytes());
         self.text(r.tenant);
         self.time(r.created_at);
@@ -185,14 +186,6 @@ impl Payload {
             Some(hash) => self.field(hash),
             None => self.null(),
         }
-    }
-
-    /// One `interaction_contents` row ([`CONTENT_COLUMNS`]).
-    pub fn content(&mut self, r: &InteractionColumns<'_>) {
-        self.row(7);
-        self.field(r.id.as_bytes());
-        self.text(r.tenant);
-        self.time(r.created_at);
         // Checked for UTF-8 and NUL by whoever lent the columns.
         self.field(r.request);
         self.opt_text(r.response_text);
@@ -201,13 +194,12 @@ impl Payload {
     }
 }
 
-/// The fixed part of an interaction's two tuples (field counts, lengths,
-/// ids, times, numbers): what [`EncodedInteraction::of`] reserves beyond
+/// The fixed part of an interaction's tuple (field count, lengths, id,
+/// time, numbers, hash): what [`EncodedInteraction::of`] reserves beyond
 /// the texts, so the buffer is allocated once.
-const TUPLES_FIXED_BYTES: usize = 27 * 4 + 2 * 2 + 2 * (16 + 8) + 7 * 8 + 16 + 3;
+const TUPLE_FIXED_BYTES: usize = 2 + 24 * 4 + 16 + 8 + 7 * 8 + 16 + 3;
 
-/// One interaction already in COPY form: its `interactions` tuple, then its
-/// `interaction_contents` tuple, in one buffer.
+/// One interaction already in COPY form: its `interactions` tuple.
 ///
 /// The log sink encodes each interaction like this as it is handed over,
 /// while its texts are still in the CPU's cache, so the writer only copies
@@ -217,32 +209,28 @@ const TUPLES_FIXED_BYTES: usize = 27 * 4 + 2 * 2 + 2 * (16 + 8) + 7 * 8 + 16 + 3
 /// insert), [`EncodedInteraction::decode`] gives the row back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedInteraction {
-    tuples: Vec<u8>,
-    content_at: usize,
+    tuple: Vec<u8>,
     created_at: DateTime<Utc>,
     prompt_tokens: Option<i64>,
     completion_tokens: Option<i64>,
 }
 
 impl EncodedInteraction {
-    /// Encodes the two tuples of an interaction with these columns.
+    /// Encodes the tuple of an interaction with these columns.
     pub fn of(row: &InteractionColumns<'_>) -> Self {
         let mut payload = Payload {
             bytes: Vec::with_capacity(Self::most_bytes(row)),
         };
         payload.interaction(row);
-        let content_at = payload.bytes.len();
-        payload.content(row);
         EncodedInteraction {
-            tuples: payload.bytes,
-            content_at,
+            tuple: payload.bytes,
             created_at: row.created_at,
             prompt_tokens: row.prompt_tokens,
             completion_tokens: row.completion_tokens,
         }
     }
 
-    /// The tuples' size when every column has a value (NULLs take less).
+    /// The tuple's size when every column has a value (NULLs take less).
     fn most_bytes(row: &InteractionColumns<'_>) -> usize {
         let texts = [
             Some(row.tenant),
@@ -253,27 +241,21 @@ impl EncodedInteraction {
             row.error,
             row.cluster_id,
             row.path,
-            Some(row.tenant),
             row.response_text,
             row.draft,
             row.critique,
         ];
-        TUPLES_FIXED_BYTES
+        TUPLE_FIXED_BYTES
             + row.request.len()
             + texts.iter().flatten().map(|t| t.len()).sum::<usize>()
     }
 
     /// The `interactions` tuple.
-    pub fn interaction_tuple(&self) -> &[u8] {
-        &self.tuples[..self.content_at]
+    pub fn tuple(&self) -> &[u8] {
+        &self.tuple
     }
 
-    /// The `interaction_contents` tuple.
-    pub fn content_tuple(&self) -> &[u8] {
-        &self.tuples[self.content_at..]
-    }
-
-    /// When the request arrived (which partition the tuples go to).
+    /// When the request arrived (which partition the tuple goes to).
     pub fn day(&self) -> NaiveDate {
         self.created_at.date_naive()
     }
@@ -290,8 +272,8 @@ impl EncodedInteraction {
 
     /// The tenant, read from the tuple.
     pub fn tenant(&self) -> Cow<'_, str> {
-        let mut fields = Fields::new(self.interaction_tuple());
-        let _ = fields.count(20);
+        let mut fields = Fields::new(&self.tuple);
+        let _ = fields.count(INTERACTION_FIELDS);
         let _ = fields.next(); // id
         match fields.next() {
             Ok(Some(tenant)) => String::from_utf8_lossy(tenant),
@@ -299,10 +281,10 @@ impl EncodedInteraction {
         }
     }
 
-    /// The row the tuples were encoded from.
+    /// The row the tuple was encoded from.
     pub fn decode(&self) -> Result<InteractionRow, DecodeError> {
-        let mut f = Fields::new(self.interaction_tuple());
-        f.count(20)?;
+        let mut f = Fields::new(&self.tuple);
+        f.count(INTERACTION_FIELDS)?;
         let id = Uuid::from_slice(f.required()?).map_err(|_| DecodeError("id"))?;
         let tenant = f.text()?.ok_or(DecodeError("tenant"))?;
         let created_at = f.time()?;
@@ -323,13 +305,10 @@ impl EncodedInteraction {
         let cluster_id = f.text()?;
         let path = f.text()?;
         let conversation_hash = f.next()?.map(<[u8]>::to_vec);
-        let mut c = Fields::new(self.content_tuple());
-        c.count(7)?;
-        let _ = (c.required()?, c.required()?, c.required()?); // id, tenant, time
-        let request = c.text()?.ok_or(DecodeError("request"))?;
-        let response_text = c.text()?;
-        let draft = c.text()?;
-        let critique = c.text()?;
+        let request = f.text()?.ok_or(DecodeError("request"))?;
+        let response_text = f.text()?;
+        let draft = f.text()?;
+        let critique = f.text()?;
         Ok(InteractionRow {
             id,
             tenant,
@@ -359,7 +338,7 @@ impl EncodedInteraction {
     }
 }
 
-/// Tuples that do not read back as uno encoded them (a bug, never input).
+/// A tuple that does not read back as uno encoded them (a bug, never input).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("an encoded interaction does not decode at its {0} field")]
 pub struct DecodeError(&'static str);
@@ -509,29 +488,26 @@ pub(crate) mod tests {
             assert_eq!(encoded.day(), row.created_at.date_naive());
             assert_eq!(encoded.prompt_tokens(), row.prompt_tokens);
             assert_eq!(
-                encoded.tuples.capacity(),
+                encoded.tuple.capacity(),
                 EncodedInteraction::most_bytes(&row.columns()),
                 "allocated once, never regrown"
             );
         }
         let full = EncodedInteraction::of(&full_row().columns());
         assert_eq!(
-            full.tuples.len(),
-            full.tuples.capacity(),
-            "TUPLES_FIXED_BYTES matches the columns"
+            full.tuple.len(),
+            full.tuple.capacity(),
+            "TUPLE_FIXED_BYTES matches the columns"
         );
     }
 
     #[test]
-    fn encoded_tuples_are_the_bytes_the_row_encoder_writes() {
+    fn an_encoded_tuple_is_the_bytes_the_row_encoder_writes() {
         let row = full_row();
         let encoded = EncodedInteraction::of(&row.columns());
         let mut interaction = Payload::new();
         interaction.interaction(&row.columns());
-        let mut content = Payload::new();
-        content.content(&row.columns());
-        assert_eq!(encoded.interaction_tuple(), interaction.as_slice());
-        assert_eq!(encoded.content_tuple(), content.as_slice());
+        assert_eq!(encoded.tuple(), interaction.as_slice());
     }
 
     #[test]
@@ -541,7 +517,8 @@ pub(crate) mod tests {
         let decoded = EncodedInteraction::of(&row.columns()).decode().unwrap();
         assert_eq!(decoded.model, "gpt");
         let mut damaged = EncodedInteraction::of(&full_row().columns());
-        damaged.tuples.truncate(damaged.content_at + 10);
+        let cut = damaged.tuple.len() - 10;
+        damaged.tuple.truncate(cut);
         assert!(damaged.decode().is_err());
     }
 

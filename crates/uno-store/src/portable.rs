@@ -26,6 +26,37 @@ pub(crate) fn sql(sqlite: bool, text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// How an interaction `i` meets its content `c` (`c.request`,
+/// `c.response_text`, `c.draft`, `c.critique`); `required` keeps only
+/// interactions whose content is still there (content retention empties
+/// it).
+///
+/// SQLite keeps content in a table of its own, deleted by age. On Postgres
+/// it is part of the interaction's row (migration 0006: one heap row and
+/// one primary-key entry fewer per logged interaction), emptied by content
+/// retention; the lateral select only names those columns `c`, so queries
+/// read the same on both.
+pub(crate) fn join_contents(sqlite: bool, required: bool) -> &'static str {
+    match (sqlite, required) {
+        (true, false) => {
+            "LEFT JOIN interaction_contents c \
+             ON c.interaction_id = i.id AND c.created_at = i.created_at"
+        }
+        (true, true) => {
+            "JOIN interaction_contents c \
+             ON c.interaction_id = i.id AND c.created_at = i.created_at"
+        }
+        (false, false) => {
+            "CROSS JOIN LATERAL \
+             (SELECT i.request, i.response_text, i.draft, i.critique) c"
+        }
+        (false, true) => {
+            "CROSS JOIN LATERAL \
+             (SELECT i.request, i.response_text, i.draft, i.critique WHERE i.request IS NOT NULL) c"
+        }
+    }
+}
+
 /// Runs `$body` with `$pool` bound to the store's pool and `$sqlite` to
 /// whether it is SQLite.
 macro_rules! on_pool {

@@ -1,10 +1,12 @@
 //! The Postgres backend.
 //!
-//! Interactions and their content are partitioned by day. Partitions are
+//! Interactions, content included, are partitioned by day. Partitions are
 //! created on demand before a batch that needs them (under an advisory lock,
 //! so replicas do not race) and remembered, so the steady state costs no
-//! extra statement. Batches go in with `UNNEST` over arrays: one statement
-//! per table per batch.
+//! extra statement. Batches go in by binary COPY, one statement per batch
+//! (see [`crate::pg_copy`]). Content retention empties the content columns
+//! of whole days and rewrites those days' partitions, which frees their
+//! disk as dropping a partition does.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::copy_source::{CopySource, CopyTable};
+use crate::copy_source::{CopySource, copy_statement};
 use crate::error::StoreError;
 use crate::export::RatedInteraction;
 use crate::keys::{KeyInfo, NewKey};
@@ -25,8 +27,11 @@ use crate::store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
-/// Tables partitioned by day, and the prefix of their partitions' names.
-const PARTITIONED: [&str; 2] = ["interactions", "interaction_contents"];
+/// The table partitioned by day, and the prefix of its partitions' names.
+const PARTITIONED: &str = "interactions";
+
+/// Content columns: emptied by content retention, kept by nothing else.
+const CONTENT_COLUMNS: [&str; 4] = ["request", "response_text", "draft", "critique"];
 
 /// Lock id for partition creation (any constant shared by all replicas).
 const PARTITION_LOCK: i64 = 0x756e_6f5f_7061_7274;
@@ -169,13 +174,12 @@ impl PgStore {
             let next = day
                 .checked_add_days(Days::new(1))
                 .ok_or_else(|| StoreError::Rejected(format!("date out of range: {day}")))?;
-            for table in PARTITIONED {
-                let sql = format!(
-                    "CREATE TABLE IF NOT EXISTS {table}_p{} PARTITION OF {table} FOR VALUES FROM ('{day}') TO ('{next}')",
-                    day.format("%Y%m%d")
-                );
-                sqlx::query(&sql).execute(&mut **tx).await?;
-            }
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {PARTITIONED}_p{} PARTITION OF {PARTITIONED} \
+                 FOR VALUES FROM ('{day}') TO ('{next}')",
+                day.format("%Y%m%d")
+            );
+            sqlx::query(&sql).execute(&mut **tx).await?;
         }
         // Remembered only after commit succeeds; see write_rows.
         Ok(())
@@ -339,38 +343,30 @@ impl PgStore {
         let mut report = RetentionReport::default();
         let cutoff = |days: u32| (days > 0).then(|| now - chrono::Duration::days(i64::from(days)));
         let metadata_cutoff = cutoff(policy.metadata_days);
-        let content_cutoff = match (cutoff(policy.content_days), metadata_cutoff) {
-            (Some(c), Some(m)) => Some(c.max(m)),
-            (c, m) => c.or(m),
-        };
-        for (table, cutoff) in [
-            ("interaction_contents", content_cutoff),
-            ("interactions", metadata_cutoff),
-        ] {
-            let Some(cutoff) = cutoff else { continue };
-            for (name, day) in self.partitions_of(table).await? {
-                let Some(end) = day.checked_add_days(Days::new(1)) else {
-                    continue;
-                };
-                // Only whole days entirely before the cutoff are dropped.
-                if end.and_hms_opt(0, 0, 0).map(|e| e.and_utc()) > Some(cutoff) {
-                    continue;
-                }
-                let count: i64 = sqlx::query(&format!("SELECT count(*) FROM {name}"))
+        let content_cutoff = cutoff(policy.content_days);
+        for (name, day) in self.partitions().await? {
+            let Some(end) = day
+                .checked_add_days(Days::new(1))
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|e| e.and_utc())
+            else {
+                continue;
+            };
+            // Only whole days entirely before a cutoff are touched.
+            let past = |cutoff: Option<DateTime<Utc>>| cutoff.is_some_and(|c| end <= c);
+            if past(metadata_cutoff) {
+                let counts = sqlx::query(&format!("SELECT count(*), count(request) FROM {name}"))
                     .fetch_one(&self.pool)
-                    .await?
-                    .get(0);
+                    .await?;
                 sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
                     .execute(&self.pool)
                     .await?;
                 report.partitions_dropped += 1;
-                if table == "interactions" {
-                    report.interactions += count as u64;
-                    self.known_partitions().remove(&day);
-                } else {
-                    report.contents += count as u64;
-                    self.known_partitions().remove(&day);
-                }
+                report.interactions += counts.get::<i64, _>(0) as u64;
+                report.contents += counts.get::<i64, _>(1) as u64;
+                self.known_partitions().remove(&day);
+            } else if past(content_cutoff) {
+                report.contents += self.empty_contents(&name).await?;
             }
         }
         if let Some(cutoff) = metadata_cutoff {
@@ -383,16 +379,39 @@ impl PgStore {
         Ok(report)
     }
 
-    async fn partitions_of(&self, table: &str) -> Result<Vec<(String, NaiveDate)>, StoreError> {
+    /// Empties the content columns of one day's partition, then rewrites
+    /// it: an `UPDATE` alone leaves the old rows' space in a partition that
+    /// never takes new rows, so the disk would not be freed. The rewrite
+    /// locks that day's partition only (reads of that day wait for it;
+    /// logging, which writes today's, does not). Returns the rows emptied.
+    async fn empty_contents(&self, partition: &str) -> Result<u64, StoreError> {
+        let emptied = sqlx::query(&format!(
+            "UPDATE {partition} SET {} WHERE request IS NOT NULL",
+            CONTENT_COLUMNS.map(|c| format!("{c} = NULL")).join(", ")
+        ))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if emptied > 0 {
+            // VACUUM runs outside a transaction: the simple protocol.
+            sqlx::raw_sql(&format!("VACUUM FULL {partition}"))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(emptied)
+    }
+
+    /// The day partitions of `interactions`, by name, with their days.
+    async fn partitions(&self) -> Result<Vec<(String, NaiveDate)>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.relname FROM pg_inherits i \
              JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
              WHERE p.relname = $1 ORDER BY c.relname",
         )
-        .bind(table)
+        .bind(PARTITIONED)
         .fetch_all(&self.pool)
         .await?;
-        let prefix = format!("{table}_p");
+        let prefix = format!("{PARTITIONED}_p");
         Ok(rows
             .into_iter()
             .filter_map(|r| {
@@ -418,23 +437,13 @@ impl PgStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let contents = sqlx::query(
-            "DELETE FROM interaction_contents c USING interactions i \
-             WHERE c.interaction_id = i.id AND c.created_at = i.created_at \
-             AND i.tenant_id = $1 AND i.end_user = $2",
+        let (interactions, contents) = delete_interactions(
+            &mut tx,
+            "tenant_id = $1 AND end_user = $2",
+            tenant,
+            Some(user),
         )
-        .bind(tenant)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let interactions =
-            sqlx::query("DELETE FROM interactions WHERE tenant_id = $1 AND end_user = $2")
-                .bind(tenant)
-                .bind(user)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        .await?;
         tx.commit().await?;
         Ok(DeletionReport {
             interactions,
@@ -448,13 +457,26 @@ impl PgStore {
     pub(crate) async fn delete_tenant(&self, tenant: &str) -> Result<DeletionReport, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut report = DeletionReport::default();
+        let mut contents = 0;
         for (table, slot) in report.per_table() {
-            *slot = sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            *slot = match table {
+                // Content is part of the interaction's row here: counted
+                // with it, below.
+                "interaction_contents" => continue,
+                "interactions" => {
+                    let rows;
+                    (rows, contents) =
+                        delete_interactions(&mut tx, "tenant_id = $1", tenant, None).await?;
+                    rows
+                }
+                table => sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                    .bind(tenant)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+            };
         }
+        report.contents = contents;
         sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(tenant)
             .execute(&mut *tx)
@@ -511,11 +533,11 @@ impl PgStore {
         tenant: &str,
     ) -> Result<Vec<RatedInteraction>, StoreError> {
         let rows = sqlx::query(
-            "SELECT i.id, c.request, c.response_text, f.rating, f.expected_output \
+            "SELECT i.id, i.request, i.response_text, f.rating, f.expected_output \
              FROM feedback f \
              JOIN interactions i ON i.id = f.interaction_id AND i.tenant_id = f.tenant_id \
-             JOIN interaction_contents c ON c.interaction_id = i.id AND c.created_at = i.created_at \
              WHERE f.tenant_id = $1 AND f.kind = 'explicit' AND i.outcome = 'completed' \
+             AND i.request IS NOT NULL \
              ORDER BY i.created_at, i.id, f.id",
         )
         .bind(tenant)
@@ -612,10 +634,10 @@ impl From<BatchError> for StoreError {
     }
 }
 
-/// Both tables' rows by binary COPY (see [`crate::pg_copy`]). The first
-/// chunk of each goes through `payload`, the rest is read straight from
-/// the tuples into the connection's write buffer (see
-/// [`crate::copy_source`] for why both).
+/// The batch's interactions by binary COPY (see [`crate::pg_copy`]). The
+/// first chunk goes through `payload`, the rest is read straight from the
+/// tuples into the connection's write buffer (see [`crate::copy_source`]
+/// for why both).
 async fn copy_interactions(
     tx: &mut Transaction<'_, Postgres>,
     payload: &mut pg_copy::Payload,
@@ -623,22 +645,44 @@ async fn copy_interactions(
     encoded: &[&EncodedInteraction],
 ) -> Result<(), sqlx::Error> {
     let conn: &mut sqlx::PgConnection = tx;
-    for table in [CopyTable::Interactions, CopyTable::Contents] {
-        let mut copy = conn.copy_in_raw(&table.statement()).await?;
-        let mut source = CopySource::new(table, rows, encoded);
-        payload.clear();
-        source.fill(payload, pg_copy::CHUNK_BYTES);
-        let mut sent = copy.send(payload.as_slice()).await.map(|_| ());
-        if sent.is_ok() && !source.is_done() {
-            sent = copy.read_from(&mut source).await.map(|_| ());
-        }
-        if let Err(err) = sent {
-            let _ = copy.abort("uno: the payload could not be sent").await;
-            return Err(err);
-        }
-        copy.finish().await?;
+    let mut copy = conn.copy_in_raw(&copy_statement()).await?;
+    let mut source = CopySource::new(rows, encoded);
+    payload.clear();
+    source.fill(payload, pg_copy::CHUNK_BYTES);
+    let mut sent = copy.send(payload.as_slice()).await.map(|_| ());
+    if sent.is_ok() && !source.is_done() {
+        sent = copy.read_from(&mut source).await.map(|_| ());
     }
+    if let Err(err) = sent {
+        let _ = copy.abort("uno: the payload could not be sent").await;
+        return Err(err);
+    }
+    copy.finish().await?;
     Ok(())
+}
+
+/// Deletes the interactions `filter` selects (`$1` is the tenant, `$2`
+/// the end user when given): how many, and how many of them still had
+/// their content.
+async fn delete_interactions(
+    tx: &mut Transaction<'_, Postgres>,
+    filter: &str,
+    tenant: &str,
+    user: Option<&str>,
+) -> Result<(u64, u64), StoreError> {
+    let sql = format!(
+        "WITH gone AS (DELETE FROM interactions WHERE {filter} RETURNING request) \
+         SELECT count(*), count(request) FROM gone"
+    );
+    let mut query = sqlx::query(&sql).bind(tenant);
+    if let Some(user) = user {
+        query = query.bind(user);
+    }
+    let counts = query.fetch_one(&mut **tx).await?;
+    Ok((
+        counts.get::<i64, _>(0) as u64,
+        counts.get::<i64, _>(1) as u64,
+    ))
 }
 
 async fn insert_interactions(
@@ -664,19 +708,20 @@ async fn insert_interactions(
             rows.iter().map(|r| r.$field.as_deref()).collect::<Vec<_>>()
         };
     }
-    let (ids, tenants, times) = (copied!(id), text!(tenant), copied!(created_at));
     sqlx::query(
         "INSERT INTO interactions (id, tenant_id, created_at, model, end_user, streamed, status, outcome, \
          finish_reason, prompt_tokens, completion_tokens, total_tokens, upstream_ms, total_ms, ttfb_ms, \
-         error, snapshot_version, cluster_id, path, conversation_hash) \
+         error, snapshot_version, cluster_id, path, conversation_hash, request, response_text, draft, \
+         critique) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bool[], \
          $7::int2[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::float8[], \
-         $14::float8[], $15::float8[], $16::text[], $17::int8[], $18::text[], $19::text[], $20::bytea[]) \
+         $14::float8[], $15::float8[], $16::text[], $17::int8[], $18::text[], $19::text[], $20::bytea[], \
+         $21::text[], $22::text[], $23::text[], $24::text[]) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&times)
+    .bind(copied!(id))
+    .bind(text!(tenant))
+    .bind(copied!(created_at))
     .bind(text!(model))
     .bind(optional!(end_user))
     .bind(copied!(streamed))
@@ -694,18 +739,6 @@ async fn insert_interactions(
     .bind(optional!(cluster_id))
     .bind(optional!(path))
     .bind(optional!(conversation_hash))
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO interaction_contents (interaction_id, tenant_id, created_at, request, response_text, \
-         draft, critique) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
-         $6::text[], $7::text[]) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&times)
     .bind(text!(request))
     .bind(optional!(response_text))
     .bind(optional!(draft))
@@ -831,7 +864,7 @@ mod tests {
         assert_eq!(store.count_interactions(None).await.unwrap(), 6);
         let huge_body = uno_testkit::records::ask("t", "u", &huge, "answer").request_body;
         let stored: Vec<i32> = sqlx::query_scalar(
-            "SELECT octet_length(request) FROM interaction_contents ORDER BY 1 DESC LIMIT 3",
+            "SELECT octet_length(request) FROM interactions ORDER BY 1 DESC LIMIT 3",
         )
         .fetch_all(store.pool())
         .await

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::portable::{begin_write, now_micros, on_pool, sql};
+use crate::portable::{begin_write, join_contents, now_micros, on_pool, sql};
 
 /// The Postgres channel publication and activation notify.
 pub const SNAPSHOT_CHANNEL: &str = "uno_snapshot";
@@ -313,9 +313,11 @@ impl Store {
         let row: Option<Row> = on_pool!(self, |pool, sqlite| {
             sqlx::query_as(&sql(
                 sqlite,
-                "SELECT i.tenant_id, i.snapshot_version, i.cluster_id, i.path, c.draft, c.critique \
-                 FROM interactions i LEFT JOIN interaction_contents c \
-                 ON c.interaction_id = i.id AND c.created_at = i.created_at WHERE i.id = $1",
+                &format!(
+                    "SELECT i.tenant_id, i.snapshot_version, i.cluster_id, i.path, c.draft, c.critique \
+                     FROM interactions i {} WHERE i.id = $1",
+                    join_contents(sqlite, false)
+                ),
             ))
             .bind(interaction)
             .fetch_optional(pool)

@@ -249,8 +249,9 @@ async fn retention_removes_old_data(backend: Backend) {
             .is_some()
     );
     if let Store::Postgres(_) = store {
-        // Whole partitions went, which is what frees disk on Postgres.
-        assert_eq!(report.partitions_dropped, 2);
+        // The whole day's partition went, which is what frees disk on
+        // Postgres.
+        assert_eq!(report.partitions_dropped, 1);
         let partitions = partition_names(&_db.url).await;
         assert!(
             partitions.iter().all(|p| !p.ends_with(&old_day(40))),
@@ -282,6 +283,39 @@ async fn partition_names(url: &str) -> Vec<String> {
         .collect()
 }
 
+/// Stored interactions that still have their content.
+async fn stored_contents(db: &TestDatabase) -> i64 {
+    match db.backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar("SELECT count(request) FROM interactions")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar("SELECT count(*) FROM interaction_contents")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    }
+}
+
+/// The file Postgres keeps a day's partition in (a rewrite gives it a new
+/// one; the old file, and the disk it held, is freed).
+async fn partition_file(url: &str, days_ago: i64) -> i64 {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let node: sqlx::postgres::types::Oid =
+        sqlx::query_scalar("SELECT relfilenode FROM pg_class WHERE relname = $1")
+            .bind(format!("interactions_p{}", old_day(days_ago)))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    i64::from(node.0)
+}
+
 async fn content_retention_keeps_metadata(backend: Backend) {
     let (_db, store) = fresh(backend).await;
     let day = Duration::from_secs(86_400);
@@ -297,16 +331,29 @@ async fn content_retention_keeps_metadata(backend: Backend) {
         .write_rows(&[feedback("t", r.id, "u", Some(Rating::Up), None, None)])
         .await
         .unwrap();
-    let report = store
-        .apply_retention(
-            RetentionPolicy {
-                metadata_days: 90,
-                content_days: 7,
-            },
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+    let policy = RetentionPolicy {
+        metadata_days: 90,
+        content_days: 7,
+    };
+    let postgres = matches!(store, Store::Postgres(_));
+    let file_before = if postgres {
+        partition_file(&_db.url, 10).await
+    } else {
+        0
+    };
+    let report = store.apply_retention(policy, Utc::now()).await.unwrap();
+    if postgres {
+        // Emptied and rewritten, so the day's content no longer takes disk.
+        let file_after = partition_file(&_db.url, 10).await;
+        assert_ne!(file_after, file_before, "the partition was rewritten");
+        let again = store.apply_retention(policy, Utc::now()).await.unwrap();
+        assert_eq!(again.contents, 0);
+        assert_eq!(
+            partition_file(&_db.url, 10).await,
+            file_after,
+            "a partition already emptied is left alone"
+        );
+    }
     assert_eq!(report.contents, 1);
     assert_eq!(report.interactions, 0);
     assert_eq!(
@@ -314,6 +361,7 @@ async fn content_retention_keeps_metadata(backend: Backend) {
         1,
         "metadata kept"
     );
+    assert_eq!(stored_contents(&_db).await, 0, "content gone");
     // Without content, nothing is exportable any more.
     assert!(store.rated_interactions("t").await.unwrap().is_empty());
 }
@@ -576,8 +624,8 @@ async fn postgres_copy_stores_every_column_as_given() {
         "SELECT i.id, i.tenant_id, i.created_at, i.model, i.end_user, i.streamed, i.status, \
          i.outcome, i.finish_reason, i.prompt_tokens, i.completion_tokens, i.total_tokens, \
          i.upstream_ms, i.total_ms, i.ttfb_ms, i.error, i.snapshot_version, i.cluster_id, \
-         i.path, i.conversation_hash, c.request, c.response_text, c.draft, c.critique \
-         FROM interactions i JOIN interaction_contents c ON c.interaction_id = i.id",
+         i.path, i.conversation_hash, i.request, i.response_text, i.draft, i.critique \
+         FROM interactions i",
     )
     .fetch_one(&pool)
     .await
@@ -630,10 +678,91 @@ async fn postgres_copy_stores_every_column_as_given() {
         .collect();
     store.write_rows(&more).await.unwrap();
     assert_eq!(store.count_interactions(None).await.unwrap(), 3);
-    let contents: i64 = sqlx::query_scalar("SELECT count(*) FROM interaction_contents")
+    let contents: i64 = sqlx::query_scalar("SELECT count(request) FROM interactions")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(contents, 3);
+    pool.close().await;
+}
+
+/// A database logged to before content moved into the interactions row
+/// (migration 0006) keeps every content: the migration copies it over.
+#[tokio::test]
+async fn postgres_content_logged_before_migration_6_survives_it() {
+    use sqlx::Row;
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/postgres"
+    )))
+    .await
+    .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 6)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    let day = Utc::now().date_naive();
+    for sql in [
+        format!(
+            "CREATE TABLE interactions_p1 PARTITION OF interactions FOR VALUES FROM ('{day}') TO ('{}')",
+            day.succ_opt().unwrap()
+        ),
+        format!(
+            "CREATE TABLE interaction_contents_p1 PARTITION OF interaction_contents \
+             FOR VALUES FROM ('{day}') TO ('{}')",
+            day.succ_opt().unwrap()
+        ),
+        "INSERT INTO interactions (id, tenant_id, created_at, model, streamed, status, outcome, total_ms) \
+         VALUES ('00000000-0000-7000-8000-000000000001', 't', now(), 'm', false, 200, 'completed', 1), \
+                ('00000000-0000-7000-8000-000000000002', 't', now(), 'm', false, 200, 'completed', 1)"
+            .to_owned(),
+        // The second interaction's content was already removed by retention.
+        "INSERT INTO interaction_contents (interaction_id, tenant_id, created_at, request, response_text, draft) \
+         SELECT id, tenant_id, created_at, '{\"q\":1}', 'the answer', 'a draft' FROM interactions \
+         WHERE id = '00000000-0000-7000-8000-000000000001'"
+            .to_owned(),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let rows =
+        sqlx::query("SELECT request, response_text, draft, critique FROM interactions ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].get::<Option<String>, _>(0).as_deref(),
+        Some("{\"q\":1}")
+    );
+    assert_eq!(
+        rows[0].get::<Option<String>, _>(1).as_deref(),
+        Some("the answer")
+    );
+    assert_eq!(
+        rows[0].get::<Option<String>, _>(2).as_deref(),
+        Some("a draft")
+    );
+    assert_eq!(rows[0].get::<Option<String>, _>(3), None);
+    assert_eq!(
+        rows[1].get::<Option<String>, _>(0),
+        None,
+        "no content to copy"
+    );
+    let contents_table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('interaction_contents')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(contents_table, None, "the separate table is gone");
+    store.close().await;
     pool.close().await;
 }
