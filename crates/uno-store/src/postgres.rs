@@ -30,9 +30,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 /// The table partitioned by day, and the prefix of its partitions' names.
 const PARTITIONED: &str = "interactions";
 
-/// Content columns: emptied by content retention, kept by nothing else.
-const CONTENT_COLUMNS: [&str; 4] = ["request", "response_text", "draft", "critique"];
-
 /// Lock id for partition creation (any constant shared by all replicas).
 const PARTITION_LOCK: i64 = 0x756e_6f5f_7061_7274;
 
@@ -386,8 +383,9 @@ impl PgStore {
     /// logging, which writes today's, does not). Returns the rows emptied.
     async fn empty_contents(&self, partition: &str) -> Result<u64, StoreError> {
         let emptied = sqlx::query(&format!(
-            "UPDATE {partition} SET {} WHERE request IS NOT NULL",
-            CONTENT_COLUMNS.map(|c| format!("{c} = NULL")).join(", ")
+            "UPDATE {partition} \
+             SET request = NULL, response_text = NULL, draft = NULL, critique = NULL \
+             WHERE request IS NOT NULL"
         ))
         .execute(&self.pool)
         .await?
@@ -456,27 +454,24 @@ impl PgStore {
 
     pub(crate) async fn delete_tenant(&self, tenant: &str) -> Result<DeletionReport, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut report = DeletionReport::default();
-        let mut contents = 0;
-        for (table, slot) in report.per_table() {
-            *slot = match table {
-                // Content is part of the interaction's row here: counted
-                // with it, below.
-                "interaction_contents" => continue,
-                "interactions" => {
-                    let rows;
-                    (rows, contents) =
-                        delete_interactions(&mut tx, "tenant_id = $1", tenant, None).await?;
-                    rows
-                }
-                table => sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
-                    .bind(tenant)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected(),
-            };
-        }
-        report.contents = contents;
+        let mut of_tenant = async |table: &str| {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await
+                .map(|done| done.rows_affected())
+        };
+        let feedback = of_tenant("feedback").await?;
+        let api_keys = of_tenant("api_keys").await?;
+        let (interactions, contents) =
+            delete_interactions(&mut tx, "tenant_id = $1", tenant, None).await?;
+        let report = DeletionReport {
+            interactions,
+            contents,
+            feedback,
+            api_keys,
+            ..DeletionReport::default()
+        };
         sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(tenant)
             .execute(&mut *tx)

@@ -60,8 +60,10 @@ pub struct DeletionReport {
 }
 
 impl DeletionReport {
-    /// The tables a tenant's deletion empties (children before parents),
-    /// each with the count it fills, so both backends delete the same set.
+    /// The tables a tenant's deletion empties on SQLite (children before
+    /// parents), each with the count it fills. Postgres deletes the same
+    /// data with content counted from the interactions' rows (it has no
+    /// table of its own there; see migration 0006).
     pub(crate) fn per_table(&mut self) -> [(&'static str, &mut u64); 4] {
         [
             ("feedback", &mut self.feedback),

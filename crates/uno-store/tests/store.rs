@@ -513,6 +513,7 @@ async fn deleting_a_tenant_removes_everything_of_it(backend: Backend) {
     store.write_rows(&rows).await.unwrap();
     let report = store.delete_tenant("gone", "test").await.unwrap();
     assert_eq!(report.interactions, 1);
+    assert_eq!(report.contents, 1);
     assert_eq!(report.feedback, 1);
     assert_eq!(report.api_keys, 1);
     assert_eq!(store.count_interactions(Some("gone")).await.unwrap(), 0);
