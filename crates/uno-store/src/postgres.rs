@@ -703,17 +703,16 @@ async fn insert_interactions(
             rows.iter().map(|r| r.$field.as_deref()).collect::<Vec<_>>()
         };
     }
-    sqlx::query(
-        "INSERT INTO interactions (id, tenant_id, created_at, model, end_user, streamed, status, outcome, \
-         finish_reason, prompt_tokens, completion_tokens, total_tokens, upstream_ms, total_ms, ttfb_ms, \
-         error, snapshot_version, cluster_id, path, conversation_hash, request, response_text, draft, \
-         critique) \
+    // The same columns, in the same order, as the COPY path writes.
+    sqlx::query(&format!(
+        "INSERT INTO interactions ({}) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bool[], \
          $7::int2[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::float8[], \
          $14::float8[], $15::float8[], $16::text[], $17::int8[], $18::text[], $19::text[], $20::bytea[], \
          $21::text[], $22::text[], $23::text[], $24::text[]) \
          ON CONFLICT DO NOTHING",
-    )
+        pg_copy::INTERACTION_COLUMNS
+    ))
     .bind(copied!(id))
     .bind(text!(tenant))
     .bind(copied!(created_at))
