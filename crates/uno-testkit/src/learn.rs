@@ -37,7 +37,11 @@ pub async fn ready_logs<E, Fut>(
         let user = format!("user-{i}");
         let log = NewLearnLog {
             tenant: tenant.into(),
-            interaction_id: Uuid::now_v7(),
+            // Fixed per tenant and user: the worker splits a cluster's
+            // logs into training and held-out ones by a seeded shuffle of
+            // their ids, so random ids made which logs teach (and which
+            // rules a snapshot holds) differ from run to run.
+            interaction_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{tenant}/{i}").as_bytes()),
             created_at: 1,
             model: "mock-model".into(),
             end_user: Some(user.clone()),
