@@ -79,7 +79,10 @@ pub struct LogWriterConfig {
     /// Records the in-memory queue holds; beyond it records are dropped
     /// (and counted), so it is sized to absorb long database stalls.
     pub queue_capacity: usize,
-    /// Most rows written in one insert.
+    /// Most rows written in one insert. Each batch costs the same few
+    /// round trips to the database (and wake-ups of its backend) whatever
+    /// its size, so the default is large; `flush_interval_ms` still bounds
+    /// how long a row waits.
     pub batch_size: usize,
     /// Longest a record waits for its batch to fill, in ms.
     pub flush_interval_ms: u64,
@@ -171,7 +174,7 @@ impl Default for LogWriterConfig {
     fn default() -> Self {
         LogWriterConfig {
             queue_capacity: 100_000,
-            batch_size: 512,
+            batch_size: 2048,
             flush_interval_ms: 100,
             journal_dir: "uno-journal".to_owned(),
             journal_max_bytes: 1 << 30,

@@ -148,18 +148,35 @@ impl PgStore {
         *self.spare_payload.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
     }
 
+    /// The days among `days` whose partitions this process has not yet
+    /// made sure of.
+    fn missing_partitions(&self, days: &HashSet<NaiveDate>) -> Vec<NaiveDate> {
+        let known = self.known_partitions();
+        days.iter()
+            .filter(|d| !known.contains(d))
+            .copied()
+            .collect()
+    }
+
+    /// COPYs a batch's interactions on `conn`, through the spare buffer.
+    async fn copy_batch(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        rows: &[&InteractionRow],
+        encoded: &[&EncodedInteraction],
+    ) -> Result<(), BatchError> {
+        let mut payload = self.take_payload();
+        let copied = copy_interactions(conn, &mut payload, rows, encoded).await;
+        self.keep_payload(payload);
+        Ok(copied?)
+    }
+
     async fn ensure_partitions(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         days: &HashSet<NaiveDate>,
     ) -> Result<(), StoreError> {
-        let missing: Vec<NaiveDate> = {
-            let known = self.known_partitions();
-            days.iter()
-                .filter(|d| !known.contains(d))
-                .copied()
-                .collect()
-        };
+        let missing = self.missing_partitions(days);
         if missing.is_empty() {
             return Ok(());
         }
@@ -212,17 +229,23 @@ impl PgStore {
             .map(|r| r.created_at.date_naive())
             .chain(encoded.iter().map(|e| e.day()))
             .collect();
+        if matches!(insert, Insert::Copy)
+            && feedback.is_empty()
+            && follow_ups.is_empty()
+            && self.missing_partitions(&days).is_empty()
+        {
+            // The usual batch (interactions only, into partitions that
+            // exist): one COPY, its own transaction. BEGIN and COMMIT
+            // would add two round trips to the database per batch, and
+            // each wakes its backend (see `copy_interactions`).
+            let mut conn = self.pool.acquire().await?;
+            return self.copy_batch(&mut conn, &interactions, &encoded).await;
+        }
         let mut tx = self.pool.begin().await?;
         self.ensure_partitions(&mut tx, &days).await?;
         if !interactions.is_empty() || !encoded.is_empty() {
             match insert {
-                Insert::Copy => {
-                    let mut payload = self.take_payload();
-                    let copied =
-                        copy_interactions(&mut tx, &mut payload, &interactions, &encoded).await;
-                    self.keep_payload(payload);
-                    copied?
-                }
+                Insert::Copy => self.copy_batch(&mut tx, &interactions, &encoded).await?,
                 Insert::SkipExisting => {
                     // The rare path (an id already stored): rows back from
                     // their tuples, each inserted unless present.
@@ -634,12 +657,11 @@ impl From<BatchError> for StoreError {
 /// tuples into the connection's write buffer (see [`crate::copy_source`]
 /// for why both).
 async fn copy_interactions(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut sqlx::PgConnection,
     payload: &mut pg_copy::Payload,
     rows: &[&InteractionRow],
     encoded: &[&EncodedInteraction],
 ) -> Result<(), sqlx::Error> {
-    let conn: &mut sqlx::PgConnection = tx;
     let mut copy = conn.copy_in_raw(&copy_statement()).await?;
     let mut source = CopySource::new(rows, encoded);
     payload.clear();
