@@ -212,6 +212,9 @@ impl PgStore {
     }
 
     async fn write_batch(&self, rows: &[LogRow], insert: Insert) -> Result<(), BatchError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         let mut interactions = Vec::new();
         let mut encoded = Vec::new();
         let mut feedback = Vec::new();
@@ -237,7 +240,7 @@ impl PgStore {
             // The usual batch (interactions only, into partitions that
             // exist): one COPY, its own transaction. BEGIN and COMMIT
             // would add two round trips to the database per batch, and
-            // each wakes its backend (see `copy_interactions`).
+            // each wakes its backend (see [`pg_copy::CHUNK_BYTES`]).
             let mut conn = self.pool.acquire().await?;
             return self.copy_batch(&mut conn, &interactions, &encoded).await;
         }
