@@ -26,8 +26,23 @@ pub const INTERACTION_COLUMNS: &str = "id, tenant_id, created_at, model, end_use
      upstream_ms, total_ms, ttfb_ms, error, snapshot_version, cluster_id, path, conversation_hash, \
      request, response_text, draft, critique";
 
-/// How many columns [`INTERACTION_COLUMNS`] names.
-const INTERACTION_FIELDS: i16 = 24;
+/// How many columns [`INTERACTION_COLUMNS`] names: counted from the list,
+/// so a column added there is counted in every tuple's header too.
+const INTERACTION_FIELDS: i16 = column_count(INTERACTION_COLUMNS);
+
+/// The number of names in a comma-separated column list.
+const fn column_count(columns: &str) -> i16 {
+    let bytes = columns.as_bytes();
+    let mut count = 1;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+}
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
@@ -200,7 +215,7 @@ impl Payload {
 /// The fixed part of an interaction's tuple (field count, lengths, id,
 /// time, numbers, hash): what [`EncodedInteraction::of`] reserves beyond
 /// the texts, so the buffer is allocated once.
-const TUPLE_FIXED_BYTES: usize = 2 + 24 * 4 + 16 + 8 + 7 * 8 + 16 + 3;
+const TUPLE_FIXED_BYTES: usize = 2 + INTERACTION_FIELDS as usize * 4 + 16 + 8 + 7 * 8 + 16 + 3;
 
 /// One interaction already in COPY form: its `interactions` tuple.
 ///
