@@ -8,6 +8,7 @@
 
 pub mod bleu;
 pub mod cluster;
+mod completion_scan;
 pub mod config;
 pub mod conversation;
 pub mod digest;

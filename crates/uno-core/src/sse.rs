@@ -142,8 +142,21 @@ impl<'a> ResponseSummary<'a> {
     }
 
     /// Summarises a non-streamed `chat.completion` body, borrowing its
-    /// texts from it where it can.
+    /// texts from it where it can. The usual body is read by a one-pass
+    /// scanner ([`crate::completion_scan`]); anything it does not expect
+    /// is parsed by serde, which has the last word.
     pub fn from_completion(body: &'a [u8]) -> Self {
+        if let Some(summary) = std::str::from_utf8(body)
+            .ok()
+            .and_then(crate::completion_scan::summarize)
+        {
+            return summary;
+        }
+        Self::from_completion_by_serde(body)
+    }
+
+    /// [`ResponseSummary::from_completion`] by serde alone.
+    pub(crate) fn from_completion_by_serde(body: &'a [u8]) -> Self {
         let mut summary = ResponseSummary::default();
         match from_json::<Chunk<'a>>(body) {
             Ok(chunk) => summary.absorb(chunk, |text| text),
