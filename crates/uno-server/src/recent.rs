@@ -7,19 +7,25 @@
 //! small hash maps (generations), the oldest cleared and reused when the
 //! newest fills, so memory stays flat however long the process runs.
 //!
-//! Every logged request inserts here, so the insert is kept cheap. Only the
-//! newest generation takes inserts, and it is small (4096 entries, a few
-//! hundred kilobytes), so it stays in the CPU's cache and its pages in the
-//! TLB; one map of 100 000 entries made each insert a cache and TLB miss
-//! (about 0.8 us a request in the load harness on a 2-vCPU VM). Entries hold
-//! a tenant's number, not its `Arc`, so an insert touches no shared
-//! reference count and a cleared generation has nothing to drop. Lookups
-//! (feedback only) probe every generation, newest first. Hashing is
-//! foldhash, seeded per process, so ids a client chooses cannot be aimed at
-//! one bucket.
+//! Every logged request inserts here, so the insert is kept cheap. The
+//! newest ids are not hashed as they come: they are appended to a short
+//! array (4096 entries at most), so an insert writes to the end of memory
+//! the previous insert just touched. A hash table, probed at a random
+//! bucket, has left the CPU's cache by the time the next request inserts
+//! (a few hundred kilobytes of other work later), and each insert then
+//! cost a cache miss or two (about 0.2 us a request in the load harness on
+//! a 2-vCPU VM). When the array fills, its ids are hashed into a table in
+//! one go (a generation), with the table in cache throughout, and the
+//! oldest generation's table is cleared and reused for it, so memory stays
+//! flat however long the process runs. Entries hold a tenant's number,
+//! not its `Arc`, so an insert touches no shared reference count and a
+//! cleared generation has nothing to drop. Lookups (feedback only) scan
+//! the array, then probe every generation, newest first. Hashing is
+//! foldhash, seeded per process, so ids a client chooses cannot be aimed
+//! at one bucket.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use foldhash::fast::RandomState;
 
@@ -34,17 +40,23 @@ const GENERATION_SIZE: usize = 4096;
 #[derive(Debug)]
 pub struct RecentInteractions {
     generation_size: usize,
+    /// Generations kept, the newest (the array) included.
     generations: usize,
     inner: Mutex<Index>,
 }
 
 #[derive(Debug, Default)]
 struct Index {
-    /// Oldest first; the last takes inserts.
+    /// The newest ids, in the order they were served.
+    newest: Vec<(InteractionId, u32)>,
+    /// Older generations, hashed; oldest first.
     generations: VecDeque<Generation>,
     /// Every tenant seen, by number.
     tenants: Vec<Tenant>,
     numbers: HashMap<Tenant, u32, RandomState>,
+    /// The tenant of the last insert: a key's tenant is one shared `Arc`,
+    /// so a comparison of pointers usually saves hashing its name.
+    last_tenant: Option<(Tenant, u32)>,
 }
 
 type Generation = HashMap<InteractionId, u32, RandomState>;
@@ -57,7 +69,10 @@ impl RecentInteractions {
         RecentInteractions {
             generation_size,
             generations: capacity.div_ceil(generation_size).max(1),
-            inner: Mutex::new(Index::default()),
+            inner: Mutex::new(Index {
+                newest: Vec::with_capacity(generation_size),
+                ..Index::default()
+            }),
         }
     }
 
@@ -70,34 +85,47 @@ impl RecentInteractions {
     pub fn insert(&self, id: InteractionId, tenant: &Tenant) {
         let mut index = self.lock();
         let number = index.number_of(tenant);
-        let full = index
-            .generations
-            .back()
-            .is_none_or(|newest| newest.len() >= self.generation_size);
-        if full {
-            let fresh = if index.generations.len() >= self.generations {
-                // The oldest, emptied: its memory is reused, nothing to free.
-                let mut oldest = index.generations.pop_front().unwrap_or_default();
-                oldest.clear();
-                oldest
-            } else {
-                Generation::with_capacity_and_hasher(self.generation_size, RandomState::default())
-            };
-            index.generations.push_back(fresh);
+        index.newest.push((id, number));
+        if index.newest.len() >= self.generation_size {
+            self.seal(&mut index);
         }
-        if let Some(newest) = index.generations.back_mut() {
-            newest.insert(id, number);
+    }
+
+    /// Hashes the full array into a generation: the oldest one's table,
+    /// emptied and reused, once as many generations as kept exist.
+    fn seal(&self, index: &mut Index) {
+        if self.generations == 1 {
+            index.newest.clear();
+            return;
         }
+        let mut generation = if index.generations.len() + 1 >= self.generations {
+            let mut oldest = index.generations.pop_front().unwrap_or_default();
+            oldest.clear();
+            oldest
+        } else {
+            Generation::with_capacity_and_hasher(self.generation_size, RandomState::default())
+        };
+        // In the order served: an id served twice keeps its latest tenant.
+        generation.extend(index.newest.drain(..));
+        index.generations.push_back(generation);
     }
 
     /// The tenant of `id`, if it was served recently by this process.
     pub fn tenant_of(&self, id: InteractionId) -> Option<Tenant> {
         let index = self.lock();
         let number = index
-            .generations
+            .newest
             .iter()
             .rev()
-            .find_map(|generation| generation.get(&id))?;
+            .find(|(served, _)| *served == id)
+            .map(|(_, number)| number)
+            .or_else(|| {
+                index
+                    .generations
+                    .iter()
+                    .rev()
+                    .find_map(|generation| generation.get(&id))
+            })?;
         index.tenants.get(*number as usize).cloned()
     }
 }
@@ -106,12 +134,21 @@ impl Index {
     /// The tenant's number, given on first sight. Tenants are few (one per
     /// key's tenant), so the table never needs pruning.
     fn number_of(&mut self, tenant: &Tenant) -> u32 {
-        if let Some(number) = self.numbers.get(tenant) {
+        if let Some((last, number)) = &self.last_tenant
+            && Arc::ptr_eq(last, tenant)
+        {
             return *number;
         }
-        let number = u32::try_from(self.tenants.len()).unwrap_or(u32::MAX);
-        self.tenants.push(tenant.clone());
-        self.numbers.insert(tenant.clone(), number);
+        let number = match self.numbers.get(tenant) {
+            Some(number) => *number,
+            None => {
+                let number = u32::try_from(self.tenants.len()).unwrap_or(u32::MAX);
+                self.tenants.push(tenant.clone());
+                self.numbers.insert(tenant.clone(), number);
+                number
+            }
+        };
+        self.last_tenant = Some((tenant.clone(), number));
         number
     }
 }
@@ -154,7 +191,60 @@ mod tests {
         assert!(recent.tenant_of(ids[0]).is_none());
         assert!(recent.tenant_of(ids[ids.len() - 10_001]).is_none());
         let index = recent.lock();
-        assert_eq!(index.generations.len(), recent.generations, "bounded");
+        assert_eq!(
+            index.generations.len() + 1,
+            recent.generations,
+            "bounded: the array and the hashed generations"
+        );
         assert_eq!(index.tenants.len(), 3, "one number per tenant");
+    }
+
+    #[test]
+    fn an_id_served_again_keeps_its_latest_tenant() {
+        let recent = RecentInteractions::new(64); // generations of 4
+        let (a, b): (Tenant, Tenant) = (Arc::from("a"), Arc::from("b"));
+        let twice = InteractionId::new();
+        recent.insert(twice, &a);
+        recent.insert(twice, &b);
+        assert_eq!(
+            recent.tenant_of(twice).as_deref(),
+            Some("b"),
+            "both in the array"
+        );
+        for _ in 0..2 {
+            recent.insert(InteractionId::new(), &a);
+        }
+        assert_eq!(
+            recent.tenant_of(twice).as_deref(),
+            Some("b"),
+            "hashed together"
+        );
+        recent.insert(twice, &a);
+        assert_eq!(
+            recent.tenant_of(twice).as_deref(),
+            Some("a"),
+            "the array first"
+        );
+        for _ in 0..3 {
+            recent.insert(InteractionId::new(), &b);
+        }
+        assert_eq!(
+            recent.tenant_of(twice).as_deref(),
+            Some("a"),
+            "the newer table first"
+        );
+    }
+
+    #[test]
+    fn a_tenant_named_alike_by_another_key_shares_its_number() {
+        let recent = RecentInteractions::new(64);
+        let (first, again): (Tenant, Tenant) = (Arc::from("t"), Arc::from("t"));
+        let (one, two) = (InteractionId::new(), InteractionId::new());
+        recent.insert(one, &first);
+        recent.insert(two, &again);
+        recent.insert(InteractionId::new(), &first);
+        assert_eq!(recent.lock().tenants.len(), 1);
+        assert_eq!(recent.tenant_of(one).as_deref(), Some("t"));
+        assert_eq!(recent.tenant_of(two).as_deref(), Some("t"));
     }
 }
