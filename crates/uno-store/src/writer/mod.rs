@@ -18,6 +18,7 @@
 //! means the writer cannot keep up even by journaling); each drop is counted
 //! in [`WriterStats`] and logged.
 
+mod inbox;
 mod journal;
 mod task;
 

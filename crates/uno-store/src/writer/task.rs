@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use uno_core::feedback::ExplicitFeedback;
 use uno_core::interaction::{InteractionRecord, InteractionSink};
 
+use super::inbox::Inbox;
 use super::journal::{Journal, JournalError};
 use crate::error::StoreError;
 use crate::rows::{EncodedRows, InteractionRows, LogRow, row_for_feedback};
@@ -84,15 +85,25 @@ enum Entry {
 /// The request path's handle: submitting never waits.
 #[derive(Clone)]
 pub struct LogSink {
-    tx: mpsc::Sender<Entry>,
+    senders: Arc<Senders>,
     stats: Arc<WriterStats>,
-    /// Rung at every `wake_every`-th record: a batch's worth (or half the
-    /// queue) is waiting.
+    /// Rung at every `wake_every`-th record queued since the writer last
+    /// took them: a batch's worth (or half the queue) is waiting.
     batch_ready: Arc<Notify>,
-    wake_every: u64,
+    wake_every: usize,
     /// Whether the store is Postgres: interactions are then queued already
     /// encoded for COPY (see [`crate::pg_copy::EncodedInteraction`]).
     encode: bool,
+}
+
+/// The inbox, shared by every clone of a sink: when the last clone is
+/// dropped, the writer is told that nothing more will arrive, and finishes.
+struct Senders(Arc<Inbox<Entry>>);
+
+impl Drop for Senders {
+    fn drop(&mut self) {
+        self.0.disconnect();
+    }
 }
 
 /// The record was not queued (and was counted as dropped).
@@ -102,12 +113,12 @@ pub struct QueueFull;
 
 impl LogSink {
     fn push(&self, entry: Entry) -> Result<(), QueueFull> {
-        let before = self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(entry) {
-            Ok(()) => {
+        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        match self.senders.0.push(entry) {
+            Ok(queued) => {
                 // One wake-up of the writer per batch, not per record: it
                 // takes what gathered since, all at once.
-                if (before + 1).is_multiple_of(self.wake_every) {
+                if queued.is_multiple_of(self.wake_every) {
                     self.batch_ready.notify_one();
                 }
                 Ok(())
@@ -168,14 +179,15 @@ impl LogWriter {
                 "found a non-empty log journal; it will be replayed"
             );
         }
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let capacity = config.queue_capacity.max(1);
+        let inbox = Arc::new(Inbox::new(capacity, config.batch_size * 2));
         let encode = matches!(store, Store::Postgres(_));
         let shutdown = Arc::new(Notify::new());
         let batch_ready = Arc::new(Notify::new());
         // A batch's worth, or half the queue when that is smaller: a queue
         // shorter than a batch would otherwise fill, and drop records,
         // before the writer is woken to empty it.
-        let wake_every = config.batch_size.min(config.queue_capacity / 2).max(1) as u64;
+        let wake_every = config.batch_size.min(config.queue_capacity / 2).max(1);
         let task = WriterTask {
             journaling: !journal.is_empty(),
             journal: Arc::new(Mutex::new(journal)),
@@ -184,10 +196,10 @@ impl LogWriter {
             stats: stats.clone(),
             config,
         };
-        let handle = tokio::spawn(task.run(rx, shutdown.clone(), batch_ready.clone()));
+        let handle = tokio::spawn(task.run(inbox.clone(), shutdown.clone(), batch_ready.clone()));
         Ok(LogWriter {
             sink: LogSink {
-                tx,
+                senders: Arc::new(Senders(inbox)),
                 stats,
                 batch_ready,
                 wake_every,
@@ -231,26 +243,33 @@ struct WriterTask {
 impl WriterTask {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Entry>,
+        inbox: Arc<Inbox<Entry>>,
         shutdown: Arc<Notify>,
         batch_ready: Arc<Notify>,
     ) {
         let mut rows: Vec<LogRow> = Vec::with_capacity(self.config.batch_size * 2);
-        // When the oldest row of the partial batch was taken.
+        // What the last take moved out of the inbox; its buffer goes back.
+        let mut taken: Vec<Entry> = Vec::with_capacity(self.config.batch_size * 2);
+        // When the oldest row of the partial batch was queued.
         let mut batch_started = Instant::now();
         loop {
             // Idle: wait for the first entry of a batch, a probe, or shutdown.
             if rows.is_empty() {
-                tokio::select! {
-                    biased;
-                    () = shutdown.notified() => break,
-                    entry = rx.recv() => match entry {
-                        Some(entry) => self.take(entry, &mut rows),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(self.next_probe), if self.journaling => {
-                        self.replay().await;
-                        continue;
+                if inbox.is_empty() {
+                    if inbox.is_disconnected() {
+                        break;
+                    }
+                    tokio::select! {
+                        biased;
+                        () = shutdown.notified() => break,
+                        () = inbox.arrived() => {},
+                        () = tokio::time::sleep_until(self.next_probe), if self.journaling => {
+                            self.replay().await;
+                            continue;
+                        }
+                    }
+                    if inbox.is_empty() {
+                        continue; // an old ring, or the last sender gone
                     }
                 }
                 batch_started = Instant::now();
@@ -258,34 +277,34 @@ impl WriterTask {
             // Busy: let entries gather until a batch's worth is queued (the
             // sink rings `batch_ready` at every batch_size-th record) or
             // the oldest row has waited the flush interval, then take them
-            // all at once. Meanwhile no receiver waits on the queue, so a
-            // request handing over its record wakes nothing, and no timer
-            // ticks: the writer wakes once per batch, not once per request
-            // or per millisecond.
+            // all at once. Meanwhile a request handing over its record
+            // wakes nothing, and no timer ticks: the writer wakes once per
+            // batch, not once per request or per millisecond.
             tokio::select! {
                 biased;
                 () = shutdown.notified() => break,
                 () = batch_ready.notified() => {}
                 () = tokio::time::sleep_until(batch_started + self.config.flush_interval) => {}
             }
-            let closed = loop {
-                let closed = self.drain(&mut rx, &mut rows);
-                if rows.len() < self.config.batch_size {
-                    break closed;
+            inbox.take_all(&mut taken);
+            for entry in taken.drain(..) {
+                self.take(entry, &mut rows);
+                if rows.len() >= self.config.batch_size {
+                    self.flush(&mut rows).await;
+                    batch_started = Instant::now();
                 }
-                self.flush(&mut rows).await;
-                batch_started = Instant::now();
-            };
+            }
             if !rows.is_empty() && batch_started.elapsed() >= self.config.flush_interval {
                 self.flush(&mut rows).await;
             }
-            if closed {
+            if inbox.is_disconnected() && inbox.is_empty() {
                 break;
             }
         }
         // Shutdown: everything still queued goes to the database or journal.
-        rx.close();
-        while let Some(entry) = rx.recv().await {
+        inbox.close();
+        inbox.take_all(&mut taken);
+        for entry in taken.drain(..) {
             self.take(entry, &mut rows);
             if rows.len() >= self.config.batch_size {
                 self.flush(&mut rows).await;
@@ -295,19 +314,6 @@ impl WriterTask {
         if self.journaling {
             self.replay().await;
         }
-    }
-
-    /// Takes what is queued, without waiting, until the batch is full.
-    /// True when every sender is gone.
-    fn drain(&self, rx: &mut mpsc::Receiver<Entry>, rows: &mut Vec<LogRow>) -> bool {
-        while rows.len() < self.config.batch_size {
-            match rx.try_recv() {
-                Ok(entry) => self.take(entry, rows),
-                Err(mpsc::error::TryRecvError::Empty) => return false,
-                Err(mpsc::error::TryRecvError::Disconnected) => return true,
-            }
-        }
-        false
     }
 
     fn take(&self, entry: Entry, rows: &mut Vec<LogRow>) {
