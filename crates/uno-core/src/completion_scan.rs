@@ -97,7 +97,18 @@ impl<'a> Scanner<'a> {
     /// Reads an object, calling `member` with each key once the value is
     /// next. Keys with escapes are left to serde (which would decode them
     /// before matching).
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    fn object(&mut self, member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.object_with_keys(false, member)
+    }
+
+    /// [`Scanner::object`], taking keys with escapes too where
+    /// `escaped_keys` (for objects nobody reads: their keys are not
+    /// matched, only checked).
+    fn object_with_keys(
+        &mut self,
+        escaped_keys: bool,
+        mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
         self.expect(b'{')?;
         self.skip_whitespace();
         if self.peek()? == b'}' {
@@ -107,7 +118,7 @@ impl<'a> Scanner<'a> {
         loop {
             self.skip_whitespace();
             let (key, escaped) = self.string_span()?;
-            if escaped {
+            if escaped && !escaped_keys {
                 return None;
             }
             self.expect(b':')?;
@@ -221,30 +232,7 @@ impl<'a> Scanner<'a> {
         self.skip_whitespace();
         match self.peek()? {
             b'"' => self.string_span().map(drop),
-            b'{' => {
-                // Keys of values nobody reads may hold escapes.
-                self.expect(b'{')?;
-                self.skip_whitespace();
-                if self.peek()? == b'}' {
-                    self.pos += 1;
-                    return Some(());
-                }
-                loop {
-                    self.skip_whitespace();
-                    self.string_span()?;
-                    self.expect(b':')?;
-                    self.skip_value(depth + 1)?;
-                    self.skip_whitespace();
-                    match self.peek()? {
-                        b',' => self.pos += 1,
-                        b'}' => {
-                            self.pos += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
+            b'{' => self.object_with_keys(true, |s, _| s.skip_value(depth + 1)),
             b'[' => self.array(|s| s.skip_value(depth + 1)),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),

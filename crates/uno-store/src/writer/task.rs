@@ -287,12 +287,8 @@ impl WriterTask {
                 () = tokio::time::sleep_until(batch_started + self.config.flush_interval) => {}
             }
             inbox.take_all(&mut taken);
-            for entry in taken.drain(..) {
-                self.take(entry, &mut rows);
-                if rows.len() >= self.config.batch_size {
-                    self.flush(&mut rows).await;
-                    batch_started = Instant::now();
-                }
+            if self.take_entries(&mut taken, &mut rows).await {
+                batch_started = Instant::now();
             }
             if !rows.is_empty() && batch_started.elapsed() >= self.config.flush_interval {
                 self.flush(&mut rows).await;
@@ -304,16 +300,25 @@ impl WriterTask {
         // Shutdown: everything still queued goes to the database or journal.
         inbox.close();
         inbox.take_all(&mut taken);
-        for entry in taken.drain(..) {
-            self.take(entry, &mut rows);
-            if rows.len() >= self.config.batch_size {
-                self.flush(&mut rows).await;
-            }
-        }
+        self.take_entries(&mut taken, &mut rows).await;
         self.flush(&mut rows).await;
         if self.journaling {
             self.replay().await;
         }
+    }
+
+    /// Turns the entries taken from the inbox into rows, writing each
+    /// batch as it fills. True when a batch was written.
+    async fn take_entries(&mut self, taken: &mut Vec<Entry>, rows: &mut Vec<LogRow>) -> bool {
+        let mut wrote = false;
+        for entry in taken.drain(..) {
+            self.take(entry, rows);
+            if rows.len() >= self.config.batch_size {
+                self.flush(rows).await;
+                wrote = true;
+            }
+        }
+        wrote
     }
 
     fn take(&self, entry: Entry, rows: &mut Vec<LogRow>) {
