@@ -109,10 +109,7 @@ impl<'a> Scanner<'a> {
         escaped_keys: bool,
         mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
     ) -> Option<()> {
-        self.expect(b'{')?;
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.pos += 1;
+        if self.open(b'{', b'}')? {
             return Some(());
         }
         loop {
@@ -123,37 +120,47 @@ impl<'a> Scanner<'a> {
             }
             self.expect(b':')?;
             member(self, key)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.comma_or_close(b'}')? {
+                return Some(());
             }
         }
     }
 
     /// Reads an array, calling `element` with each element next.
     fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.expect(b'[')?;
-        self.skip_whitespace();
-        if self.peek()? == b']' {
-            self.pos += 1;
+        if self.open(b'[', b']')? {
             return Some(());
         }
         loop {
             element(self)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.comma_or_close(b']')? {
+                return Some(());
             }
+        }
+    }
+
+    /// Takes a container's opening byte; true when it is closed at once
+    /// (empty), the closing byte taken too.
+    fn open(&mut self, open: u8, close: u8) -> Option<bool> {
+        self.expect(open)?;
+        self.skip_whitespace();
+        let empty = self.peek()? == close;
+        if empty {
+            self.pos += 1;
+        }
+        Some(empty)
+    }
+
+    /// Takes what follows a member or element: a comma (false) or the
+    /// container's closing byte (true).
+    fn comma_or_close(&mut self, close: u8) -> Option<bool> {
+        self.skip_whitespace();
+        let byte = self.peek()?;
+        self.pos += 1;
+        match byte {
+            b',' => Some(false),
+            _ if byte == close => Some(true),
+            _ => None,
         }
     }
 

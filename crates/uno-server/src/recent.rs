@@ -204,35 +204,21 @@ mod tests {
         let recent = RecentInteractions::new(64); // generations of 4
         let (a, b): (Tenant, Tenant) = (Arc::from("a"), Arc::from("b"));
         let twice = InteractionId::new();
+        let owner = || recent.tenant_of(twice).map(|t| t.to_string());
+        let serve_others = |n: usize, tenant: &Tenant| {
+            for _ in 0..n {
+                recent.insert(InteractionId::new(), tenant);
+            }
+        };
         recent.insert(twice, &a);
         recent.insert(twice, &b);
-        assert_eq!(
-            recent.tenant_of(twice).as_deref(),
-            Some("b"),
-            "both in the array"
-        );
-        for _ in 0..2 {
-            recent.insert(InteractionId::new(), &a);
-        }
-        assert_eq!(
-            recent.tenant_of(twice).as_deref(),
-            Some("b"),
-            "hashed together"
-        );
+        assert_eq!(owner().as_deref(), Some("b"), "both in the array");
+        serve_others(2, &a);
+        assert_eq!(owner().as_deref(), Some("b"), "hashed together");
         recent.insert(twice, &a);
-        assert_eq!(
-            recent.tenant_of(twice).as_deref(),
-            Some("a"),
-            "the array first"
-        );
-        for _ in 0..3 {
-            recent.insert(InteractionId::new(), &b);
-        }
-        assert_eq!(
-            recent.tenant_of(twice).as_deref(),
-            Some("a"),
-            "the newer table first"
-        );
+        assert_eq!(owner().as_deref(), Some("a"), "the array first");
+        serve_others(3, &b);
+        assert_eq!(owner().as_deref(), Some("a"), "the newer table first");
     }
 
     #[test]
