@@ -10,8 +10,6 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::json::from_json;
-
 /// Token usage as OpenAI reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {
@@ -146,19 +144,25 @@ impl<'a> ResponseSummary<'a> {
     /// scanner ([`crate::completion_scan`]); anything it does not expect
     /// is parsed by serde, which has the last word.
     pub fn from_completion(body: &'a [u8]) -> Self {
-        if let Some(summary) = std::str::from_utf8(body)
-            .ok()
-            .and_then(crate::completion_scan::summarize)
-        {
-            return summary;
+        // The body is checked for UTF-8 once, for the scanner and for
+        // serde after it alike (as `json::from_json` does).
+        match std::str::from_utf8(body) {
+            Ok(text) => crate::completion_scan::summarize(text)
+                .unwrap_or_else(|| Self::from_parsed(serde_json::from_str(text))),
+            Err(_) => Self::from_parsed(serde_json::from_slice(body)),
         }
-        Self::from_completion_by_serde(body)
     }
 
     /// [`ResponseSummary::from_completion`] by serde alone.
+    #[cfg(test)]
     pub(crate) fn from_completion_by_serde(body: &'a [u8]) -> Self {
+        Self::from_parsed(crate::json::from_json(body))
+    }
+
+    /// The summary of a body serde has parsed (or could not).
+    fn from_parsed(parsed: serde_json::Result<Chunk<'a>>) -> Self {
         let mut summary = ResponseSummary::default();
-        match from_json::<Chunk<'a>>(body) {
+        match parsed {
             Ok(chunk) => summary.absorb(chunk, |text| text),
             Err(err) => summary.error = Some(format!("unreadable response body: {err}")),
         }
