@@ -26,6 +26,7 @@ mod report;
 mod routing;
 mod scenarios;
 mod servers;
+mod spread;
 
 use std::process::ExitCode;
 

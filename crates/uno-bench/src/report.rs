@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::cpu::CpuPerRequest;
 use crate::servers::PgOutcome;
+use crate::spread::RatioSpread;
 
 /// Target: added median latency at concurrency 1, in milliseconds.
 pub const MAX_ADDED_P50_MS: f64 = 0.5;
@@ -167,10 +168,10 @@ pub struct Row {
     pub uno_pg: Option<Throughput>,
     /// uno+pg's log writer lag, when measured.
     pub writer_lag: Option<WriterLag>,
-    /// The lowest and highest uno+pg/uno throughput ratio of a single
-    /// round (the two measured back to back), when measured: how far one
-    /// round's figure can be trusted on this machine.
-    pub logging_round_ratios: Option<(f64, f64)>,
+    /// The uno+pg/uno throughput ratio of each round (the two measured
+    /// back to back), summarised, when measured: how far the figure can
+    /// be trusted on this machine.
+    pub logging_rounds: Option<RatioSpread>,
     /// The mock upstream through the bare reference proxy, when measured.
     pub bare: Option<Throughput>,
 }
@@ -405,10 +406,8 @@ impl Report {
             ),
             detail: c64_pg.map_or_else(not_measured, |r| {
                 let rounds = r
-                    .logging_round_ratios
-                    .map_or_else(String::new, |(low, high)| {
-                        format!("; rounds {low:.3}-{high:.3}x")
-                    });
+                    .logging_rounds
+                    .map_or_else(String::new, |spread| format!("; {}", spread.line()));
                 format!(
                     "{:.0} vs {:.0} rps ({:.3}x; {:.3}x at equal CPU{rounds})",
                     r.uno_pg.map_or(0.0, |t| t.rps()),
@@ -677,7 +676,7 @@ impl Report {
                     "bare": r.bare.map(Throughput::to_json),
                     "logging_rps_ratio": r.logging_ratio(),
                     "logging_rps_ratio_at_equal_cpu": r.logging_cpu_ratio(),
-                    "logging_rps_ratio_rounds": r.logging_round_ratios.map(|(low, high)| json!({"min": low, "max": high})),
+                    "logging_rps_ratio_rounds": r.logging_rounds.map(RatioSpread::to_json),
                     "logging_added_p50_ms": r.logging_added_p50_ms(),
                     "logging_added_p99_ms": r.logging_added_p99_ms(),
                     "writer_max_backlog": r.writer_lag.map(|l| l.max_backlog),
@@ -799,7 +798,7 @@ mod tests {
                     uno: tp(90, lat(0.3, 1.0)),
                     uno_pg: None,
                     writer_lag: None,
-                    logging_round_ratios: None,
+                    logging_rounds: None,
                     bare: None,
                 },
                 Row {
@@ -808,7 +807,7 @@ mod tests {
                     uno: tp(40, lat(2.0, 5.0)),
                     uno_pg: None,
                     writer_lag: None,
-                    logging_round_ratios: None,
+                    logging_rounds: None,
                     bare: None,
                 },
             ],
@@ -833,11 +832,12 @@ mod tests {
             max_backlog: 3,
             max_drain_ms: 100.0,
         });
-        with_pg.rows[1].logging_round_ratios = Some((0.875, 0.975));
+        with_pg.rows[1].logging_rounds = RatioSpread::of(&[0.875, 0.975]);
         let v = with_pg.verdicts();
         assert_eq!(v[3].pass, Some(true), "{}", v[3].detail);
         assert!(
-            v[3].detail.contains("rounds 0.875-0.975x"),
+            v[3].detail.contains("2 rounds: median 0.925x")
+                && v[3].detail.contains("range 0.875-0.975x"),
             "{}",
             v[3].detail
         );

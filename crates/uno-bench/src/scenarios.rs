@@ -15,6 +15,7 @@ use crate::cpu::CpuTimes;
 use crate::loadgen::{Connection, Measurement, Target, closed_loop};
 use crate::report::{Latency, Row, Throughput, Ttfb, WriterLag};
 use crate::servers::{MockServer, UnoPgServer, UnoServer};
+use crate::spread::RatioSpread;
 
 /// Longest the log writer may take to catch up after a uno+pg round.
 const MAX_DRAIN: Duration = Duration::from_secs(60);
@@ -203,12 +204,20 @@ impl Bench {
         let mut bare = Vec::new();
         let mut lag = WriterLag::default();
         for round in 1..=rounds {
-            let targets = [
-                (Some(&self.direct), &mut direct),
+            // uno and uno+pg swap places every round, so a machine that
+            // speeds up or slows down during a round (other tenants' load)
+            // favours each of them equally often.
+            let mut compared = [
                 (Some(&self.uno), &mut uno),
                 (self.uno_pg.as_ref(), &mut uno_pg),
-                (self.bare.as_ref(), &mut bare),
             ];
+            if round % 2 == 0 {
+                compared.swap(0, 1);
+            }
+            let targets = [(Some(&self.direct), &mut direct)]
+                .into_iter()
+                .chain(compared)
+                .chain([(self.bare.as_ref(), &mut bare)]);
             for (target, into) in targets {
                 let Some(target) = target else { continue };
                 let before = self.cpu_now();
@@ -244,10 +253,10 @@ impl Bench {
                 into.push(Round { m, cpu, opened });
             }
         }
-        let logging_round_ratios = round_ratios(&uno_pg, &uno);
+        let logging_rounds = RatioSpread::of(&round_ratios(&uno_pg, &uno));
         Ok(Row {
             concurrency,
-            logging_round_ratios,
+            logging_rounds,
             direct: aggregate(direct),
             uno: aggregate(uno),
             uno_pg: (!uno_pg.is_empty()).then(|| aggregate(uno_pg)),
@@ -324,18 +333,15 @@ struct Round {
     opened: usize,
 }
 
-/// The lowest and highest ratio of `over`'s throughput to `under`'s in the
-/// same round (none when either was not measured).
-fn round_ratios(over: &[Round], under: &[Round]) -> Option<(f64, f64)> {
+/// The ratio of `over`'s throughput to `under`'s in each round, the two
+/// paired by round (none when either was not measured).
+fn round_ratios(over: &[Round], under: &[Round]) -> Vec<f64> {
     let rps = |r: &Round| r.m.completed as f64 / r.m.window.as_secs_f64().max(f64::MIN_POSITIVE);
     over.iter()
         .zip(under)
         .filter(|(_, u)| rps(u) > 0.0)
         .map(|(o, u)| rps(o) / rps(u))
-        .fold(None, |range, ratio| match range {
-            None => Some((ratio, ratio)),
-            Some((low, high)) => Some((f64::min(low, ratio), f64::max(high, ratio))),
-        })
+        .collect()
 }
 
 /// All rounds of one target as one sample.
@@ -403,8 +409,8 @@ mod tests {
     fn round_ratios_pair_rounds_in_order() {
         let uno = [round(1000, 1), round(2000, 2), round(900, 1)];
         let uno_pg = [round(900, 1), round(1900, 2), round(900, 1)];
-        assert_eq!(round_ratios(&uno_pg, &uno), Some((0.9, 1.0)));
-        assert_eq!(round_ratios(&[], &uno), None, "uno+pg not measured");
+        assert_eq!(round_ratios(&uno_pg, &uno), vec![0.9, 0.95, 1.0]);
+        assert!(round_ratios(&[], &uno).is_empty(), "uno+pg not measured");
     }
 
     #[test]
