@@ -359,3 +359,39 @@ async fn a_backlog_is_journaled_not_dropped() {
     );
     assert!(stats.rows_replayed.load(Ordering::Relaxed) > 0);
 }
+
+/// A writer whose every sink is dropped without `shutdown` (a server
+/// that stops some other way) still writes what was queued, at once
+/// rather than after the flush interval, and then ends: the task lets go
+/// of its counters only when it has finished.
+#[tokio::test]
+async fn the_writer_finishes_when_the_last_sink_is_dropped() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let store = store_for(&db.url).await;
+    let config = WriterConfig {
+        flush_interval: Duration::from_secs(3600),
+        ..config(scratch.path())
+    };
+    let writer = LogWriter::start(store.clone(), config).unwrap();
+    let stats = writer.stats();
+    let sink = writer.sink();
+    for i in 0..10 {
+        sink.submit(record(i));
+    }
+    // Let the writer pick up the first record and wait for its batch.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(writer);
+    drop(sink);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while Arc::strong_count(&stats) > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writer is still running with no sink left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.count_interactions(None).await.unwrap(), 10);
+    assert_eq!(stats.rows_written.load(Ordering::Relaxed), 10);
+    assert_eq!(stats.queue_depth(), 0);
+}

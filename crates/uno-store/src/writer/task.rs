@@ -98,11 +98,17 @@ pub struct LogSink {
 
 /// The inbox, shared by every clone of a sink: when the last clone is
 /// dropped, the writer is told that nothing more will arrive, and finishes.
-struct Senders(Arc<Inbox<Entry>>);
+struct Senders {
+    inbox: Arc<Inbox<Entry>>,
+    /// Rung on the way out too: a writer waiting for a partial batch to
+    /// fill writes it now instead of after the flush interval.
+    batch_ready: Arc<Notify>,
+}
 
 impl Drop for Senders {
     fn drop(&mut self) {
-        self.0.disconnect();
+        self.inbox.disconnect();
+        self.batch_ready.notify_one();
     }
 }
 
@@ -114,7 +120,7 @@ pub struct QueueFull;
 impl LogSink {
     fn push(&self, entry: Entry) -> Result<(), QueueFull> {
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        match self.senders.0.push(entry) {
+        match self.senders.inbox.push(entry) {
             Ok(queued) => {
                 // One wake-up of the writer per batch, not per record: it
                 // takes what gathered since, all at once.
@@ -199,7 +205,10 @@ impl LogWriter {
         let handle = tokio::spawn(task.run(inbox.clone(), shutdown.clone(), batch_ready.clone()));
         Ok(LogWriter {
             sink: LogSink {
-                senders: Arc::new(Senders(inbox)),
+                senders: Arc::new(Senders {
+                    inbox,
+                    batch_ready: batch_ready.clone(),
+                }),
                 stats,
                 batch_ready,
                 wake_every,
