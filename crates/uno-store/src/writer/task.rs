@@ -87,9 +87,8 @@ enum Entry {
 pub struct LogSink {
     senders: Arc<Senders>,
     stats: Arc<WriterStats>,
-    /// Rung at every `wake_every`-th record queued since the writer last
-    /// took them: a batch's worth (or half the queue) is waiting.
-    batch_ready: Arc<Notify>,
+    /// Records queued between rings of the batch bell: a batch's worth
+    /// (or half the queue).
     wake_every: usize,
     /// Whether the store is Postgres: interactions are then queued already
     /// encoded for COPY (see [`crate::pg_copy::EncodedInteraction`]).
@@ -100,8 +99,10 @@ pub struct LogSink {
 /// dropped, the writer is told that nothing more will arrive, and finishes.
 struct Senders {
     inbox: Arc<Inbox<Entry>>,
-    /// Rung on the way out too: a writer waiting for a partial batch to
-    /// fill writes it now instead of after the flush interval.
+    /// The batch bell: rung at every `wake_every`-th record queued since
+    /// the writer last took them, and when the last sink goes, so that a
+    /// writer waiting for a partial batch to fill writes it now instead of
+    /// after the flush interval. The writer holds it too.
     batch_ready: Arc<Notify>,
 }
 
@@ -125,7 +126,7 @@ impl LogSink {
                 // One wake-up of the writer per batch, not per record: it
                 // takes what gathered since, all at once.
                 if queued.is_multiple_of(self.wake_every) {
-                    self.batch_ready.notify_one();
+                    self.senders.batch_ready.notify_one();
                 }
                 Ok(())
             }
@@ -205,12 +206,8 @@ impl LogWriter {
         let handle = tokio::spawn(task.run(inbox.clone(), shutdown.clone(), batch_ready.clone()));
         Ok(LogWriter {
             sink: LogSink {
-                senders: Arc::new(Senders {
-                    inbox,
-                    batch_ready: batch_ready.clone(),
-                }),
+                senders: Arc::new(Senders { inbox, batch_ready }),
                 stats,
-                batch_ready,
                 wake_every,
                 encode,
             },
