@@ -19,9 +19,15 @@ use tokio::sync::Notify;
 pub(super) struct Inbox<T> {
     state: Mutex<State<T>>,
     capacity: usize,
+    /// Entries queued between rings of `batch_ready`.
+    batch: usize,
     /// Rung when an entry lands in an empty inbox (the writer may be idle)
     /// and when the last sender is gone.
     arrived: Notify,
+    /// Rung at every `batch`-th entry queued since the last take (a batch
+    /// is waiting) and when the last sender is gone: a writer letting a
+    /// partial batch fill then takes it at once, not after its interval.
+    batch_ready: Notify,
 }
 
 struct State<T> {
@@ -34,8 +40,9 @@ struct State<T> {
 
 impl<T> Inbox<T> {
     /// An inbox holding up to `capacity` entries, with room for `reserve`
-    /// allocated up front.
-    pub(super) fn new(capacity: usize, reserve: usize) -> Self {
+    /// allocated up front, that rings [`Inbox::batch_ready`] every
+    /// `batch` entries.
+    pub(super) fn new(capacity: usize, reserve: usize, batch: usize) -> Self {
         Inbox {
             state: Mutex::new(State {
                 entries: Vec::with_capacity(reserve.min(capacity)),
@@ -43,7 +50,9 @@ impl<T> Inbox<T> {
                 disconnected: false,
             }),
             capacity,
+            batch: batch.max(1),
             arrived: Notify::new(),
+            batch_ready: Notify::new(),
         }
     }
 
@@ -64,6 +73,10 @@ impl<T> Inbox<T> {
         drop(state);
         if queued == 1 {
             self.arrived.notify_one();
+        }
+        // One wake-up of a busy writer per batch, not per entry.
+        if queued.is_multiple_of(self.batch) {
+            self.batch_ready.notify_one();
         }
         Ok(queued)
     }
@@ -92,15 +105,24 @@ impl<T> Inbox<T> {
         self.arrived.notified().await;
     }
 
+    /// Waits for a batch's worth to be queued, or for the last sender to
+    /// go. May return with less queued (a ring left from before the last
+    /// take); callers check.
+    pub(super) async fn batch_ready(&self) {
+        self.batch_ready.notified().await;
+    }
+
     /// Refuses every later entry.
     pub(super) fn close(&self) {
         self.lock().closed = true;
     }
 
-    /// Marks that no sender is left and wakes the writer to finish.
+    /// Marks that no sender is left and wakes the writer, idle or busy,
+    /// to finish.
     pub(super) fn disconnect(&self) {
         self.lock().disconnected = true;
         self.arrived.notify_one();
+        self.batch_ready.notify_one();
     }
 }
 
@@ -110,7 +132,7 @@ mod tests {
 
     #[test]
     fn holds_up_to_its_capacity_and_gives_everything_back_in_order() {
-        let inbox = Inbox::new(3, 8);
+        let inbox = Inbox::new(3, 8, 8);
         assert_eq!(inbox.push(1), Ok(1));
         assert_eq!(inbox.push(2), Ok(2));
         assert_eq!(inbox.push(3), Ok(3));
@@ -134,7 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_entry_and_the_last_sender_leaving_wake_the_writer() {
-        let inbox = std::sync::Arc::new(Inbox::new(10, 10));
+        let inbox = std::sync::Arc::new(Inbox::new(10, 10, 2));
         let waiting = {
             let inbox = inbox.clone();
             tokio::spawn(async move { inbox.arrived().await })
@@ -153,5 +175,36 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), inbox.arrived())
             .await
             .expect("woken by the disconnect");
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_and_the_last_sender_leaving_ring_the_batch_bell() {
+        let inbox = std::sync::Arc::new(Inbox::new(10, 10, 3));
+        let rung = |inbox: &std::sync::Arc<Inbox<i32>>| {
+            let inbox = inbox.clone();
+            tokio::spawn(async move { inbox.batch_ready().await })
+        };
+        let waiting = rung(&inbox);
+        tokio::task::yield_now().await;
+        inbox.push(1).unwrap();
+        inbox.push(2).unwrap();
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "two of a batch of three");
+        inbox.push(3).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the third entry")
+            .unwrap();
+        let mut drained = Vec::new();
+        inbox.take_all(&mut drained);
+        inbox.push(4).unwrap();
+        let waiting = rung(&inbox);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one of the next batch");
+        inbox.disconnect();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the disconnect")
+            .unwrap();
     }
 }

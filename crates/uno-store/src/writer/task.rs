@@ -87,9 +87,6 @@ enum Entry {
 pub struct LogSink {
     senders: Arc<Senders>,
     stats: Arc<WriterStats>,
-    /// Records queued between rings of the batch bell: a batch's worth
-    /// (or half the queue).
-    wake_every: usize,
     /// Whether the store is Postgres: interactions are then queued already
     /// encoded for COPY (see [`crate::pg_copy::EncodedInteraction`]).
     encode: bool,
@@ -97,19 +94,11 @@ pub struct LogSink {
 
 /// The inbox, shared by every clone of a sink: when the last clone is
 /// dropped, the writer is told that nothing more will arrive, and finishes.
-struct Senders {
-    inbox: Arc<Inbox<Entry>>,
-    /// The batch bell: rung at every `wake_every`-th record queued since
-    /// the writer last took them, and when the last sink goes, so that a
-    /// writer waiting for a partial batch to fill writes it now instead of
-    /// after the flush interval. The writer holds it too.
-    batch_ready: Arc<Notify>,
-}
+struct Senders(Arc<Inbox<Entry>>);
 
 impl Drop for Senders {
     fn drop(&mut self) {
-        self.inbox.disconnect();
-        self.batch_ready.notify_one();
+        self.0.disconnect();
     }
 }
 
@@ -121,15 +110,8 @@ pub struct QueueFull;
 impl LogSink {
     fn push(&self, entry: Entry) -> Result<(), QueueFull> {
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        match self.senders.inbox.push(entry) {
-            Ok(queued) => {
-                // One wake-up of the writer per batch, not per record: it
-                // takes what gathered since, all at once.
-                if queued.is_multiple_of(self.wake_every) {
-                    self.senders.batch_ready.notify_one();
-                }
-                Ok(())
-            }
+        match self.senders.0.push(entry) {
+            Ok(_) => Ok(()),
             Err(_) => {
                 self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
                 self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
@@ -187,14 +169,13 @@ impl LogWriter {
             );
         }
         let capacity = config.queue_capacity.max(1);
-        let inbox = Arc::new(Inbox::new(capacity, config.batch_size * 2));
+        // The writer is woken when a batch's worth is queued, or half the
+        // queue when that is smaller: a queue shorter than a batch would
+        // otherwise fill, and drop records, before the writer empties it.
+        let wake_every = config.batch_size.min(config.queue_capacity / 2);
+        let inbox = Arc::new(Inbox::new(capacity, config.batch_size * 2, wake_every));
         let encode = matches!(store, Store::Postgres(_));
         let shutdown = Arc::new(Notify::new());
-        let batch_ready = Arc::new(Notify::new());
-        // A batch's worth, or half the queue when that is smaller: a queue
-        // shorter than a batch would otherwise fill, and drop records,
-        // before the writer is woken to empty it.
-        let wake_every = config.batch_size.min(config.queue_capacity / 2).max(1);
         let task = WriterTask {
             journaling: !journal.is_empty(),
             journal: Arc::new(Mutex::new(journal)),
@@ -203,12 +184,11 @@ impl LogWriter {
             stats: stats.clone(),
             config,
         };
-        let handle = tokio::spawn(task.run(inbox.clone(), shutdown.clone(), batch_ready.clone()));
+        let handle = tokio::spawn(task.run(inbox.clone(), shutdown.clone()));
         Ok(LogWriter {
             sink: LogSink {
-                senders: Arc::new(Senders { inbox, batch_ready }),
+                senders: Arc::new(Senders(inbox)),
                 stats,
-                wake_every,
                 encode,
             },
             shutdown,
@@ -247,12 +227,7 @@ struct WriterTask {
 }
 
 impl WriterTask {
-    async fn run(
-        mut self,
-        inbox: Arc<Inbox<Entry>>,
-        shutdown: Arc<Notify>,
-        batch_ready: Arc<Notify>,
-    ) {
+    async fn run(mut self, inbox: Arc<Inbox<Entry>>, shutdown: Arc<Notify>) {
         let mut rows: Vec<LogRow> = Vec::with_capacity(self.config.batch_size * 2);
         // What the last take moved out of the inbox; its buffer goes back.
         let mut taken: Vec<Entry> = Vec::with_capacity(self.config.batch_size * 2);
@@ -281,7 +256,7 @@ impl WriterTask {
                 batch_started = Instant::now();
             }
             // Busy: let entries gather until a batch's worth is queued (the
-            // sink rings `batch_ready` at every batch_size-th record) or
+            // inbox rings at every batch_size-th record) or
             // the oldest row has waited the flush interval, then take them
             // all at once. Meanwhile a request handing over its record
             // wakes nothing, and no timer ticks: the writer wakes once per
@@ -289,7 +264,7 @@ impl WriterTask {
             tokio::select! {
                 biased;
                 () = shutdown.notified() => break,
-                () = batch_ready.notified() => {}
+                () = inbox.batch_ready() => {}
                 () = tokio::time::sleep_until(batch_started + self.config.flush_interval) => {}
             }
             inbox.take_all(&mut taken);
