@@ -291,15 +291,13 @@ impl<'a> Scanner<'a> {
         let mut summary = ResponseSummary::default();
         let (mut seen_choices, mut seen_usage) = (false, false);
         self.object(|s, key| match key {
-            "choices" if !seen_choices => {
-                seen_choices = true;
+            "choices" if first_time(&mut seen_choices) => {
                 let first = s.first_choice()?;
                 summary.text = first.content.unwrap_or_default();
                 summary.finish_reason = first.finish_reason;
                 Some(())
             }
-            "usage" if !seen_usage => {
-                seen_usage = true;
+            "usage" if first_time(&mut seen_usage) => {
                 summary.usage = s.usage()?;
                 Some(())
             }
@@ -331,19 +329,16 @@ impl<'a> Scanner<'a> {
         let mut choice = Choice::default();
         let (mut seen_index, mut seen_reason) = (false, false);
         self.object(|s, key| match key {
-            "index" if !seen_index => {
-                seen_index = true;
+            "index" if first_time(&mut seen_index) => {
                 choice.index = u32::try_from(s.plain_integer()?).ok()?;
                 Some(())
             }
             // One of the two, once: with both, serde prefers `delta`.
-            "message" | "delta" if !choice.has_message => {
-                choice.has_message = true;
+            "message" | "delta" if first_time(&mut choice.has_message) => {
                 choice.content = s.message_content()?;
                 Some(())
             }
-            "finish_reason" if !seen_reason => {
-                seen_reason = true;
+            "finish_reason" if first_time(&mut seen_reason) => {
                 choice.finish_reason = s.optional_string()?;
                 Some(())
             }
@@ -362,8 +357,7 @@ impl<'a> Scanner<'a> {
         let mut content = None;
         let mut seen = false;
         self.object(|s, key| match key {
-            "content" if !seen => {
-                seen = true;
+            "content" if first_time(&mut seen) => {
                 content = s.optional_string()?;
                 Some(())
             }
@@ -387,7 +381,7 @@ impl<'a> Scanner<'a> {
                 "total_tokens" => (2, &mut usage.total_tokens),
                 _ => return s.skip_value(2),
             };
-            if std::mem::replace(&mut seen[slot], true) {
+            if !first_time(&mut seen[slot]) {
                 return None;
             }
             *field = s.plain_integer()?;
@@ -395,6 +389,12 @@ impl<'a> Scanner<'a> {
         })?;
         Some(Some(usage))
     }
+}
+
+/// True the first time a member is met, false after (members a summary
+/// reads must appear once; serde refuses a duplicate).
+fn first_time(seen: &mut bool) -> bool {
+    !std::mem::replace(seen, true)
 }
 
 /// The length of the escape after a backslash (`rest` starts after it),
