@@ -767,3 +767,97 @@ async fn postgres_content_logged_before_migration_6_survives_it() {
     store.close().await;
     pool.close().await;
 }
+
+/// Content is compressed with lz4 (migration 0007) where the server has
+/// it: in partitions made before the migration and after it, and a large
+/// request comes back as it was written. pglz took the writer's backend
+/// several times longer per row of pasted context (log_rows bench).
+#[tokio::test]
+async fn postgres_content_is_lz4_compressed_in_old_and_new_partitions() {
+    use sqlx::Row;
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/postgres"
+    )))
+    .await
+    .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 7)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    let today = Utc::now().date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    sqlx::query(&format!(
+        "CREATE TABLE interactions_old PARTITION OF interactions FOR VALUES FROM ('{yesterday}') TO ('{today}')"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut large = ask("t", "u", "", "a short answer");
+    large.request_body = uno_testkit::payload::chat_body_with_context(false, 20_000);
+    store
+        .write_rows(&rows_for_interaction(&large))
+        .await
+        .unwrap();
+
+    let has_lz4: bool = sqlx::query_scalar(
+        "SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .unwrap()
+    .unwrap_or(false);
+    let expected = if has_lz4 { "l" } else { "" };
+    // Every content column of the parent, the old partition and the one
+    // the writer made for today.
+    let columns = sqlx::query(
+        "SELECT c.relname, a.attname, a.attcompression::text FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid \
+         WHERE c.relname LIKE 'interactions%' AND c.relkind IN ('p', 'r') \
+         AND a.attname IN ('request', 'response_text', 'draft', 'critique')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let tables: std::collections::BTreeSet<String> =
+        columns.iter().map(|r| r.get::<String, _>(0)).collect();
+    assert_eq!(
+        tables.len(),
+        3,
+        "parent, old and today's partition: {tables:?}"
+    );
+    assert_eq!(columns.len(), 12);
+    for column in &columns {
+        assert_eq!(
+            column.get::<String, _>(2),
+            expected,
+            "{}.{}",
+            column.get::<String, _>(0),
+            column.get::<String, _>(1)
+        );
+    }
+    let stored = sqlx::query("SELECT request, pg_column_compression(request) FROM interactions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.get::<String, _>(0).as_bytes(),
+        &large.request_body[..],
+        "the request comes back as written"
+    );
+    assert_eq!(
+        stored.get::<Option<String>, _>(1).as_deref(),
+        Some(if has_lz4 { "lz4" } else { "pglz" })
+    );
+    store.close().await;
+    pool.close().await;
+}

@@ -33,8 +33,85 @@ pool waits and DNS.";
 
 /// The body of the chat completion request.
 pub fn chat_body(stream: bool) -> Bytes {
+    chat_body_with_context(stream, 0)
+}
+
+/// The body of the chat completion request with `context_bytes` more of
+/// pasted context in the user message (a retrieved document, a long log),
+/// as retrieval-augmented apps send: the size at which Postgres starts
+/// compressing what it stores (about 2 kB a row) is passed with a few kB.
+/// With 0 it is [`chat_body`]'s body.
+pub fn chat_body_with_context(stream: bool, context_bytes: usize) -> Bytes {
     let stream_field = if stream { r#","stream":true"# } else { "" };
+    let context = if context_bytes == 0 {
+        String::new()
+    } else {
+        format!(" Context: {}", pasted_context(context_bytes))
+    };
     Bytes::from(format!(
-        r#"{{"model":"{MODEL}","messages":[{{"role":"system","content":"{SYSTEM_PROMPT}"}},{{"role":"user","content":"{USER_PROMPT}"}}],"temperature":0.2,"max_tokens":256{stream_field}}}"#
+        r#"{{"model":"{MODEL}","messages":[{{"role":"system","content":"{SYSTEM_PROMPT}"}},{{"role":"user","content":"{USER_PROMPT}{context}"}}],"temperature":0.2,"max_tokens":256{stream_field}}}"#
     ))
+}
+
+/// `len` bytes of prose-like text: words of the prompts and the answer in
+/// a fixed pseudo-random order, so it compresses about as well as English
+/// (a repeated sentence would compress far better than anything users
+/// paste, and random bytes not at all). Plain ASCII with no character that
+/// JSON escapes.
+pub fn pasted_context(len: usize) -> String {
+    let words: Vec<&str> = [SYSTEM_PROMPT, USER_PROMPT, REPLY_TEXT]
+        .iter()
+        .flat_map(|text| text.split_whitespace())
+        .collect();
+    let mut text = String::with_capacity(len + 16);
+    // xorshift64: the same text on every run and machine.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    while text.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let word = words[(state % words.len() as u64) as usize];
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(word);
+    }
+    text.truncate(len);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_content(body: &[u8]) -> String {
+        let value: serde_json::Value = serde_json::from_slice(body).expect("the body is JSON");
+        value["messages"][1]["content"]
+            .as_str()
+            .expect("a user message")
+            .to_owned()
+    }
+
+    #[test]
+    fn the_plain_body_carries_the_question_alone() {
+        assert_eq!(user_content(&chat_body(false)), USER_PROMPT);
+        let streamed: serde_json::Value = serde_json::from_slice(&chat_body(true)).unwrap();
+        assert_eq!(streamed["stream"], true);
+    }
+
+    #[test]
+    fn pasted_context_is_as_long_as_asked_and_the_same_every_time() {
+        for len in [1, 100, 20_000] {
+            let text = pasted_context(len);
+            assert_eq!(text.len(), len);
+            assert_eq!(text, pasted_context(len));
+        }
+        let body = chat_body_with_context(false, 20_000);
+        let content = user_content(&body);
+        assert!(content.starts_with(USER_PROMPT));
+        assert!(content.ends_with(&pasted_context(20_000)));
+        // Prose-like: many different words, not one sentence repeated.
+        let distinct: std::collections::HashSet<&str> = content.split_whitespace().collect();
+        assert!(distinct.len() > 100, "{} distinct words", distinct.len());
+    }
 }
