@@ -15,7 +15,8 @@
 -- as the Debian and PGDG packages are); elsewhere this changes nothing and
 -- says so. Setting a column's compression on the partitioned table covers
 -- the partitions created after it; the existing ones are set one by one.
--- Values already stored keep the compression they were written with.
+-- Values already stored keep the compression they were written with, and
+-- nothing is rewritten: each table is locked only for the catalog change.
 DO $$
 DECLARE
     partition regclass;

@@ -687,13 +687,10 @@ async fn postgres_copy_stores_every_column_as_given() {
     pool.close().await;
 }
 
-/// A database logged to before content moved into the interactions row
-/// (migration 0006) keeps every content: the migration copies it over.
-#[tokio::test]
-async fn postgres_content_logged_before_migration_6_survives_it() {
-    use sqlx::Row;
-    let db = TestDatabase::new(Backend::Postgres).await;
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+/// Applies the Postgres migrations older than `version`: a database as
+/// an earlier uno left it, for a test of what migration `version` does to
+/// data already there.
+async fn migrate_before(pool: &sqlx::PgPool, version: i64) {
     let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../migrations/postgres"
@@ -703,11 +700,21 @@ async fn postgres_content_logged_before_migration_6_survives_it() {
     before.migrations = before
         .migrations
         .iter()
-        .filter(|m| m.version < 6)
+        .filter(|m| m.version < version)
         .cloned()
         .collect::<Vec<_>>()
         .into();
-    before.run(&pool).await.unwrap();
+    before.run(pool).await.unwrap();
+}
+
+/// A database logged to before content moved into the interactions row
+/// (migration 0006) keeps every content: the migration copies it over.
+#[tokio::test]
+async fn postgres_content_logged_before_migration_6_survives_it() {
+    use sqlx::Row;
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    migrate_before(&pool, 6).await;
     let day = Utc::now().date_naive();
     for sql in [
         format!(
@@ -777,20 +784,7 @@ async fn postgres_content_is_lz4_compressed_in_old_and_new_partitions() {
     use sqlx::Row;
     let db = TestDatabase::new(Backend::Postgres).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../migrations/postgres"
-    )))
-    .await
-    .unwrap();
-    before.migrations = before
-        .migrations
-        .iter()
-        .filter(|m| m.version < 7)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    before.run(&pool).await.unwrap();
+    migrate_before(&pool, 7).await;
     let today = Utc::now().date_naive();
     let yesterday = today.pred_opt().unwrap();
     sqlx::query(&format!(
