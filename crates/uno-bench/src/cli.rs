@@ -45,6 +45,13 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     pub ttfb_words: usize,
 
+    /// Bytes of pasted context added to every request's user message (0:
+    /// the ~1 kB exchange alone), as retrieval-augmented apps send. Past
+    /// about 2 kB a row Postgres compresses what it stores, which changes
+    /// what logging costs it.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub context_bytes: usize,
+
     /// Skip uno+pg (uno logging to Postgres), for machines without
     /// Postgres.
     #[arg(long, conflicts_with = "database_url")]

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! cargo run --release -p uno-bench -- [--concurrency 1,64] [--secs 5] [--json out.json] [--check]
-//!     [--no-postgres | --database-url URL] [--postgres-own-core]
+//!     [--no-postgres | --database-url URL] [--postgres-own-core] [--context-bytes N]
 //! ```
 //!
 //! The exit code is 0 even when a target is missed, unless `--check` is
@@ -155,8 +155,14 @@ fn run(args: &Args) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let measured = Bench::new(&mock, &uno, uno_pg.as_ref(), bare.as_ref())
-        .and_then(|bench| measure(args, machine, &bench));
+    let measured = Bench::new(
+        &mock,
+        &uno,
+        uno_pg.as_ref(),
+        bare.as_ref(),
+        args.context_bytes,
+    )
+    .and_then(|bench| measure(args, machine, &bench));
     let stopped_bare = bare.map(BareProxy::stop).transpose();
     // Stopping uno+pg flushes its log writer, then counts the rows.
     let stopped_uno_pg = uno_pg.map(UnoPgServer::stop).transpose();

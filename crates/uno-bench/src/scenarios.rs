@@ -24,7 +24,7 @@ const MAX_DRAIN: Duration = Duration::from_secs(60);
 pub const API_KEY: &str = "uno-bench-key-0001";
 
 // The measured exchange, shared with the log_rows bench.
-pub use uno_testkit::payload::{REPLY_TEXT, chat_body};
+pub use uno_testkit::payload::{REPLY_TEXT, chat_body, chat_body_with_context};
 
 /// The streamed answer for time-to-first-chunk: the first `words` words of
 /// the usual answer, one event each, `gap` apart.
@@ -103,12 +103,14 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// Targets for the running servers, and the prebuilt bodies.
+    /// Targets for the running servers, and the prebuilt bodies (with
+    /// `context_bytes` of pasted context in the user message).
     pub fn new(
         mock: &MockServer,
         uno: &UnoServer,
         uno_pg: Option<&UnoPgServer>,
         bare: Option<&BareProxy>,
+        context_bytes: usize,
     ) -> anyhow::Result<Self> {
         Ok(Bench {
             direct: Target::new("direct", mock.handle().addr(), None)?,
@@ -125,8 +127,8 @@ impl Bench {
                 .map(|bare| Target::new("bare", bare.addr(), None))
                 .transpose()?,
             mock: mock.shared(),
-            body: chat_body(false),
-            stream_body: chat_body(true),
+            body: chat_body_with_context(false, context_bytes),
+            stream_body: chat_body_with_context(true, context_bytes),
         })
     }
 
@@ -388,6 +390,19 @@ mod tests {
         }
         let words = REPLY_TEXT.split_whitespace().count();
         assert!((50..=70).contains(&words), "{words} words");
+    }
+
+    #[test]
+    fn pasted_context_makes_the_request_that_much_longer() {
+        for stream in [false, true] {
+            let body = chat_body_with_context(stream, 20_000);
+            let view = uno_core::wire::ChatRequestView::parse(&body).expect("valid request");
+            assert_eq!(view.messages.len(), 2);
+            assert_eq!(view.is_stream(), stream);
+            let extra = body.len() - chat_body(stream).len();
+            // The context and its " Context: " lead-in.
+            assert_eq!(extra, 20_000 + " Context: ".len());
+        }
     }
 
     fn round(completed: u64, secs: u64) -> Round {
