@@ -392,19 +392,6 @@ mod tests {
         assert!((50..=70).contains(&words), "{words} words");
     }
 
-    #[test]
-    fn pasted_context_makes_the_request_that_much_longer() {
-        for stream in [false, true] {
-            let body = chat_body_with_context(stream, 20_000);
-            let view = uno_core::wire::ChatRequestView::parse(&body).expect("valid request");
-            assert_eq!(view.messages.len(), 2);
-            assert_eq!(view.is_stream(), stream);
-            let extra = body.len() - chat_body(stream).len();
-            // The context and its " Context: " lead-in.
-            assert_eq!(extra, 20_000 + " Context: ".len());
-        }
-    }
-
     fn round(completed: u64, secs: u64) -> Round {
         Round {
             m: Measurement {

@@ -106,6 +106,16 @@ mod tests {
             assert_eq!(text.len(), len);
             assert_eq!(text, pasted_context(len));
         }
+        for stream in [false, true] {
+            // Still a chat request to the proxy's own parser.
+            let body = chat_body_with_context(stream, 20_000);
+            let view = uno_core::wire::ChatRequestView::parse(&body).expect("valid request");
+            assert_eq!(view.messages.len(), 2);
+            assert_eq!(view.is_stream(), stream);
+            // The context and its " Context: " lead-in, nothing else.
+            let extra = body.len() - chat_body(stream).len();
+            assert_eq!(extra, 20_000 + " Context: ".len());
+        }
         let body = chat_body_with_context(false, 20_000);
         let content = user_content(&body);
         assert!(content.starts_with(USER_PROMPT));
