@@ -11,6 +11,7 @@ pub mod chat;
 mod client;
 pub mod embed;
 mod error;
+pub mod path;
 mod upstream;
 
 pub use body::{BodyError, collect_body, frame_with_timeout};
@@ -20,4 +21,5 @@ pub use client::{UpstreamClient, UpstreamResponse};
 pub use embed::LocalEmbedder;
 pub use embed::{EmbedError, Embedder, HashingEmbedder, UpstreamEmbedder};
 pub use error::UpstreamError;
+pub use path::{PathSegment, SegmentError};
 pub use upstream::{Endpoint, InvalidUpstream, Upstream};

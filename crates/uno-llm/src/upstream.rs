@@ -6,6 +6,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
 use uno_core::config::UpstreamConfig;
 
+use crate::path::PathSegment;
+
 /// The OpenAI routes uno forwards, so that their URIs are built once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -105,9 +107,16 @@ impl Upstream {
         }
     }
 
-    /// The URI of `{base}{suffix}`; `suffix` starts with `/` and must already
-    /// be percent-encoded.
-    pub fn uri_for(&self, suffix: &str) -> Result<Uri, String> {
+    /// `{base}/models/{id}`: the model id is one validated, percent-encoded
+    /// segment (see [`crate::path`]), so no id reaches another route.
+    pub fn model_uri(&self, id: &PathSegment) -> Result<Uri, String> {
+        self.uri_for(&format!("/models/{}", id.as_str()))
+    }
+
+    /// The URI of `{base}{suffix}`; `suffix` is one of uno's own fixed
+    /// routes, or built from [`PathSegment`]s. Private, so that no caller
+    /// can hand it text a client wrote.
+    fn uri_for(&self, suffix: &str) -> Result<Uri, String> {
         let path = PathAndQuery::try_from(format!("{}{suffix}", self.base_path))
             .map_err(|err| format!("cannot build a request path from {suffix:?}: {err}"))?;
         Uri::builder()
@@ -159,8 +168,10 @@ mod tests {
             "https://api.example.com/v1/models"
         );
         assert_eq!(
-            up.uri_for("/models/gpt-4o").unwrap().to_string(),
-            "https://api.example.com/v1/models/gpt-4o"
+            up.model_uri(&PathSegment::new("org/gpt-4o").unwrap())
+                .unwrap()
+                .to_string(),
+            "https://api.example.com/v1/models/org%2Fgpt-4o"
         );
         assert_eq!(up.authorization().unwrap(), "Bearer sk-1");
         assert!(up.authorization().unwrap().is_sensitive());

@@ -49,7 +49,7 @@ async fn models_are_passed_through() {
     );
     let paths: Vec<String> = mock.requests().iter().map(|r| r.path.clone()).collect();
     assert!(
-        paths.contains(&"/v1/models/org/tuned".to_owned()),
+        paths.contains(&"/v1/models/org%2Ftuned".to_owned()),
         "{paths:?}"
     );
 }

@@ -5,13 +5,13 @@
 //! so that a client sees every model it can use through uno.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 use uno_core::ApiError;
-use uno_llm::Endpoint;
+use uno_llm::{Endpoint, PathSegment};
 
 use super::forward::{forward_whole, model_not_found, read_whole};
 use crate::app::AppState;
@@ -100,63 +100,69 @@ pub async fn list_models(
 /// Describes one model, asking the upstream that serves it.
 pub async fn get_model(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ErrorReply> {
-    model_request(state, Method::GET, id, headers).await
+    model_request(state, Method::GET, &uri, headers).await
 }
 
 /// Deletes a fine-tuned model at the upstream that serves it, as the OpenAI
 /// SDKs' `models.delete` does.
 pub async fn delete_model(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ErrorReply> {
-    model_request(state, Method::DELETE, id, headers).await
+    model_request(state, Method::DELETE, &uri, headers).await
 }
 
 async fn model_request(
     state: AppState,
     method: Method,
-    id: String,
+    uri: &Uri,
     headers: HeaderMap,
 ) -> Result<Response, ErrorReply> {
+    let (id, segment) = model_id(uri.path())?;
     let upstream = state
         .upstream()
         .select(&id)
         .ok_or_else(|| model_not_found(&id))?;
     let uri = upstream
-        .uri_for(&format!("/models/{}", encode_path_segment(&id)))
+        .model_uri(&segment)
         .map_err(|problem| ApiError::bad_request(format!("model id {id:?}: {problem}")))?;
     Ok(forward_whole(&state, upstream, method, uri, &headers, Bytes::new()).await?)
 }
 
-/// Percent-encodes a model id for a path, keeping `/` (Hugging Face style
-/// ids such as `org/model` are served that way by vLLM and others).
-fn encode_path_segment(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for byte in id.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/:@".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+/// The model id of a `/v1/models/{id}` path, read from the path exactly as
+/// the client sent it (percent-decoded once, here), and the one upstream
+/// path segment it becomes. Ids with `/` (Hugging Face style, `org/model`)
+/// are accepted whether the client wrote the slash or `%2F`, and reach the
+/// upstream as one segment (`org%2Fmodel`).
+pub fn model_id(path: &str) -> Result<(String, PathSegment), ApiError> {
+    let tail = path.strip_prefix(MODELS_PREFIX).unwrap_or_default();
+    PathSegment::from_request_path(tail).map_err(|problem| {
+        ApiError::bad_request(format!(
+            "the model id in the path {problem}; send the id as the upstream lists it in GET /v1/models"
+        ))
+        .with_code("invalid_model_id")
+        .with_param("model")
+    })
 }
+
+/// Where the id starts in a `/v1/models/{id}` path.
+const MODELS_PREFIX: &str = "/v1/models/";
 
 #[cfg(test)]
 mod tests {
-    use super::encode_path_segment;
+    use super::model_id;
 
     #[test]
-    fn path_encoding_keeps_slashes_and_escapes_the_rest() {
-        assert_eq!(
-            encode_path_segment("meta-llama/Llama-3.1-8B"),
-            "meta-llama/Llama-3.1-8B"
-        );
-        assert_eq!(encode_path_segment("a b?c#"), "a%20b%3Fc%23");
-        assert_eq!(encode_path_segment("é"), "%C3%A9");
+    fn the_id_is_the_path_after_the_prefix_as_one_segment() {
+        let (id, segment) = model_id("/v1/models/meta-llama/Llama-3.1-8B").unwrap();
+        assert_eq!(id, "meta-llama/Llama-3.1-8B");
+        assert_eq!(segment.as_str(), "meta-llama%2FLlama-3.1-8B");
+        let error = model_id("/v1/models/..%2Ffiles%2Ffile-abc123").unwrap_err();
+        assert_eq!(error.status, 400);
+        assert_eq!(error.code, Some("invalid_model_id"));
     }
 }
