@@ -15,6 +15,7 @@ use anyhow::{Context, anyhow};
 use tokio::sync::oneshot;
 use uno_core::config::{ApiKeyConfig, Config};
 use uno_server::auth::spawn_key_refresh;
+use uno_server::connection::Limits;
 use uno_server::sink::TracingSink;
 use uno_server::{AppState, BoundServer, build_router};
 use uno_store::Store;
@@ -158,9 +159,14 @@ impl UnoServer {
                             .install(snapshot)
                             .map_err(|err| anyhow!("the bench snapshot does not load: {err}"))?;
                     }
-                    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
                     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-                    let server = BoundServer::bind(listen, build_router(state), grace).await?;
+                    let server = BoundServer::bind(
+                        listen,
+                        build_router(state.clone()),
+                        Limits::from_config(&config.server),
+                        state.metrics().connections.clone(),
+                    )
+                    .await?;
                     let addr = server.local_addr()?;
                     if ready_tx.send(addr).is_err() {
                         return Ok(());
@@ -303,9 +309,14 @@ impl UnoPgServer {
                         Duration::from_secs(config.auth.key_refresh_secs),
                     )
                     .await;
-                    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
                     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-                    let server = BoundServer::bind(listen, build_router(state), grace).await?;
+                    let server = BoundServer::bind(
+                        listen,
+                        build_router(state.clone()),
+                        Limits::from_config(&config.server),
+                        state.metrics().connections.clone(),
+                    )
+                    .await?;
                     let ready = PgReady {
                         addr: server.local_addr()?,
                         stats: Arc::clone(&stats),

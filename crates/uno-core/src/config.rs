@@ -134,6 +134,26 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
+    /// Once a request's first byte arrives, how long its whole head (request
+    /// line and headers) may take; a slower client is disconnected.
+    pub header_timeout_secs: u64,
+    /// How long a request body may take to arrive, extended by one second
+    /// for every [`ServerConfig::body_min_rate`] bytes received (Apache's
+    /// `RequestReadTimeout body=20,MinRate=500`): a slow but steady upload
+    /// passes, a trickle is cut with 408.
+    pub body_timeout_secs: u64,
+    /// Bytes a second that earn a body one more second; 0 turns the
+    /// extension off (the body then has `body_timeout_secs` in all).
+    pub body_min_rate: u64,
+    /// How long a connection with no request in progress is kept open
+    /// (keep-alive). Never applies while a request is being answered, so
+    /// long streams and slow upstreams are not cut.
+    pub idle_timeout_secs: u64,
+    /// Most client connections served at once; beyond it, new connections
+    /// wait in the listen backlog until one closes. Lowered at start to
+    /// what the process's open-file limit allows (two descriptors a
+    /// connection: the client's and the upstream's).
+    pub max_connections: usize,
 }
 
 /// Client authentication.
@@ -287,6 +307,11 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_secs: 30,
+            header_timeout_secs: 10,
+            body_timeout_secs: 20,
+            body_min_rate: 500,
+            idle_timeout_secs: 90,
+            max_connections: 10_000,
         }
     }
 }
@@ -379,6 +404,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("UNO_LISTEN", "server.listen"),
     ("UNO_MAX_BODY_BYTES", "server.max_body_bytes"),
     ("UNO_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
+    ("UNO_HEADER_TIMEOUT_SECS", "server.header_timeout_secs"),
+    ("UNO_BODY_TIMEOUT_SECS", "server.body_timeout_secs"),
+    ("UNO_IDLE_TIMEOUT_SECS", "server.idle_timeout_secs"),
+    ("UNO_MAX_CONNECTIONS", "server.max_connections"),
     ("UNO_AUTH_DISABLED", "auth.disabled"),
     (
         "UNO_API_KEYS",
@@ -472,6 +501,12 @@ impl Config {
                 "UNO_SHUTDOWN_GRACE_SECS" => {
                     self.server.shutdown_grace_secs = parse_env(name, value)?
                 }
+                "UNO_HEADER_TIMEOUT_SECS" => {
+                    self.server.header_timeout_secs = parse_env(name, value)?
+                }
+                "UNO_BODY_TIMEOUT_SECS" => self.server.body_timeout_secs = parse_env(name, value)?,
+                "UNO_IDLE_TIMEOUT_SECS" => self.server.idle_timeout_secs = parse_env(name, value)?,
+                "UNO_MAX_CONNECTIONS" => self.server.max_connections = parse_env(name, value)?,
                 "UNO_AUTH_DISABLED" => self.auth.disabled = parse_bool(name, value)?,
                 "UNO_API_KEYS" => self.auth.keys = parse_keys(value),
                 "UNO_UPSTREAM_URL" => self.first_upstream().url = value.to_owned(),
@@ -532,6 +567,18 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "server.max_body_bytes must be greater than 0".into(),
+            ));
+        }
+        let server = &self.server;
+        if server.header_timeout_secs == 0
+            || server.body_timeout_secs == 0
+            || server.idle_timeout_secs == 0
+            || server.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server.header_timeout_secs, body_timeout_secs, idle_timeout_secs and \
+                 max_connections must be greater than 0"
+                    .into(),
             ));
         }
         if self.http.read_timeout_ms == 0 || self.http.connect_timeout_ms == 0 {

@@ -112,6 +112,12 @@ impl ApiError {
         .with_code("request_too_large")
     }
 
+    /// 408: the request body did not arrive in time (see
+    /// `server.body_timeout_secs`).
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(408, ErrorKind::InvalidRequest, message).with_code("request_timeout")
+    }
+
     /// 502: the upstream could not be reached or broke the exchange.
     pub fn bad_gateway(message: impl Into<String>) -> Self {
         Self::new(502, ErrorKind::Upstream, message).with_code("upstream_unavailable")

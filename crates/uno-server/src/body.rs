@@ -6,8 +6,11 @@ use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use uno_core::ApiError;
 
-/// The whole body, or 413 when it exceeds `limit`, or 400 when the client
-/// broke off while sending it.
+use crate::connection::body::BodyReadTimeout;
+
+/// The whole body, or 413 when it exceeds `limit`, 408 when it arrived too
+/// slowly (see [`crate::connection::body`]), or 400 when the client broke
+/// off while sending it.
 pub async fn read_limited(
     body: Body,
     headers: &HeaderMap,
@@ -23,8 +26,11 @@ pub async fn read_limited(
     axum::body::to_bytes(body, limit).await.map_err(|err| {
         let too_large = std::error::Error::source(&err)
             .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        let source = std::error::Error::source(&err);
         if too_large {
             ApiError::payload_too_large(limit)
+        } else if let Some(timeout) = source.and_then(|s| s.downcast_ref::<BodyReadTimeout>()) {
+            ApiError::request_timeout(timeout.to_string())
         } else {
             ApiError::bad_request(format!("could not read the request body: {err}"))
         }

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 mod body;
+pub mod connection;
 mod context;
 pub mod experience;
 mod headers;

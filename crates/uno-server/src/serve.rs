@@ -2,22 +2,31 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::connection::{Limits, Listener, serve_connection};
+use crate::metrics::connections::ConnectionMetrics;
 
 /// A bound listener with its app, ready to serve.
 pub struct BoundServer {
     listener: TcpListener,
-    router: Router,
-    grace: Duration,
+    app: Arc<Listener>,
 }
 
 impl BoundServer {
-    /// Binds `addr` (port 0 picks a free port).
-    pub async fn bind(addr: SocketAddr, router: Router, grace: Duration) -> std::io::Result<Self> {
+    /// Binds `addr` (port 0 picks a free port) to serve `router` under
+    /// `limits` (see [`crate::connection`]), counting into `metrics`.
+    pub async fn bind(
+        addr: SocketAddr,
+        router: Router,
+        limits: Limits,
+        metrics: Arc<ConnectionMetrics>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await.map_err(|err| {
             std::io::Error::new(
                 err.kind(),
@@ -26,8 +35,7 @@ impl BoundServer {
         })?;
         Ok(BoundServer {
             listener,
-            router,
-            grace,
+            app: Arc::new(Listener::new(router, limits, metrics)),
         })
     }
 
@@ -43,33 +51,84 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
-        let listener = self.listener.tap_io(|tcp| {
+        let limits = *self.app.limits();
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    // At the limit: stop accepting until a connection ends.
+                    self.app.metrics().limit_reached();
+                    if let Some(more) = self.app.limit_warnings.allow() {
+                        tracing::warn!(
+                            limit = limits.max_connections,
+                            also_reached = more,
+                            "server.max_connections client connections are open; new ones wait \
+                             until one closes (raise server.max_connections and the open-file limit \
+                             if this is real traffic)"
+                        );
+                    }
+                    tokio::select! {
+                        permit = slots.clone().acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => break,
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
+            let (tcp, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        accept_failed(&err).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
             if let Err(err) = tcp.set_nodelay(true) {
                 tracing::debug!(%err, "could not set TCP_NODELAY on an accepted connection");
             }
-        });
-        let serving = axum::serve(listener, self.router).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections; finishing in-flight requests");
-            let _ = began_tx.send(());
-        });
-        let grace = self.grace;
-        let deadline = async move {
-            if began_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            result = serving.into_future() => result,
-            () = deadline => {
-                tracing::warn!(?grace, "in-flight requests did not finish within the grace period; stopping anyway");
-                Ok(())
-            }
+            tokio::spawn(serve_connection(
+                tcp,
+                peer,
+                self.app.clone(),
+                stop_rx.clone(),
+                permit,
+            ));
         }
+        drop(self.listener);
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        let _ = stop_tx.send(true);
+        // Each connection holds one slot until it has ended.
+        let every_slot = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(every_slot));
+        if drained.await.is_err() {
+            tracing::warn!(
+                grace = ?limits.shutdown_grace,
+                "in-flight requests did not finish within the grace period; stopping anyway"
+            );
+        }
+        Ok(())
     }
+}
+
+/// An `accept` that failed: a connection that died in the backlog is
+/// skipped; anything else (out of file descriptors, of memory) is logged
+/// and retried after a pause, rather than spinning.
+async fn accept_failed(err: &std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted
+    ) {
+        return;
+    }
+    tracing::warn!(%err, "cannot accept a connection; retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

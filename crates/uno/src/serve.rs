@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use uno_core::config::{Config, LogFormat};
 use uno_server::auth::spawn_key_refresh;
+use uno_server::connection::Limits;
 use uno_server::experience::spawn_snapshot_refresh;
 use uno_server::metrics::ratings::spawn_rating_refresh;
 use uno_server::{AppState, BoundServer, build_router, shutdown_signal};
@@ -80,8 +81,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.auth.disabled {
         tracing::warn!("authentication is DISABLED (auth.disabled); do not expose this server");
     }
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let server = BoundServer::bind(config.server.listen, build_router(state), grace).await?;
+    let limits = connection_limits(&config.server);
+    let server = BoundServer::bind(
+        config.server.listen,
+        build_router(state.clone()),
+        limits,
+        state.metrics().connections.clone(),
+    )
+    .await?;
     // An upstream URL may carry credentials (https://user:secret@host).
     let upstreams: Vec<String> = config
         .upstreams
@@ -110,6 +117,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The connection limits of `[server]`, with `max_connections` lowered to
+/// what the open-file limit allows. The soft limit is first raised to the
+/// hard one (often 1,024 against 524,288), as servers commonly do; each
+/// connection takes two descriptors (the client's and the upstream's), and
+/// 256 are kept for the database pool, the journal and the rest.
+fn connection_limits(server: &uno_core::config::ServerConfig) -> Limits {
+    let mut limits = Limits::from_config(server);
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            tracing::debug!(%err, "cannot read or raise the open-file limit");
+            return limits;
+        }
+    };
+    let allowed = usize::try_from(open_files.saturating_sub(256) / 2)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if allowed < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            allowed,
+            open_files,
+            "server.max_connections is lowered to what the open-file limit allows \
+             (raise it with `ulimit -n` or LimitNOFILE= to serve more connections)"
+        );
+        limits.max_connections = allowed;
+    }
+    limits
 }
 
 /// The learning worker inside `uno serve` (`learn.in_serve`), on its own

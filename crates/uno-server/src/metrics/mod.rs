@@ -7,6 +7,7 @@
 //! per-cluster feedback figures come from a background reading
 //! ([`ratings`]). A scrape only reads and formats.
 
+pub mod connections;
 pub mod ratings;
 pub mod requests;
 pub mod served;
@@ -20,6 +21,7 @@ use uno_core::metrics::{Exposition, Kind, label_value};
 use uno_learn::WorkerMetrics;
 
 use crate::app::AppState;
+use connections::ConnectionMetrics;
 use ratings::ClusterRatingGauges;
 use requests::{PathLabel, RequestCounts, RouteLabel};
 use served::{ChatLatencies, ClusterServes};
@@ -41,6 +43,8 @@ pub struct ServerMetrics {
     pub ratings: Arc<ClusterRatingGauges>,
     /// The in-process learning worker's stages (`learn.in_serve`).
     pub worker: Arc<WorkerMetrics>,
+    /// Client connections: open, limit, timeouts.
+    pub connections: Arc<ConnectionMetrics>,
     feedback: [AtomicU64; 3],
 }
 
@@ -67,6 +71,7 @@ impl ServerMetrics {
         let mut page = Exposition::new();
         write_build_info(&mut page);
         self.requests.write(&mut page);
+        self.connections.write(&mut page);
         self.latencies.write(&mut page);
         self.write_feedback(state, &mut page);
         write_log_writer(state, &mut page);

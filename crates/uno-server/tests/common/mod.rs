@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use uno_core::config::{ApiKeyConfig, Config};
 use uno_core::interaction::{InteractionRecord, InteractionSink};
+use uno_server::connection::Limits;
 use uno_server::{AppState, BoundServer, build_router};
 
 pub const KEY: &str = "uno-test-key-0001";
@@ -182,7 +183,8 @@ impl TestApp {
         let server = BoundServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             build_router(state.clone()),
-            Duration::from_secs(config.server.shutdown_grace_secs),
+            Limits::from_config(&config.server),
+            state.metrics().connections.clone(),
         )
         .await
         .expect("bind");
