@@ -26,10 +26,12 @@ pub async fn read_limited(
     axum::body::to_bytes(body, limit).await.map_err(|err| {
         let too_large = std::error::Error::source(&err)
             .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        let source = std::error::Error::source(&err);
+        // The timeout sits a few layers down (axum's error, the limit's,
+        // axum's again): walk the chain.
+        let mut sources = std::iter::successors(std::error::Error::source(&err), |e| e.source());
         if too_large {
             ApiError::payload_too_large(limit)
-        } else if let Some(timeout) = source.and_then(|s| s.downcast_ref::<BodyReadTimeout>()) {
+        } else if let Some(timeout) = sources.find_map(|s| s.downcast_ref::<BodyReadTimeout>()) {
             ApiError::request_timeout(timeout.to_string())
         } else {
             ApiError::bad_request(format!("could not read the request body: {err}"))
