@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod learn;
+mod metrics;
 pub use learn::{EmbedderKind, LearnConfig, NoveltyKind};
+pub use metrics::{LOOPBACK_DEFAULT, MetricsConfig, MetricsPlacement};
 
 /// Everything `uno serve` needs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -42,23 +44,6 @@ pub struct Config {
     pub learn: LearnConfig,
     /// `GET /metrics`.
     pub metrics: MetricsConfig,
-}
-
-/// `GET /metrics`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// How often the per-cluster treated/holdout feedback gauges are re-read
-    /// from the database (a scrape never reads it).
-    pub feedback_refresh_secs: u64,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            feedback_refresh_secs: 30,
-        }
-    }
 }
 
 /// Where interactions, feedback and keys are stored.
@@ -435,6 +420,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "learn.embedder (local, upstream or hashing)",
     ),
     ("UNO_EMBEDDER_PATH", "learn.embedder_path"),
+    ("UNO_METRICS_TOKEN", "metrics.token"),
+    ("UNO_METRICS_LISTEN", "metrics.listen"),
 ];
 
 impl Config {
@@ -530,6 +517,7 @@ impl Config {
                         }
                     }
                 }
+                _ if self.metrics.apply_env(name, value)? => {}
                 other => warnings.push(format!(
                     "ignoring unknown environment variable {other}; `uno config` lists the known ones"
                 )),
@@ -606,6 +594,7 @@ impl Config {
             ));
         }
         self.learn.validate().map_err(ConfigError::Invalid)?;
+        self.metrics.validate().map_err(ConfigError::Invalid)?;
         if let Some(key) = self.auth.keys.iter().find(|k| k.key.trim().is_empty()) {
             return Err(ConfigError::Invalid(format!(
                 "auth.keys: a key for tenant {:?} is empty",
@@ -756,7 +745,7 @@ mod tests {
     fn every_env_var_is_handled() {
         for (name, _) in ENV_VARS {
             let value = match *name {
-                "UNO_LISTEN" => "127.0.0.1:1",
+                "UNO_LISTEN" | "UNO_METRICS_LISTEN" => "127.0.0.1:1",
                 "UNO_AUTH_DISABLED" => "true",
                 "UNO_LOG_FORMAT" => "text",
                 "UNO_WORKER_IN_SERVE" => "false",

@@ -14,6 +14,7 @@ use crate::auth::Authenticator;
 use crate::context::ContextLayer;
 use crate::experience::Experience;
 use crate::metrics::ServerMetrics;
+use crate::metrics::access::MetricsAccess;
 use crate::metrics::served::MeteredSink;
 use crate::recent::RecentInteractions;
 use crate::routes;
@@ -38,6 +39,7 @@ struct Inner {
     feedback_max_text_bytes: usize,
     experience: Experience,
     metrics: Arc<ServerMetrics>,
+    metrics_access: MetricsAccess,
 }
 
 /// The database side: what feedback and the admin API need.
@@ -90,6 +92,7 @@ impl AppState {
                 feedback_max_text_bytes: config.feedback.max_text_bytes,
                 experience: Experience::new(&config.learn),
                 metrics,
+                metrics_access: MetricsAccess::new(&config.metrics, config.server.listen),
             }),
         })
     }
@@ -122,6 +125,11 @@ impl AppState {
     /// What `/metrics` reports.
     pub fn metrics(&self) -> &Arc<ServerMetrics> {
         &self.inner.metrics
+    }
+
+    /// Who may read `/metrics`, and on which listener.
+    pub fn metrics_access(&self) -> &MetricsAccess {
+        &self.inner.metrics_access
     }
 
     /// The pooled upstream client.

@@ -33,10 +33,20 @@ impl BoundServer {
                 format!("cannot listen on {addr}: {err}; choose another address with server.listen or UNO_LISTEN"),
             )
         })?;
-        Ok(BoundServer {
+        Ok(Self::from_listener(listener, router, limits, metrics))
+    }
+
+    /// [`BoundServer::bind`] on a listener already bound.
+    pub fn from_listener(
+        listener: TcpListener,
+        router: Router,
+        limits: Limits,
+        metrics: Arc<ConnectionMetrics>,
+    ) -> Self {
+        BoundServer {
             listener,
             app: Arc::new(Listener::new(router, limits, metrics)),
-        })
+        }
     }
 
     /// The address actually bound.

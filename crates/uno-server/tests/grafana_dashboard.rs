@@ -464,6 +464,33 @@ fn yaml_values(text: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The entries of one key of one compose service, as written: the items
+/// of a list (`ports`, `expose`) or the `NAME: value` lines of a map
+/// (`environment`).
+fn compose_list(compose: &str, service: &str, key: &str) -> Vec<String> {
+    let mut in_service = false;
+    let mut in_key = false;
+    let mut items = Vec::new();
+    for line in compose.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        match indent {
+            0 => in_service = false,
+            2 => in_service = line.trim() == format!("{service}:"),
+            4 => in_key = in_service && line.trim() == format!("{key}:"),
+            _ => {
+                if in_service && in_key {
+                    let entry = line.trim();
+                    items.push(entry.strip_prefix("- ").unwrap_or(entry).to_owned());
+                }
+            }
+        }
+    }
+    items
+}
+
 /// Bind mounts (`source:target[:ro]`) of one compose service.
 fn compose_mounts(compose: &str, service: &str) -> Vec<(String, String)> {
     let mut in_service = false;
@@ -547,8 +574,9 @@ fn provisioning_points_at_what_compose_mounts() {
     assert_eq!(uids, BTreeSet::from([uid[0].clone()]));
 
     // Prometheus scrapes uno where compose runs it: the uno service, on the
-    // port the image listens on, and the worker service on the port its
-    // --metrics-listen names.
+    // metrics listener compose gives it (exposed to the compose network,
+    // not published: the image's public listener does not serve /metrics),
+    // and the worker service on the port its --metrics-listen names.
     let prometheus = compose_mounts(&compose, "prometheus");
     assert!(
         prometheus
@@ -561,8 +589,19 @@ fn provisioning_points_at_what_compose_mounts() {
         yaml_values(&scrape, "metrics_path"),
         ["/metrics", "/metrics"]
     );
-    assert!(scrape.contains(r#"targets: ["uno:8080"]"#), "{scrape}");
+    assert!(scrape.contains(r#"targets: ["uno:9464"]"#), "{scrape}");
     assert!(compose.contains("\n  uno:\n"));
+    let environment = compose_list(&compose, "uno", "environment");
+    assert!(
+        environment.contains(&"UNO_METRICS_LISTEN: 0.0.0.0:9464".to_owned()),
+        "the uno service must serve /metrics on 0.0.0.0:9464: {environment:?}"
+    );
+    assert_eq!(compose_list(&compose, "uno", "expose"), ["\"9464\""]);
+    let published = compose_list(&compose, "uno", "ports");
+    assert!(
+        !published.is_empty() && published.iter().all(|p| !p.contains("9464")),
+        "the metrics port must not be published to the host: {published:?}"
+    );
     assert!(scrape.contains(r#"targets: ["worker:9091"]"#), "{scrape}");
     assert!(
         compose.contains("\n  worker:\n")

@@ -11,6 +11,7 @@ use uno_server::auth::spawn_key_refresh;
 use uno_server::connection::Limits;
 use uno_server::experience::spawn_snapshot_refresh;
 use uno_server::metrics::ratings::spawn_rating_refresh;
+use uno_server::metrics::start_metrics_listener;
 use uno_server::{AppState, BoundServer, build_router, shutdown_signal};
 use uno_store::jobs::spawn_retention;
 use uno_store::writer::{LogWriter, WriterConfig};
@@ -89,6 +90,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         state.metrics().connections.clone(),
     )
     .await?;
+    let metrics_listener = start_metrics_listener(&state, server.local_addr()?).await?;
     // An upstream URL may carry credentials (https://user:secret@host).
     let upstreams: Vec<String> = config
         .upstreams
@@ -102,6 +104,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "uno is serving the OpenAI API"
     );
     let served = server.run(shutdown_signal()).await;
+    if let Some(listener) = metrics_listener {
+        listener.task.abort();
+    }
     key_refresh.abort();
     snapshots.abort();
     cluster_feedback.abort();

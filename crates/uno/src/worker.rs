@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use uno_learn::{Progress, RunReport, Worker};
+use uno_server::metrics::access::ScrapeToken;
 
 /// Options of `uno worker`.
 #[derive(Debug, Args)]
@@ -22,8 +23,9 @@ pub struct WorkerArgs {
     #[arg(long)]
     force: bool,
     /// Serve the worker's stage durations and outcomes at
-    /// `http://ADDR/metrics` for Prometheus (e.g. 0.0.0.0:9091). With
-    /// `learn.in_serve`, `uno serve`'s own /metrics has them instead.
+    /// `http://ADDR/metrics` for Prometheus (e.g. 0.0.0.0:9091), behind
+    /// metrics.token (UNO_METRICS_TOKEN) when set. With `learn.in_serve`,
+    /// `uno serve`'s own /metrics has them instead.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -43,8 +45,12 @@ pub fn run(config_path: Option<&Path>, args: WorkerArgs) -> anyhow::Result<()> {
             .context("cannot start the learning worker")?;
         let metrics_server = match args.metrics_listen {
             Some(addr) => Some(
-                uno_server::metrics::serve_worker_metrics(addr, worker.metrics().clone())
-                    .await
+                uno_server::metrics::serve_worker_metrics(
+                    addr,
+                    worker.metrics().clone(),
+                    ScrapeToken::from_config(&config.metrics),
+                )
+                .await
                     .with_context(|| format!("cannot listen on {addr} for --metrics-listen"))?,
             ),
             None => None,
@@ -79,7 +85,7 @@ pub fn run(config_path: Option<&Path>, args: WorkerArgs) -> anyhow::Result<()> {
             Ok(())
         };
         if let Some(server) = metrics_server {
-            server.abort();
+            server.task.abort();
         }
         store.close().await;
         result

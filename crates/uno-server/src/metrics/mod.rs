@@ -7,10 +7,14 @@
 //! per-cluster feedback figures come from a background reading
 //! ([`ratings`]). A scrape only reads and formats.
 
+pub mod access;
 pub mod connections;
+pub mod listen;
 pub mod ratings;
 pub mod requests;
 pub mod served;
+
+pub use listen::{MetricsListener, serve_worker_metrics, start_metrics_listener, worker_router};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,7 +111,7 @@ impl ServerMetrics {
     }
 }
 
-fn write_build_info(page: &mut Exposition) {
+pub(crate) fn write_build_info(page: &mut Exposition) {
     page.family(
         "uno_build_info",
         Kind::Gauge,
@@ -118,38 +122,6 @@ fn write_build_info(page: &mut Exposition) {
         concat!("version=\"", env!("CARGO_PKG_VERSION"), "\""),
         1.0,
     );
-}
-
-/// Serves [`worker_router`] on `addr` until the returned task is aborted.
-pub async fn serve_worker_metrics(
-    addr: std::net::SocketAddr,
-    metrics: Arc<WorkerMetrics>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "worker metrics at /metrics");
-    let router = worker_router(metrics);
-    Ok(tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, router).await {
-            tracing::warn!(%err, "the worker's metrics server stopped");
-        }
-    }))
-}
-
-/// The metrics page of a standalone `uno worker --metrics-listen`: build
-/// info and the worker's stage figures.
-pub fn worker_router(metrics: Arc<WorkerMetrics>) -> axum::Router {
-    axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = metrics.clone();
-            async move {
-                let mut page = Exposition::new();
-                write_build_info(&mut page);
-                metrics.write(&mut page);
-                ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], page.finish())
-            }
-        }),
-    )
 }
 
 /// Reads one figure off the log writer's counters.
@@ -250,9 +222,15 @@ pub async fn count_request(
     response
 }
 
-/// `GET /metrics` (no key: metrics carry no content, only counts and
-/// tenant and cluster names; keep the port private if those are secret).
-pub async fn serve_metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics` on the API's listener. Metrics carry no content, only
+/// counts and tenant and cluster names, so they need no client key; what
+/// guards them is `metrics.token` and where they are served
+/// ([`access::MetricsAccess`]): 401 without the token, 404 when another
+/// listener has the page.
+pub async fn serve_metrics(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    if let Err(err) = state.metrics_access().check_main(&headers) {
+        return crate::reply::error_response(&err);
+    }
     let page = state.metrics().render(&state);
     ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], page).into_response()
 }

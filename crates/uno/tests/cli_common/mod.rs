@@ -6,7 +6,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -126,6 +126,7 @@ pub struct ServeCommand {
     cmd: Command,
     config: Option<OsString>,
     capture: bool,
+    ip: IpAddr,
 }
 
 impl ServeProcess {
@@ -140,6 +141,7 @@ impl ServeProcess {
             cmd,
             config: None,
             capture: false,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 
@@ -200,16 +202,29 @@ impl ServeCommand {
         self
     }
 
+    /// `uno serve --listen IP:PORT` instead of 127.0.0.1 (the port stays a
+    /// free one); with an unspecified IP (0.0.0.0) the test reaches uno on
+    /// 127.0.0.1.
+    pub fn listen_ip(mut self, ip: IpAddr) -> Self {
+        self.ip = ip;
+        self
+    }
+
     /// Spawns uno on a free port and waits until `/health` answers.
     pub async fn start(mut self) -> ServeProcess {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        let listen = std::net::TcpListener::bind((self.ip, 0))
             .unwrap()
             .local_addr()
             .unwrap();
+        let addr = if self.ip.is_unspecified() {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, listen.port()))
+        } else {
+            listen
+        };
         if let Some(config) = &self.config {
             self.cmd.arg("--config").arg(config);
         }
-        self.cmd.args(["serve", "--listen", &addr.to_string()]);
+        self.cmd.args(["serve", "--listen", &listen.to_string()]);
         if self.capture {
             self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
