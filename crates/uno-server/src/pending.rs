@@ -147,6 +147,7 @@ impl PendingInteraction {
                 .map(|t| t.saturating_duration_since(draft.context.received)),
             error: ending.error,
             experience: draft.experience,
+            replaces_earlier: false,
         };
         self.sink.submit(record);
     }
