@@ -99,6 +99,12 @@ impl ApiError {
         Self::new(405, ErrorKind::InvalidRequest, message).with_code("method_not_allowed")
     }
 
+    /// 409: the request conflicts with what another request established
+    /// (an interaction id already owned by another tenant).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, ErrorKind::InvalidRequest, message)
+    }
+
     /// 413: the body is larger than the configured limit.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(

@@ -87,6 +87,11 @@ pub struct InteractionRecord {
     pub error: Option<String>,
     /// Which learned experience served it, and how.
     pub experience: ExperienceTrace,
+    /// A retry: the client sent an `x-uno-interaction-id` its tenant had
+    /// already used. One id is one interaction (the header is an
+    /// idempotency key), so the log writer replaces the earlier attempt's
+    /// row with this one instead of storing a second row.
+    pub replaces_earlier: bool,
 }
 
 /// Which path served an exchange: the `x-uno-path` header, and with

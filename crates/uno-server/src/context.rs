@@ -47,6 +47,10 @@ pub const ACCESS_LOG_TARGET: &str = "uno::access";
 pub struct RequestContext {
     /// The interaction id (client-chosen or new).
     pub id: InteractionId,
+    /// Whether the client chose `id` (sent `x-uno-interaction-id`): its
+    /// owner must then be checked before it is used (see
+    /// [`crate::ownership`]); an id uno made is new and needs no check.
+    pub chosen_by_client: bool,
     /// The authenticated tenant.
     pub tenant: Tenant,
     /// When uno received the request (monotonic, for latencies).
@@ -54,6 +58,12 @@ pub struct RequestContext {
     /// When uno received the request (wall clock, for storage).
     pub received_at: SystemTime,
 }
+
+/// A response extension: the handler served the request under this id
+/// instead of the one the context layer fixed (a client-chosen id whose
+/// owner could not be checked), so the response must carry this one.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedAs(pub InteractionId);
 
 /// The layer that puts [`ContextService`] around the `/v1` routes.
 #[derive(Clone)]
@@ -103,7 +113,9 @@ where
     fn call(&mut self, mut request: Request) -> Self::Future {
         let received = Instant::now();
         let received_at = SystemTime::now();
-        let id = match request.headers().get(INTERACTION_ID_HEADER) {
+        let header = request.headers().get(INTERACTION_ID_HEADER);
+        let chosen_by_client = header.is_some();
+        let id = match header {
             None => Ok(InteractionId::new()),
             Some(value) => value
                 .to_str()
@@ -149,6 +161,7 @@ where
         );
         request.extensions_mut().insert(RequestContext {
             id,
+            chosen_by_client,
             tenant,
             received,
             received_at,
@@ -219,7 +232,12 @@ where
                     latency_ms = received.elapsed().as_secs_f64() * 1e3,
                     "answered"
                 );
-                Poll::Ready(Ok(with_interaction_id(response, *id)))
+                // A handler that served under another id says so.
+                let id = response
+                    .extensions()
+                    .get::<ServedAs>()
+                    .map_or(*id, |served| served.0);
+                Poll::Ready(Ok(with_interaction_id(response, id)))
             }
         }
     }

@@ -16,6 +16,7 @@ mod context;
 pub mod experience;
 mod headers;
 pub mod metrics;
+mod ownership;
 mod pending;
 pub mod recent;
 mod relay;

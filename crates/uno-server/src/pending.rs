@@ -31,6 +31,7 @@ struct Draft {
     upstream_sent: Option<Instant>,
     status: u16,
     experience: ExperienceTrace,
+    replaces_earlier: bool,
 }
 
 /// How a finished exchange ended, for [`PendingInteraction::finish`].
@@ -71,6 +72,7 @@ impl PendingInteraction {
                 upstream_sent: None,
                 status: 499,
                 experience,
+                replaces_earlier: false,
             }),
             sink,
         }
@@ -80,6 +82,14 @@ impl PendingInteraction {
     pub fn upstream_sent(&mut self, at: Instant) {
         if let Some(draft) = &mut self.draft {
             draft.upstream_sent = Some(at);
+        }
+    }
+
+    /// Marks the record a retry under the tenant's own client-chosen id:
+    /// its row replaces the earlier attempt's (see [`crate::ownership`]).
+    pub fn replaces_earlier(&mut self) {
+        if let Some(draft) = &mut self.draft {
+            draft.replaces_earlier = true;
         }
     }
 
@@ -147,6 +157,7 @@ impl PendingInteraction {
                 .map(|t| t.saturating_duration_since(draft.context.received)),
             error: ending.error,
             experience: draft.experience,
+            replaces_earlier: draft.replaces_earlier,
         };
         self.sink.submit(record);
     }

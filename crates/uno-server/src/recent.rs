@@ -23,6 +23,12 @@
 //! the array, then probe every generation, newest first. Hashing is
 //! foldhash, seeded per process, so ids a client chooses cannot be aimed
 //! at one bucket.
+//!
+//! An id belongs to the first tenant that used it. Ids uno makes itself
+//! are new, so they are just inserted; an id the client chose is claimed
+//! ([`RecentInteractions::claim`]): looked up and, if unknown, recorded
+//! under the same lock, so two tenants racing for one new id cannot both
+//! get it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -35,6 +41,17 @@ use crate::auth::Tenant;
 
 /// Entries per generation at most.
 const GENERATION_SIZE: usize = 4096;
+
+/// What [`RecentInteractions::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Unknown here: it is now recorded as the claiming tenant's.
+    Claimed,
+    /// Already the claiming tenant's: a retry.
+    Retry,
+    /// Another tenant's: nothing was recorded.
+    Taken,
+}
 
 /// The bounded id → tenant index.
 #[derive(Debug)]
@@ -81,13 +98,36 @@ impl RecentInteractions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Notes that `id` was served for `tenant`.
+    /// Notes that `id` was served for `tenant` (an id uno made itself, so
+    /// new: nothing is looked up).
     pub fn insert(&self, id: InteractionId, tenant: &Tenant) {
         let mut index = self.lock();
         let number = index.number_of(tenant);
+        self.push(&mut index, id, number);
+    }
+
+    /// Claims `id` for `tenant`, atomically: another tenant's id is
+    /// [`Claim::Taken`] (and stays theirs), the tenant's own is a
+    /// [`Claim::Retry`], and an unknown one is recorded as the tenant's
+    /// ([`Claim::Claimed`]). Costs a scan of the newest ids and a probe per
+    /// generation, which is why only ids a client chose are claimed.
+    pub fn claim(&self, id: InteractionId, tenant: &Tenant) -> Claim {
+        let mut index = self.lock();
+        let number = index.number_of(tenant);
+        match index.find(id) {
+            Some(owner) if owner == number => Claim::Retry,
+            Some(_) => Claim::Taken,
+            None => {
+                self.push(&mut index, id, number);
+                Claim::Claimed
+            }
+        }
+    }
+
+    fn push(&self, index: &mut Index, id: InteractionId, number: u32) {
         index.newest.push((id, number));
         if index.newest.len() >= self.generation_size {
-            self.seal(&mut index);
+            self.seal(index);
         }
     }
 
@@ -113,24 +153,28 @@ impl RecentInteractions {
     /// The tenant of `id`, if it was served recently by this process.
     pub fn tenant_of(&self, id: InteractionId) -> Option<Tenant> {
         let index = self.lock();
-        let number = index
-            .newest
-            .iter()
-            .rev()
-            .find(|(served, _)| *served == id)
-            .map(|(_, number)| number)
-            .or_else(|| {
-                index
-                    .generations
-                    .iter()
-                    .rev()
-                    .find_map(|generation| generation.get(&id))
-            })?;
-        index.tenants.get(*number as usize).cloned()
+        let number = index.find(id)?;
+        index.tenants.get(number as usize).cloned()
     }
 }
 
 impl Index {
+    /// The number of `id`'s tenant: the array first, then every
+    /// generation, newest first.
+    fn find(&self, id: InteractionId) -> Option<u32> {
+        self.newest
+            .iter()
+            .rev()
+            .find(|(served, _)| *served == id)
+            .map(|(_, number)| *number)
+            .or_else(|| {
+                self.generations
+                    .iter()
+                    .rev()
+                    .find_map(|generation| generation.get(&id).copied())
+            })
+    }
+
     /// The tenant's number, given on first sight. Tenants are few (one per
     /// key's tenant), so the table never needs pruning.
     fn number_of(&mut self, tenant: &Tenant) -> u32 {
@@ -219,6 +263,77 @@ mod tests {
         assert_eq!(owner().as_deref(), Some("a"), "the array first");
         serve_others(3, &b);
         assert_eq!(owner().as_deref(), Some("a"), "the newer table first");
+    }
+
+    #[test]
+    fn a_claim_takes_an_unknown_id_and_refuses_another_tenants() {
+        let recent = RecentInteractions::new(64); // generations of 4
+        let (a, b): (Tenant, Tenant) = (Arc::from("a"), Arc::from("b"));
+        let x = InteractionId::new();
+        assert_eq!(recent.claim(x, &a), Claim::Claimed);
+        assert_eq!(recent.claim(x, &a), Claim::Retry);
+        assert_eq!(recent.claim(x, &Arc::from("a")), Claim::Retry, "by name");
+        assert_eq!(recent.claim(x, &b), Claim::Taken);
+        assert_eq!(
+            recent.tenant_of(x).as_deref(),
+            Some("a"),
+            "a refused claim records nothing"
+        );
+        // Hashed into a generation, the owner holds.
+        for _ in 0..5 {
+            recent.insert(InteractionId::new(), &b);
+        }
+        assert_eq!(recent.claim(x, &b), Claim::Taken);
+        assert_eq!(recent.claim(x, &a), Claim::Retry);
+        assert_eq!(recent.tenant_of(x).as_deref(), Some("a"));
+        // An id uno served is claimed like one a client chose.
+        let served = InteractionId::new();
+        recent.insert(served, &b);
+        assert_eq!(recent.claim(served, &a), Claim::Taken);
+        assert_eq!(recent.claim(served, &b), Claim::Retry);
+    }
+
+    #[test]
+    fn a_claimed_id_is_forgotten_like_any_other() {
+        let recent = RecentInteractions::new(4);
+        let a: Tenant = Arc::from("a");
+        let x = InteractionId::new();
+        assert_eq!(recent.claim(x, &a), Claim::Claimed);
+        for _ in 0..8 {
+            recent.insert(InteractionId::new(), &a);
+        }
+        assert!(recent.tenant_of(x).is_none(), "bounded");
+        assert_eq!(
+            recent.claim(x, &Arc::from("b")),
+            Claim::Claimed,
+            "unknown here again (the database knows it)"
+        );
+    }
+
+    #[test]
+    fn racing_tenants_cannot_both_claim_a_new_id() {
+        let recent = Arc::new(RecentInteractions::new(1 << 16));
+        for _ in 0..50 {
+            let x = InteractionId::new();
+            let start = Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = ["a", "b", "c", "d"]
+                .into_iter()
+                .map(|name| {
+                    let (recent, start) = (recent.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        recent.claim(x, &Arc::from(name))
+                    })
+                })
+                .collect();
+            let claims: Vec<Claim> = threads
+                .into_iter()
+                .map(|thread| thread.join().unwrap_or(Claim::Taken))
+                .collect();
+            let won = claims.iter().filter(|c| **c == Claim::Claimed).count();
+            assert_eq!(won, 1, "{claims:?}");
+            assert_eq!(claims.iter().filter(|c| **c == Claim::Taken).count(), 3);
+        }
     }
 
     #[test]

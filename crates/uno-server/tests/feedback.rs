@@ -287,6 +287,7 @@ async fn feedback_for_an_interaction_only_in_the_database_is_accepted(backend: B
         time_to_first_byte: None,
         error: None,
         experience: Default::default(),
+        replaces_earlier: false,
     };
     app.store()
         .write_rows(&uno_store::rows::rows_for_interaction(&record))

@@ -23,6 +23,7 @@ pub mod rows;
 pub mod snapshots;
 mod sqlite;
 mod store;
+mod supersede;
 pub mod writer;
 
 pub use error::StoreError;

@@ -278,6 +278,20 @@ impl EncodedInteraction {
         self.created_at.date_naive()
     }
 
+    /// When the request arrived.
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+
+    /// The interaction id, read from the tuple (for a retry's replacement,
+    /// see [`crate::supersede`]).
+    pub fn id(&self) -> Option<Uuid> {
+        let mut fields = Fields::new(&self.tuple);
+        fields.count(INTERACTION_FIELDS).ok()?;
+        let bytes = fields.next().ok()??;
+        Uuid::from_slice(bytes).ok()
+    }
+
     /// Prompt tokens, when reported (for the writer's counters).
     pub fn prompt_tokens(&self) -> Option<i64> {
         self.prompt_tokens

@@ -22,8 +22,9 @@ use crate::error::StoreError;
 use crate::export::RatedInteraction;
 use crate::keys::{KeyInfo, NewKey};
 use crate::pg_copy::{self, EncodedInteraction};
-use crate::rows::{FeedbackRow, FollowUpRow, InteractionRow, LogRow};
+use crate::rows::{FeedbackRow, FollowUpRow, InteractionRow, LogRow, SupersedeRow};
 use crate::store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport};
+use crate::supersede::Supersessions;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -219,12 +220,14 @@ impl PgStore {
         let mut encoded = Vec::new();
         let mut feedback = Vec::new();
         let mut follow_ups = Vec::new();
+        let mut marks: Vec<&SupersedeRow> = Vec::new();
         for row in rows {
             match row {
                 LogRow::Interaction(r) => interactions.push(r.as_ref()),
                 LogRow::Encoded(e) => encoded.push(e),
                 LogRow::Feedback(r) => feedback.push(r.as_ref()),
                 LogRow::FollowUp(r) => follow_ups.push(r.as_ref()),
+                LogRow::Supersede(r) => marks.push(r.as_ref()),
             }
         }
         let days: HashSet<NaiveDate> = interactions
@@ -235,6 +238,7 @@ impl PgStore {
         if matches!(insert, Insert::Copy)
             && feedback.is_empty()
             && follow_ups.is_empty()
+            && marks.is_empty()
             && self.missing_partitions(&days).is_empty()
         {
             // The usual batch (interactions only, into partitions that
@@ -246,6 +250,13 @@ impl PgStore {
         }
         let mut tx = self.pool.begin().await?;
         self.ensure_partitions(&mut tx, &days).await?;
+        if !marks.is_empty() {
+            // Retries: one row per id, the latest attempt's.
+            let mut supersessions = Supersessions::of(marks);
+            replace_earlier_attempts(&mut tx, &mut supersessions).await?;
+            interactions.retain(|r| supersessions.keeps(r.id, &r.tenant, r.created_at));
+            encoded.retain(|e| supersessions.keeps_encoded(e));
+        }
         if !interactions.is_empty() || !encoded.is_empty() {
             match insert {
                 Insert::Copy => self.copy_batch(&mut tx, &interactions, &encoded).await?,
@@ -274,10 +285,14 @@ impl PgStore {
     }
 
     pub(crate) async fn interaction_tenant(&self, id: Uuid) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT tenant_id FROM interactions WHERE id = $1 LIMIT 1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        // The first owner: rows logged before ids were owned may name
+        // several tenants for one id, and the earliest is the owner.
+        let row = sqlx::query(
+            "SELECT tenant_id FROM interactions WHERE id = $1 ORDER BY created_at LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -703,6 +718,43 @@ async fn delete_interactions(
         counts.get::<i64, _>(0) as u64,
         counts.get::<i64, _>(1) as u64,
     ))
+}
+
+/// For the ids and tenants a batch's retries mark: learns the newest
+/// attempt already stored (into `supersessions`) and deletes the stored
+/// attempts received before the newest one known (see
+/// [`crate::supersede`]).
+async fn replace_earlier_attempts(
+    tx: &mut Transaction<'_, Postgres>,
+    supersessions: &mut Supersessions,
+) -> Result<(), StoreError> {
+    let (mut ids, mut tenants, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, tenant, micros) in supersessions.marks() {
+        ids.push(id);
+        tenants.push(tenant.to_owned());
+        times.push(DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default());
+    }
+    let newest = sqlx::query(
+        "WITH marked AS ( \
+           SELECT m.id, m.tenant, GREATEST(m.at, max(i.created_at)) AS newest \
+           FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS m(id, tenant, at) \
+           LEFT JOIN interactions i ON i.id = m.id AND i.tenant_id = m.tenant \
+           GROUP BY m.id, m.tenant, m.at), \
+         gone AS ( \
+           DELETE FROM interactions i USING marked m \
+           WHERE i.id = m.id AND i.tenant_id = m.tenant AND i.created_at < m.newest) \
+         SELECT id, tenant, newest FROM marked",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&times)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in newest {
+        let (id, tenant, at): (Uuid, String, DateTime<Utc>) = (row.get(0), row.get(1), row.get(2));
+        supersessions.raise(id, &tenant, at.timestamp_micros());
+    }
+    Ok(())
 }
 
 async fn insert_interactions(

@@ -219,6 +219,22 @@ pub struct FollowUpRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// A retry's mark: the attempt of interaction `id` of `tenant` received at
+/// `created_at` replaces every attempt of the same id and tenant received
+/// before it. Queued just before the retry's own interaction row, and
+/// self-contained, so it holds wherever a batch or a journal segment is
+/// cut (see [`crate::supersede`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SupersedeRow {
+    /// The interaction id the client chose and used again.
+    pub id: Uuid,
+    /// Its tenant (the only one whose rows are replaced).
+    pub tenant: String,
+    /// When uno received the replacing attempt, in whole microseconds as
+    /// the databases keep it.
+    pub created_at: DateTime<Utc>,
+}
+
 /// One unit of the log writer's work, and one line of its journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -240,6 +256,9 @@ pub enum LogRow {
     Feedback(Box<FeedbackRow>),
     /// Implicit feedback to be matched to its interaction.
     FollowUp(Box<FollowUpRow>),
+    /// A retry's interaction row replaces the earlier attempts' rows
+    /// (boxed: retries are rare).
+    Supersede(Box<SupersedeRow>),
 }
 
 fn serialize_decoded<S: serde::Serializer>(
@@ -290,6 +309,8 @@ pub fn to_utc(t: SystemTime) -> DateTime<Utc> {
 /// The rows of one finished interaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InteractionRows {
+    /// The retry's mark, when it replaces earlier attempts.
+    pub supersede: Option<Box<SupersedeRow>>,
     /// The interaction itself.
     pub interaction: Box<InteractionRow>,
     /// Implicit feedback, when its request continues a logged answer.
@@ -308,6 +329,7 @@ struct Parts<'r> {
     hash: Option<ConversationHash>,
     created_at: DateTime<Utc>,
     follow_up: Option<Box<FollowUpRow>>,
+    supersede: Option<Box<SupersedeRow>>,
 }
 
 /// The request digest the proxy took on arrival, or one parsed from the
@@ -337,12 +359,21 @@ impl<'r> Parts<'r> {
                 created_at,
             })
         });
+        let supersede = record.replaces_earlier.then(|| {
+            Box::new(SupersedeRow {
+                id: record.id.0,
+                tenant: clean(&record.tenant),
+                created_at: DateTime::from_timestamp_micros(created_at.timestamp_micros())
+                    .unwrap_or(created_at),
+            })
+        });
         Parts {
             summary,
             model: digest.model,
             hash,
             created_at,
             follow_up,
+            supersede,
             record,
         }
     }
@@ -435,13 +466,18 @@ impl InteractionRows {
             parts.record.experience.logged_path(),
         ));
         InteractionRows {
+            supersede: parts.supersede,
             interaction,
             follow_up: parts.follow_up,
         }
     }
 
-    /// Appends the rows to a batch, the interaction first.
+    /// Appends the rows to a batch: a retry's mark, the interaction, its
+    /// follow-up.
     pub fn push_into(self, rows: &mut Vec<LogRow>) {
+        if let Some(supersede) = self.supersede {
+            rows.push(LogRow::Supersede(supersede));
+        }
         rows.push(LogRow::Interaction(self.interaction));
         if let Some(follow_up) = self.follow_up {
             rows.push(LogRow::FollowUp(follow_up));
@@ -452,6 +488,8 @@ impl InteractionRows {
 /// [`InteractionRows`] with the interaction encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedRows {
+    /// The retry's mark, when it replaces earlier attempts.
+    pub supersede: Option<Box<SupersedeRow>>,
     /// The interaction's tuples.
     pub interaction: EncodedInteraction,
     /// Implicit feedback, when its request continues a logged answer.
@@ -470,13 +508,18 @@ impl EncodedRows {
         let request = clean_text(&parts.record.request_body);
         let interaction = EncodedInteraction::of(&parts.columns(request.as_bytes()));
         EncodedRows {
+            supersede: parts.supersede,
             interaction,
             follow_up: parts.follow_up,
         }
     }
 
-    /// Appends the rows to a batch, the interaction first.
+    /// Appends the rows to a batch: a retry's mark, the interaction, its
+    /// follow-up.
     pub fn push_into(self, rows: &mut Vec<LogRow>) {
+        if let Some(supersede) = self.supersede {
+            rows.push(LogRow::Supersede(supersede));
+        }
         rows.push(LogRow::Encoded(self.interaction));
         if let Some(follow_up) = self.follow_up {
             rows.push(LogRow::FollowUp(follow_up));
@@ -487,7 +530,7 @@ impl EncodedRows {
 /// The rows of a finished interaction, as a batch of their own (see
 /// [`InteractionRows`]).
 pub fn rows_for_interaction(record: &InteractionRecord) -> Vec<LogRow> {
-    let mut rows = Vec::with_capacity(2);
+    let mut rows = Vec::with_capacity(3);
     InteractionRows::build(record.clone()).push_into(&mut rows);
     rows
 }
@@ -516,6 +559,7 @@ impl LogRow {
             LogRow::Encoded(r) => r.tenant(),
             LogRow::Feedback(r) => Cow::Borrowed(&r.tenant),
             LogRow::FollowUp(r) => Cow::Borrowed(&r.tenant),
+            LogRow::Supersede(r) => Cow::Borrowed(&r.tenant),
         }
     }
 }
@@ -550,6 +594,7 @@ mod tests {
             time_to_first_byte: Some(Duration::from_millis(12)),
             error: None,
             experience: Default::default(),
+            replaces_earlier: false,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::export::RatedInteraction;
 use crate::keys::{KeyInfo, NewKey};
 use crate::rows::{FeedbackRow, FollowUpRow, InteractionRow, LogRow};
 use crate::store::{AuditEntry, DeletionReport, RetentionPolicy, RetentionReport};
+use crate::supersede::Supersessions;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -70,26 +71,40 @@ impl SqliteStore {
 
     pub(crate) async fn write_rows(&self, rows: &[LogRow]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Interactions first, so follow-ups in the same batch find them.
+        // Retries first: one row per id, the latest attempt's.
+        let mut supersessions = Supersessions::of(rows.iter().filter_map(|row| match row {
+            LogRow::Supersede(mark) => Some(mark.as_ref()),
+            _ => None,
+        }));
+        if !supersessions.is_empty() {
+            replace_earlier_attempts(&mut tx, &mut supersessions).await?;
+        }
+        // Interactions next, so follow-ups in the same batch find them.
         for row in rows {
             match row {
-                LogRow::Interaction(r) => insert_interaction(&mut tx, r).await?,
+                LogRow::Interaction(r) => {
+                    if supersessions.keeps(r.id, &r.tenant, r.created_at) {
+                        insert_interaction(&mut tx, r).await?;
+                    }
+                }
                 // The log sink encodes only for Postgres; a row encoded
                 // anyway is written all the same.
                 LogRow::Encoded(e) => {
                     let r = e
                         .decode()
                         .map_err(|err| StoreError::Rejected(err.to_string()))?;
-                    insert_interaction(&mut tx, &r).await?;
+                    if supersessions.keeps(r.id, &r.tenant, r.created_at) {
+                        insert_interaction(&mut tx, &r).await?;
+                    }
                 }
-                LogRow::Feedback(_) | LogRow::FollowUp(_) => {}
+                LogRow::Feedback(_) | LogRow::FollowUp(_) | LogRow::Supersede(_) => {}
             }
         }
         for row in rows {
             match row {
                 LogRow::Feedback(r) => upsert_feedback(&mut tx, r).await?,
                 LogRow::FollowUp(r) => insert_follow_up(&mut tx, r).await?,
-                LogRow::Interaction(_) | LogRow::Encoded(_) => {}
+                LogRow::Interaction(_) | LogRow::Encoded(_) | LogRow::Supersede(_) => {}
             }
         }
         tx.commit().await?;
@@ -97,10 +112,14 @@ impl SqliteStore {
     }
 
     pub(crate) async fn interaction_tenant(&self, id: Uuid) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT tenant_id FROM interactions WHERE id = ? LIMIT 1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        // The first owner: rows logged before ids were owned may name
+        // several tenants for one id, and the earliest is the owner.
+        let row = sqlx::query(
+            "SELECT tenant_id FROM interactions WHERE id = ? ORDER BY created_at LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -388,6 +407,44 @@ impl SqliteStore {
             })
             .collect())
     }
+}
+
+/// For the ids and tenants a batch's retries mark: learns the newest
+/// attempt already stored (into `supersessions`) and deletes the stored
+/// attempts, metadata and content, received before the newest one known
+/// (see [`crate::supersede`]).
+async fn replace_earlier_attempts(
+    tx: &mut Transaction<'_, Sqlite>,
+    supersessions: &mut Supersessions,
+) -> Result<(), StoreError> {
+    let marks: Vec<(Uuid, String, i64)> = supersessions
+        .marks()
+        .map(|(id, tenant, micros)| (id, tenant.to_owned(), micros))
+        .collect();
+    for (id, tenant, micros) in marks {
+        let stored: Option<i64> = sqlx::query_scalar(
+            "SELECT max(created_at) FROM interactions WHERE id = ? AND tenant_id = ?",
+        )
+        .bind(id)
+        .bind(&tenant)
+        .fetch_one(&mut **tx)
+        .await?;
+        let newest = stored.map_or(micros, |stored| stored.max(micros));
+        supersessions.raise(id, &tenant, newest);
+        for sql in [
+            "DELETE FROM interactions WHERE id = ?1 AND tenant_id = ?2 AND created_at < ?3",
+            "DELETE FROM interaction_contents \
+             WHERE interaction_id = ?1 AND tenant_id = ?2 AND created_at < ?3",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(&tenant)
+                .bind(newest)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn insert_interaction(

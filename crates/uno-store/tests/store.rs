@@ -10,7 +10,10 @@ use uno_core::InteractionId;
 use uno_core::feedback::Rating;
 use uno_core::interaction::InteractionRecord;
 use uno_store::export::{ExportFormat, ExportKind, build};
-use uno_store::rows::{EncodedInteraction, LogRow, row_for_feedback, rows_for_interaction};
+use uno_store::rows::{
+    EncodedInteraction, EncodedRows, InteractionRows, LogRow, row_for_feedback,
+    rows_for_interaction,
+};
 use uno_store::{RetentionPolicy, Store};
 use uno_testkit::{Backend, TestDatabase};
 
@@ -28,6 +31,8 @@ both_backends! {
     the_end_user_index_serves_lookups_by_user_and_holds_no_anonymous_rows,
     keys_are_hashed_listed_and_revoked,
     export_reads_rated_interactions,
+    the_owner_of_an_id_is_the_first_tenant_that_used_it,
+    a_retry_leaves_one_row_in_a_batch_in_the_store_and_through_the_journal,
 }
 
 async fn fresh(backend: Backend) -> (TestDatabase, Store) {
@@ -854,4 +859,176 @@ async fn postgres_content_is_lz4_compressed_in_old_and_new_partitions() {
     );
     store.close().await;
     pool.close().await;
+}
+
+/// Rows logged before ids were owned may name two tenants for one id; the
+/// owner is the tenant that used it first, whichever row was written first.
+async fn the_owner_of_an_id_is_the_first_tenant_that_used_it(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let now = SystemTime::now();
+    let later = ask("b", "u", "q", "a");
+    let mut first = record(
+        "a",
+        "u",
+        r#"[{"role":"user","content":"q"}]"#,
+        "a",
+        now - Duration::from_secs(1),
+    );
+    first.id = later.id;
+    store
+        .write_rows(&rows_for_interaction(&later))
+        .await
+        .unwrap();
+    store
+        .write_rows(&rows_for_interaction(&first))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            store
+                .interaction_tenant(first.id.0)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a")
+        );
+    }
+}
+
+/// The rows of `records` as the log sink queues them on `backend`
+/// (encoded for COPY on Postgres).
+fn queued(backend: Backend, records: &[InteractionRecord]) -> Vec<LogRow> {
+    let mut rows = Vec::new();
+    for record in records {
+        match backend {
+            Backend::Postgres => EncodedRows::build(record.clone()).push_into(&mut rows),
+            Backend::Sqlite => InteractionRows::build(record.clone()).push_into(&mut rows),
+        }
+    }
+    rows
+}
+
+/// A client retrying with its own interaction id gets one row per id, the
+/// latest attempt's: an attempt and its retry in one batch, a retry of a
+/// stored row, a batch replayed after a later retry was stored, a retry
+/// replayed from the journal, a mark cut from its row by a batch boundary,
+/// and retries finishing out of order. Another tenant's row under the same
+/// id (logged before ids were owned) is never touched.
+async fn a_retry_leaves_one_row_in_a_batch_in_the_store_and_through_the_journal(backend: Backend) {
+    let (db, store) = fresh(backend).await;
+    let x = InteractionId::new();
+    let t0 = SystemTime::now() - Duration::from_secs(60);
+    let attempt = |tenant: &str, answer: &str, secs: u64, retry: bool| {
+        let mut record = record(
+            tenant,
+            "u",
+            r#"[{"role":"user","content":"the question"}]"#,
+            answer,
+            t0 + Duration::from_secs(secs),
+        );
+        record.id = x;
+        record.replaces_earlier = retry;
+        record
+    };
+    let answers = async || {
+        db.attempts(x.0)
+            .await
+            .into_iter()
+            .map(|a| (a.tenant, a.response_text.unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    let expect = |theirs: bool, answer: &str| {
+        let mut rows = Vec::new();
+        if theirs {
+            rows.push(("o".to_owned(), "theirs".to_owned()));
+        }
+        rows.push(("t".to_owned(), answer.to_owned()));
+        rows
+    };
+
+    // Another tenant's row first (as logged before ids were owned).
+    let theirs = attempt("o", "theirs", 0, false);
+    store.write_rows(&queued(backend, &[theirs])).await.unwrap();
+
+    let first_batch = queued(
+        backend,
+        &[
+            attempt("t", "first", 1, false),
+            attempt("t", "second", 2, true),
+        ],
+    );
+    store.write_rows(&first_batch).await.unwrap();
+    assert_eq!(answers().await, expect(true, "second"), "within a batch");
+
+    store
+        .write_rows(&queued(backend, &[attempt("t", "third", 3, true)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        answers().await,
+        expect(true, "third"),
+        "a stored row replaced"
+    );
+
+    store.write_rows(&first_batch).await.unwrap();
+    assert_eq!(
+        answers().await,
+        expect(true, "third"),
+        "an older batch replayed replaces nothing newer"
+    );
+
+    let journal_dir = tempfile::tempdir().unwrap();
+    let mut journal = uno_store::writer::Journal::open(journal_dir.path(), u64::MAX).unwrap();
+    journal
+        .append(&queued(backend, &[attempt("t", "fourth", 4, true)]))
+        .unwrap();
+    let segments = journal.segments().unwrap();
+    let line = std::fs::read_to_string(&segments[0]).unwrap();
+    assert!(line.contains(r#""type":"supersede""#), "{line}");
+    for segment in &segments {
+        let replayed = journal.read(segment).unwrap();
+        store.write_rows(&replayed.rows).await.unwrap();
+        store.write_rows(&replayed.rows).await.unwrap();
+    }
+    assert_eq!(
+        answers().await,
+        expect(true, "fourth"),
+        "replayed from the journal, twice"
+    );
+
+    let cut = queued(backend, &[attempt("t", "fifth", 5, true)]);
+    assert!(
+        matches!(cut[0], LogRow::Supersede(_)),
+        "the mark comes first"
+    );
+    store.write_rows(&cut[..1]).await.unwrap();
+    store.write_rows(&cut[1..]).await.unwrap();
+    assert_eq!(
+        answers().await,
+        expect(true, "fifth"),
+        "the mark and its row in two batches"
+    );
+
+    store
+        .write_rows(&queued(backend, &[attempt("t", "seventh", 7, true)]))
+        .await
+        .unwrap();
+    store
+        .write_rows(&queued(backend, &[attempt("t", "sixth", 6, true)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        answers().await,
+        expect(true, "seventh"),
+        "a slower earlier retry finishing last replaces nothing"
+    );
+
+    assert_eq!(store.count_interactions(Some("t")).await.unwrap(), 1);
+    assert_eq!(store.count_interactions(Some("o")).await.unwrap(), 1);
+    assert_eq!(db.contents_of(x.0).await, 2, "no content left behind");
+    assert_eq!(
+        store.interaction_tenant(x.0).await.unwrap().as_deref(),
+        Some("o"),
+        "the first owner"
+    );
 }

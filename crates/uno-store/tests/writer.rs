@@ -37,6 +37,7 @@ fn record(i: usize) -> InteractionRecord {
         time_to_first_byte: None,
         error: None,
         experience: Default::default(),
+        replaces_earlier: false,
     }
 }
 

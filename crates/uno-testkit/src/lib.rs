@@ -21,6 +21,7 @@ pub mod pg_cpu;
 pub mod records;
 pub mod relay;
 pub mod seed;
+pub mod stored;
 
 pub use db::{Backend, TestDatabase};
 pub use mock::{

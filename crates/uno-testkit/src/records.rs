@@ -63,6 +63,7 @@ pub fn conversation(
         time_to_first_byte: Some(Duration::from_millis(6)),
         error: None,
         experience: Default::default(),
+        replaces_earlier: false,
     }
 }
 

@@ -212,6 +212,7 @@ fn interaction(
             critique: reflective.then(|| "1. State the cooking time in minutes.".to_owned()),
             ..ExperienceTrace::default()
         },
+        replaces_earlier: false,
     }
 }
 
@@ -237,6 +238,7 @@ fn failed(tenant: &str, user: &str, at: SystemTime) -> InteractionRecord {
         time_to_first_byte: Some(Duration::from_millis(3000)),
         error: Some("upstream connection refused".to_owned()),
         experience: ExperienceTrace::default(),
+        replaces_earlier: false,
     }
 }
 

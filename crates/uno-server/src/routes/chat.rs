@@ -25,11 +25,12 @@ use uno_llm::{Endpoint, Upstream, collect_body};
 use super::forward::{body_error, model_not_found};
 use crate::app::AppState;
 use crate::body::read_limited;
-use crate::context::RequestContext;
+use crate::context::{RequestContext, ServedAs};
 use crate::experience::reflective::{CRITIC_RULES, Reflection};
 use crate::experience::route::{self, Action};
 use crate::experience::{Stamp, rewrite};
 use crate::headers::{copy_from_upstream, travels_upstream};
+use crate::ownership::{self, Settled};
 use crate::pending::{Ending, PendingInteraction};
 use crate::relay::RelayBody;
 use crate::reply::{ErrorReply, error_response};
@@ -41,7 +42,7 @@ pub const END_USER_HEADER: &str = "x-uno-user";
 /// serves it by the plan, and logs the exchange.
 pub async fn chat_completions(
     State(state): State<AppState>,
-    Extension(context): Extension<RequestContext>,
+    Extension(mut context): Extension<RequestContext>,
     request: Request,
 ) -> Result<Response, ErrorReply> {
     // The request is taken whole: the header map is then borrowed, never
@@ -66,6 +67,9 @@ pub async fn chat_completions(
         .or(view.user.as_deref())
         .filter(|u| !u.is_empty())
         .map(str::to_owned);
+    // Before anything is planned, forwarded or logged: another tenant's
+    // id is refused here, and the plan sees the id that will be logged.
+    let settled = ownership::settle(&state, &mut context).await?;
     let experience = state.experience();
     let mut plan = route::plan(
         experience.snapshots.get(&context.tenant),
@@ -107,11 +111,7 @@ pub async fn chat_completions(
         path: plan.trace.path,
     };
 
-    // Remembered only where feedback can be posted (a store is configured).
-    if state.persistence().is_some() {
-        state.recent().insert(context.id, &context.tenant);
-    }
-    let pending = PendingInteraction::new(
+    let mut pending = PendingInteraction::new(
         state.sink().clone(),
         context,
         end_user,
@@ -120,6 +120,9 @@ pub async fn chat_completions(
         stream,
         plan.trace.clone(),
     );
+    if settled == Settled::Retry {
+        pending.replaces_earlier();
+    }
     let served = match plan.action {
         Action::Forward | Action::Primary => {
             forward(&state, &headers, upstream, forwarded, stream, pending).await
@@ -150,6 +153,9 @@ pub async fn chat_completions(
     };
     let mut response = served.unwrap_or_else(|error| error_response(&error));
     stamp.apply(&mut response);
+    if let Settled::Reassigned(id) = settled {
+        response.extensions_mut().insert(ServedAs(id));
+    }
     Ok(response)
 }
 

@@ -329,7 +329,7 @@ impl WriterTask {
                 LogRow::FollowUp(_) => {
                     self.stats.follow_ups.fetch_add(1, Ordering::Relaxed);
                 }
-                LogRow::Feedback(_) => {}
+                LogRow::Feedback(_) | LogRow::Supersede(_) => {}
             }
         }
     }

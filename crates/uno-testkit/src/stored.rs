@@ -1,0 +1,112 @@
+//! What a test database holds for one interaction id, read with plain SQL
+//! (not through the store under test), so tests of how uno writes rows do
+//! not trust uno's own reads.
+
+use uuid::Uuid;
+
+use crate::db::{Backend, TestDatabase};
+
+/// One stored row of an interaction id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAttempt {
+    /// The tenant the row names.
+    pub tenant: String,
+    /// The request body logged (`None` when its content is gone).
+    pub request: Option<String>,
+    /// The answer text logged.
+    pub response_text: Option<String>,
+}
+
+fn fail(what: &str, err: impl std::fmt::Display) -> ! {
+    panic!("cannot read the test database ({what}): {err}")
+}
+
+impl TestDatabase {
+    /// Every row stored under interaction `id`, oldest first.
+    ///
+    /// # Panics
+    ///
+    /// When the database cannot be read.
+    pub async fn attempts(&self, id: Uuid) -> Vec<StoredAttempt> {
+        type Row = (String, Option<String>, Option<String>);
+        let rows: Vec<Row> = match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| fail("connect", e));
+                let rows = sqlx::query_as(
+                    "SELECT tenant_id, request, response_text FROM interactions \
+                     WHERE id = $1 ORDER BY created_at",
+                )
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| fail("interactions", e));
+                pool.close().await;
+                rows
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| fail("connect", e));
+                let rows = sqlx::query_as(
+                    "SELECT i.tenant_id, c.request, c.response_text FROM interactions i \
+                     LEFT JOIN interaction_contents c \
+                       ON c.interaction_id = i.id AND c.created_at = i.created_at \
+                     WHERE i.id = ? ORDER BY i.created_at",
+                )
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| fail("interactions", e));
+                pool.close().await;
+                rows
+            }
+        };
+        rows.into_iter()
+            .map(|(tenant, request, response_text)| StoredAttempt {
+                tenant,
+                request,
+                response_text,
+            })
+            .collect()
+    }
+
+    /// How many stored contents (request texts) interaction `id` has: on
+    /// SQLite they are rows of their own, which must go with their
+    /// interaction's row.
+    ///
+    /// # Panics
+    ///
+    /// When the database cannot be read.
+    pub async fn contents_of(&self, id: Uuid) -> i64 {
+        match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| fail("connect", e));
+                let n = sqlx::query_scalar("SELECT count(request) FROM interactions WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or_else(|e| fail("contents", e));
+                pool.close().await;
+                n
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| fail("connect", e));
+                let n = sqlx::query_scalar(
+                    "SELECT count(*) FROM interaction_contents WHERE interaction_id = ?",
+                )
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_else(|e| fail("contents", e));
+                pool.close().await;
+                n
+            }
+        }
+    }
+}
