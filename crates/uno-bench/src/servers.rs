@@ -15,9 +15,8 @@ use anyhow::{Context, anyhow};
 use tokio::sync::oneshot;
 use uno_core::config::{ApiKeyConfig, Config};
 use uno_server::auth::spawn_key_refresh;
-use uno_server::connection::Limits;
 use uno_server::sink::TracingSink;
-use uno_server::{AppState, BoundServer, build_router};
+use uno_server::{AppState, BoundServer};
 use uno_store::Store;
 use uno_store::writer::{LogWriter, WriterConfig, WriterStats};
 use uno_testkit::{MockReply, MockUpstream, TestDatabase};
@@ -160,13 +159,7 @@ impl UnoServer {
                             .map_err(|err| anyhow!("the bench snapshot does not load: {err}"))?;
                     }
                     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-                    let server = BoundServer::bind(
-                        listen,
-                        build_router(state.clone()),
-                        Limits::from_config(&config.server),
-                        state.metrics().connections.clone(),
-                    )
-                    .await?;
+                    let server = BoundServer::bind_app(listen, &state, &config.server).await?;
                     let addr = server.local_addr()?;
                     if ready_tx.send(addr).is_err() {
                         return Ok(());
@@ -310,13 +303,7 @@ impl UnoPgServer {
                     )
                     .await;
                     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-                    let server = BoundServer::bind(
-                        listen,
-                        build_router(state.clone()),
-                        Limits::from_config(&config.server),
-                        state.metrics().connections.clone(),
-                    )
-                    .await?;
+                    let server = BoundServer::bind_app(listen, &state, &config.server).await?;
                     let ready = PgReady {
                         addr: server.local_addr()?,
                         stats: Arc::clone(&stats),

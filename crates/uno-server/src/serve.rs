@@ -36,6 +36,18 @@ impl BoundServer {
         Ok(Self::from_listener(listener, router, limits, metrics))
     }
 
+    /// Binds `addr` to serve the whole app of `state` ([`crate::build_router`])
+    /// under the limits of `server`, counting into the app's metrics.
+    pub async fn bind_app(
+        addr: SocketAddr,
+        state: &crate::AppState,
+        server: &uno_core::config::ServerConfig,
+    ) -> std::io::Result<Self> {
+        let router = crate::build_router(state.clone());
+        let metrics = state.metrics().connections.clone();
+        Self::bind(addr, router, Limits::from_config(server), metrics).await
+    }
+
     /// [`BoundServer::bind`] on a listener already bound.
     pub fn from_listener(
         listener: TcpListener,

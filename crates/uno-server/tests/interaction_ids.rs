@@ -81,26 +81,14 @@ async fn assert_in_use(response: reqwest::Response, id: &str) {
     );
 }
 
-/// Waits until the rows of `id` satisfy `done` (10 s at most) and returns
-/// them.
+/// The rows of `id` once `done` holds (10 s at most).
 async fn rows_of(
     db: &TestDatabase,
     id: &str,
     done: impl Fn(&[StoredAttempt]) -> bool,
 ) -> Vec<StoredAttempt> {
-    let id = uuid::Uuid::parse_str(id).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = db.attempts(id).await;
-        if done(&rows) {
-            return rows;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never stored as expected: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    db.attempts_when(uuid::Uuid::parse_str(id).unwrap(), done)
+        .await
 }
 
 fn asked(row: &StoredAttempt, content: &str) -> bool {

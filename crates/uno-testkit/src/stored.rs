@@ -72,6 +72,31 @@ impl TestDatabase {
             .collect()
     }
 
+    /// The rows of interaction `id` once `done` holds of them (the log
+    /// writer stores asynchronously), waiting 10 s at most.
+    ///
+    /// # Panics
+    ///
+    /// When the rows never satisfy `done`, or the database cannot be read.
+    pub async fn attempts_when(
+        &self,
+        id: Uuid,
+        done: impl Fn(&[StoredAttempt]) -> bool,
+    ) -> Vec<StoredAttempt> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let rows = self.attempts(id).await;
+            if done(&rows) {
+                return rows;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never stored as expected: {rows:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// How many stored contents (request texts) interaction `id` has: on
     /// SQLite they are rows of their own, which must go with their
     /// interaction's row.

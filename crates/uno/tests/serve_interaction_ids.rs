@@ -8,7 +8,6 @@
 mod cli_common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use cli_common::ServeProcess;
 use serde_json::{Value, json};
@@ -79,19 +78,8 @@ async fn rows_of(
     id: &str,
     done: impl Fn(&[StoredAttempt]) -> bool,
 ) -> Vec<StoredAttempt> {
-    let id = uuid::Uuid::parse_str(id).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = db.attempts(id).await;
-        if done(&rows) {
-            return rows;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never stored as expected: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    db.attempts_when(uuid::Uuid::parse_str(id).unwrap(), done)
+        .await
 }
 
 fn asked(rows: &[StoredAttempt], content: &str) -> bool {

@@ -13,8 +13,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use uno_core::config::{ApiKeyConfig, Config};
 use uno_core::interaction::{InteractionRecord, InteractionSink};
-use uno_server::connection::Limits;
-use uno_server::{AppState, BoundServer, build_router};
+use uno_server::{AppState, BoundServer};
 
 pub const KEY: &str = "uno-test-key-0001";
 
@@ -180,14 +179,9 @@ impl TestApp {
         sink: Arc<CollectingSink>,
         persisted: Option<Persisted>,
     ) -> TestApp {
-        let server = BoundServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            build_router(state.clone()),
-            Limits::from_config(&config.server),
-            state.metrics().connections.clone(),
-        )
-        .await
-        .expect("bind");
+        let server = BoundServer::bind_app("127.0.0.1:0".parse().unwrap(), &state, &config.server)
+            .await
+            .expect("bind");
         let addr = server.local_addr().unwrap();
         let snapshots = state.experience().snapshots.clone();
         let (tx, rx) = oneshot::channel::<()>();
