@@ -35,7 +35,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uno_core::snapshot::Rule;
-use uno_llm::{ChatModel, Sampling};
+use uno_llm::{ChatError, ChatModel, Sampling};
 use uno_store::Store;
 use uuid::Uuid;
 
@@ -288,8 +288,9 @@ pub fn check(raw: &RawConsolidation, n: usize) -> Result<Consolidation, String> 
 }
 
 /// What the cache keeps: a validated consolidation of the shown rules, or
-/// that the model's reply was invalid (so a deterministic model's bad reply
-/// is not paid for again at every rebuild; a failed call is not cached).
+/// that the model's reply was invalid or not JSON (so a deterministic
+/// model's bad reply is not paid for again at every rebuild; a call that
+/// failed, such as a timeout, is not cached and is retried next time).
 #[derive(Debug, Serialize, Deserialize)]
 enum Cached {
     Ok(Consolidation),
@@ -354,6 +355,13 @@ pub async fn by_meaning(
                 Cached::Invalid(why)
             }
         },
+        // The model replied, three times, with no usable JSON: at T 0.1 and
+        // a fixed seed it would again, so that is remembered like an
+        // invalid reply.
+        Err(err @ ChatError::InvalidJson { .. }) => {
+            tracing::warn!(tenant, %err, "rule consolidation gave no JSON; keeping the merged rules as they are");
+            Cached::Invalid(err.to_string())
+        }
         Err(err) => {
             tracing::warn!(tenant, %err, "rule consolidation failed; keeping the merged rules as they are");
             return Consolidation::singletons(n);
