@@ -456,11 +456,11 @@ mod tests {
             .into_iter()
             .flatten()
         {
-            r.as_object_mut().map(|o| {
+            if let Some(o) = r.as_object_mut() {
                 for key in ["share", "contrary", "contradicts", "held", "earned"] {
                     o.remove(key);
                 }
-            });
+            }
         }
         let old: Snapshot = serde_json::from_value(value).expect("an old snapshot parses");
         let rule = &old.clusters[0].rules[0];

@@ -637,15 +637,15 @@ pub fn promotion_reason(text: &str) -> Option<String> {
             let mut j = i;
             while j < chars.len() {
                 let d = chars[j];
+                // A space continues the number only before a digit or `(`.
+                let separator = matches!(d, '+' | '(' | ')' | '-' | '.')
+                    || (d == ' '
+                        && chars
+                            .get(j + 1)
+                            .is_some_and(|n| n.is_ascii_digit() || *n == '('));
                 if d.is_ascii_digit() {
                     digits += 1;
-                } else if !matches!(d, '+' | '(' | ')' | '-' | '.' | ' ') {
-                    break;
-                } else if d == ' '
-                    && chars
-                        .get(j + 1)
-                        .is_none_or(|n| !n.is_ascii_digit() && *n != '(')
-                {
+                } else if !separator {
                     break;
                 }
                 j += 1;
