@@ -5,6 +5,9 @@
 //! and modes that follow the gap and win-rate rules. Then: a second run
 //! does nothing, deleting a user removes their log and support from the next
 //! snapshot, and UNO-Single turns the reflective clusters into passthrough.
+//! A second scenario (issue 23): three wordings of one wish become one
+//! served rule with their summed support, and a brand pushed under three
+//! ids is held until an operator approves it through the admin API.
 //!
 //! Runs with the hashing embedder in the default suite; with
 //! `--features local-embed` (and `scripts/install-models.sh`) the same
