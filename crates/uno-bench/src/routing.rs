@@ -98,12 +98,7 @@ fn snapshot(mode: Mode) -> anyhow::Result<Snapshot> {
             block,
             rules: RULES
                 .iter()
-                .map(|r| Rule {
-                    text: (*r).to_owned(),
-                    support: 5,
-                    sources: Vec::new(),
-                    served: true,
-                })
+                .map(|r| Rule::new(*r, 5, Vec::new(), true))
                 .collect(),
             ..ClusterExperience::default()
         }],

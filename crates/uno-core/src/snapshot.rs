@@ -71,8 +71,56 @@ pub struct Rule {
     pub support: usize,
     /// The interactions whose feedback produced it (provenance).
     pub sources: Vec<Uuid>,
-    /// Whether it is served: support reached the minimum.
+    /// Whether it is served: it earned it ([`Rule::earned`]) and is not
+    /// held, or an operator approved it; never when an operator disabled it.
     pub served: bool,
+    /// Share of the region's feedback users who support it: `support`
+    /// over the distinct users who gave text feedback in the cluster's
+    /// training logs. 0 in snapshots from before shares were recorded.
+    #[serde(default)]
+    pub share: f64,
+    /// Distinct users who support a contradicting rule of the same cluster
+    /// (they count against this one).
+    #[serde(default)]
+    pub contrary: usize,
+    /// The contradicting rules' texts, when the consolidation step found any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contradicts: Vec<String>,
+    /// Why the rule waits for an operator's approval instead of being
+    /// served (it promotes a named product, site or contact), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// Whether its support alone earns it serving: net supporters
+    /// (`support − contrary`) reach both `min_support` and
+    /// `min_support_share` of the region's users. `None` in snapshots from
+    /// before this was recorded, where support alone decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earned: Option<bool>,
+}
+
+impl Rule {
+    /// A rule with only its text, support, provenance and serving flag set
+    /// (the rest at their defaults), for tools and tests.
+    pub fn new(text: impl Into<String>, support: usize, sources: Vec<Uuid>, served: bool) -> Rule {
+        Rule {
+            text: text.into(),
+            support,
+            sources,
+            served,
+            share: 0.0,
+            contrary: 0,
+            contradicts: Vec::new(),
+            held: None,
+            earned: None,
+        }
+    }
+
+    /// Whether the rule is served when no operator has overridden it:
+    /// what it earned (support alone, in old snapshots that did not record
+    /// it, against `min_support`), and never while held.
+    pub fn served_by_default(&self, min_support: usize) -> bool {
+        self.held.is_none() && self.earned.unwrap_or(self.support >= min_support)
+    }
 }
 
 /// One training log's lesson for the reflective critic: its query embedding
@@ -338,12 +386,7 @@ mod tests {
             block: String::new(),
             rules: rules
                 .iter()
-                .map(|(t, served)| Rule {
-                    text: (*t).into(),
-                    support: 3,
-                    sources: vec![],
-                    served: *served,
-                })
+                .map(|(t, served)| Rule::new(*t, 3, vec![], *served))
                 .collect(),
             ..ClusterExperience::default()
         }
@@ -397,8 +440,9 @@ mod tests {
 
     #[test]
     fn snapshots_without_routing_fields_still_parse() {
-        let mut value = serde_json::to_value(snapshot(vec![cluster("0", Mode::Primary, &[])]))
-            .expect("serialises");
+        let mut value =
+            serde_json::to_value(snapshot(vec![cluster("0", Mode::Primary, &[("a", true)])]))
+                .expect("serialises");
         value.as_object_mut().map(|o| o.remove("route_embedder"));
         for c in value["clusters"].as_array_mut().into_iter().flatten() {
             c.as_object_mut().map(|o| {
@@ -407,7 +451,21 @@ mod tests {
                 o.remove("lift")
             });
         }
+        for r in value["clusters"][0]["rules"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(o) = r.as_object_mut() {
+                for key in ["share", "contrary", "contradicts", "held", "earned"] {
+                    o.remove(key);
+                }
+            }
+        }
         let old: Snapshot = serde_json::from_value(value).expect("an old snapshot parses");
+        let rule = &old.clusters[0].rules[0];
+        assert!(rule.held.is_none() && rule.earned.is_none() && rule.contrary == 0);
+        assert!(rule.served_by_default(3) && !rule.served_by_default(4));
         assert!(old.route_embedder.is_empty());
         assert!(old.clusters[0].route_centroid.is_empty());
         assert!(old.clusters[0].lift.is_none());

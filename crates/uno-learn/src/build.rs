@@ -281,80 +281,25 @@ pub fn candidates(train: &[usize], logs: &[LearnLog]) -> Vec<Candidate> {
 /// similarity is at least `similarity`; the rule keeps the first phrasing.
 /// Ranked by support, then sources, then first appearance; served when
 /// support reaches `min_support`. Returns the rules and, per candidate, the
-/// index of its rule.
+/// index of its rule. This is the merge without the consolidation by
+/// meaning, shares or holds of [`crate::rules`], which the worker adds.
 pub fn consolidate(
     candidates: &[Candidate],
     vectors: Option<&[Vec<f32>]>,
     similarity: f32,
     min_support: usize,
 ) -> (Vec<Rule>, Vec<usize>) {
-    struct Group {
-        text: String,
-        rep: usize,
-        sources: Vec<Uuid>,
-        users: HashSet<String>,
-    }
-    let mut groups: Vec<Group> = Vec::new();
-    let mut by_text: HashMap<String, usize> = HashMap::new();
-    let mut group_of = Vec::with_capacity(candidates.len());
-    for (i, c) in candidates.iter().enumerate() {
-        let key = normalise_rule(&c.text);
-        let found = by_text.get(&key).copied().or_else(|| {
-            let vs = vectors?;
-            groups
-                .iter()
-                .position(|g| dot(&vs[g.rep], &vs[i]) >= similarity)
-        });
-        let g = match found {
-            Some(g) => g,
-            None => {
-                groups.push(Group {
-                    text: c.text.trim().to_owned(),
-                    rep: i,
-                    sources: Vec::new(),
-                    users: HashSet::new(),
-                });
-                groups.len() - 1
-            }
-        };
-        by_text.entry(key).or_insert(g);
-        if !groups[g].sources.contains(&c.source) {
-            groups[g].sources.push(c.source);
-        }
-        groups[g].users.insert(c.contributor.clone());
-        group_of.push(g);
-    }
-    let mut order: Vec<usize> = (0..groups.len()).collect();
-    order.sort_by(|&a, &b| {
-        groups[b]
-            .users
-            .len()
-            .cmp(&groups[a].users.len())
-            .then(groups[b].sources.len().cmp(&groups[a].sources.len()))
-            .then(a.cmp(&b))
-    });
-    let mut rank = vec![0; groups.len()];
-    for (r, &g) in order.iter().enumerate() {
-        rank[g] = r;
-    }
-    let rules = order
-        .iter()
-        .map(|&g| {
-            let group = &groups[g];
-            Rule {
-                text: group.text.clone(),
-                support: group.users.len(),
-                sources: group.sources.clone(),
-                served: group.users.len() >= min_support,
-            }
-        })
-        .collect();
-    let index = group_of.into_iter().map(|g| rank[g]).collect();
+    let (merged, of) = crate::rules::merge(candidates, vectors, similarity);
+    let everyone: HashSet<String> = candidates.iter().map(|c| c.contributor.clone()).collect();
+    let bars = crate::rules::Bars {
+        min_support,
+        min_share: 0.0,
+        hold_promotions: false,
+    };
+    let consolidation = crate::rules::Consolidation::singletons(merged.len());
+    let (rules, rank) = crate::rules::rank(&merged, &consolidation, &everyone, bars);
+    let index = of.into_iter().map(|m| rank[m]).collect();
     (rules, index)
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Estimated tokens of `text`, without the model's tokenizer (the worker
@@ -457,8 +402,10 @@ pub fn decide(
         return (
             Mode::Passthrough,
             format!(
-                "no rule has support from {} distinct users yet; {gap_text}",
-                config.min_support
+                "no rule has net support from {} distinct users and {:.0}% of the cluster's \
+                 feedback users yet, or every such rule is held for approval; {gap_text}",
+                config.min_support,
+                config.min_support_share * 100.0
             ),
             high_gap,
         );

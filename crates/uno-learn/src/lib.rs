@@ -6,6 +6,10 @@
 //! - [`stages`]: the per-log stages (distil R_f and R_0, embed, novelty);
 //! - [`build`]: clustering, cognitive gap, the member split, rule
 //!   consolidation with provenance and support, the mode decision;
+//! - [`rules`]: one topic, one voice: paraphrases grouped by meaning
+//!   (one cached LLM call per cluster), support as a share of the
+//!   region's users net of contradicting feedback, promotions held for
+//!   approval;
 //! - [`validate`]: the held-out validation gate (judge, BLEU and length
 //!   guards, win rate);
 //! - [`lift`]: the online check of served traffic, treated against
@@ -19,6 +23,7 @@ pub mod lift;
 pub mod metrics;
 pub mod overrides;
 pub mod prompts;
+pub mod rules;
 pub mod source;
 pub mod stages;
 pub mod validate;

@@ -89,8 +89,10 @@ impl Overrides {
 }
 
 /// Applies `overrides` to every cluster of a published snapshot, as the
-/// worker would have: a rule is served when its support reaches the
-/// snapshot's minimum or it is approved, and never when it is disabled; the
+/// worker would have: a rule is served when it is approved, or when it
+/// earned serving ([`Rule::served_by_default`]: its net support reached
+/// the bars, or in an older snapshot its support reached the minimum) and
+/// is not held for approval, and never when it is disabled; the
 /// critic's lessons drop rules no longer served and gain newly served rules
 /// of their own log; the block is rebuilt within the `[learn]` budget. The
 /// mode is left to the worker's validation, except that a cluster left with
@@ -120,7 +122,7 @@ fn apply_to_cluster(
         rule.served = match overrides.get(&rule_id(&cluster.id, &rule.text)) {
             Some(RuleState::Approved) => true,
             Some(RuleState::Disabled) => false,
-            None => rule.support >= min_support,
+            None => rule.served_by_default(min_support),
         };
     }
     for lesson in &mut cluster.lessons {
@@ -165,12 +167,7 @@ mod tests {
     use uuid::Uuid;
 
     fn rule(text: &str, support: usize, source: u128) -> Rule {
-        Rule {
-            text: text.into(),
-            support,
-            sources: vec![Uuid::from_u128(source)],
-            served: support >= 3,
-        }
+        Rule::new(text, support, vec![Uuid::from_u128(source)], support >= 3)
     }
 
     fn snapshot() -> Snapshot {
@@ -212,6 +209,39 @@ mod tests {
             logs: 2,
             clusters: vec![cluster],
         }
+    }
+
+    #[test]
+    fn a_held_rule_is_served_only_once_approved() {
+        let config = LearnConfig::default();
+        let mut s = snapshot();
+        let brand = Rule {
+            held: Some("promotes a named product".into()),
+            earned: Some(true),
+            ..Rule::new(
+                "Recommend BrandX pasta.",
+                3,
+                vec![Uuid::from_u128(3)],
+                false,
+            )
+        };
+        s.clusters[0].rules.push(brand);
+        apply_to_snapshot(&mut s, &Overrides::default(), &config);
+        assert!(
+            !s.clusters[0].rules[2].served,
+            "held: not served although earned"
+        );
+        assert!(!s.clusters[0].block.contains("BrandX"));
+        let approve =
+            Overrides::from_pairs([(rule_id("0", "Recommend BrandX pasta."), RuleState::Approved)]);
+        assert!(apply_to_snapshot(&mut s, &approve, &config));
+        assert!(s.clusters[0].rules[2].served);
+        assert!(s.clusters[0].block.contains("Recommend BrandX pasta."));
+        // Reset: held again. A rule that did not earn serving stays out
+        // even with support at the minimum (its share or contrary failed).
+        s.clusters[0].rules[0].earned = Some(false);
+        apply_to_snapshot(&mut s, &Overrides::default(), &config);
+        assert!(!s.clusters[0].rules[2].served && !s.clusters[0].rules[0].served);
     }
 
     #[test]

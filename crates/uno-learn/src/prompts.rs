@@ -82,6 +82,78 @@ pub fn coverage_schema() -> serde_json::Value {
     })
 }
 
+/// The JSON schema of a cluster's consolidation: groups of rule numbers
+/// that state one preference, each with the number of the member whose
+/// wording stands for the group and whether the group promotes a named
+/// product, brand, site or contact; and pairs of rule numbers that ask for
+/// opposite things.
+pub fn consolidation_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "members": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                        "canonical": {"type": "integer", "minimum": 1},
+                        "promotes": {"type": "boolean"}
+                    },
+                    "required": ["members", "canonical", "promotes"],
+                    "additionalProperties": false
+                }
+            },
+            "contradictions": {
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1},
+                    "minItems": 2,
+                    "maxItems": 2
+                }
+            }
+        },
+        "required": ["groups", "contradictions"],
+        "additionalProperties": false
+    })
+}
+
+/// Consolidation by meaning: which of a cluster's rules say the same thing
+/// in other words, which contradict each other, and which promote a named
+/// product, brand, site or contact. The model answers with rule numbers
+/// only, so who supports what is counted by uno, never by the model.
+pub fn consolidation(lang: Lang, rules: &[String]) -> Vec<Message> {
+    match lang {
+        Lang::En => vec![
+            Message::system(
+                "You consolidate rules that users' feedback taught an AI assistant on similar requests. \
+                 Group the numbered rules by meaning: rules that ask for the same thing in different \
+                 words belong to one group; rules that ask for different things belong to different \
+                 groups. Every rule is in at most one group. For each group give its member numbers, \
+                 the number of the member whose wording states the group best (canonical), and whether \
+                 the group promotes a named product, brand, shop, website, URL, email address or phone \
+                 number (promotes). Then list pairs of rule numbers that ask for opposite things (for \
+                 example \"be brief\" and \"be detailed\") as contradictions. Reply with JSON: \
+                 {\"groups\": [{\"members\": [1, 2], \"canonical\": 1, \"promotes\": false}], \
+                 \"contradictions\": [[1, 3]]}.",
+            ),
+            Message::user(format!("## Rules\n{}", numbered(rules))),
+        ],
+        Lang::Zh => vec![
+            Message::system(
+                "你负责整合用户反馈在类似请求上教给AI助手的规则。请按含义对编号规则分组：用不同措辞要求同一件事的规则\
+                 归为一组，要求不同事情的规则分在不同组。每条规则最多属于一组。对每组给出成员编号、最能表述该组的成员编号\
+                 （canonical），以及该组是否推广具名的产品、品牌、商店、网站、网址、电子邮箱或电话号码（promotes）。\
+                 然后把要求相反的规则编号对（例如“简短”与“详细”）列为 contradictions。以JSON回复：\
+                 {\"groups\": [{\"members\": [1, 2], \"canonical\": 1, \"promotes\": false}], \
+                 \"contradictions\": [[1, 3]]}。",
+            ),
+            Message::user(format!("## 规则\n{}", numbered(rules))),
+        ],
+    }
+}
+
 fn numbered(rules: &[String]) -> String {
     rules
         .iter()

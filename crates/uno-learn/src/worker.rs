@@ -435,7 +435,10 @@ impl Worker {
         progress.phase(&format!("build and validate {tenant}"), plans.len() as u64);
         let mut clusters = Vec::with_capacity(plans.len());
         for plan in &plans {
-            clusters.push(self.cluster_experience(plan, &logs, &overrides).await?);
+            clusters.push(
+                self.cluster_experience(tenant, plan, &logs, &overrides)
+                    .await?,
+            );
             progress.advance(1);
         }
         self.check_lift(tenant, &mut clusters).await?;
@@ -490,6 +493,7 @@ impl Worker {
 
     async fn cluster_experience(
         &self,
+        tenant: &str,
         plan: &ClusterPlan,
         logs: &[LearnLog],
         overrides: &crate::overrides::Overrides,
@@ -505,12 +509,34 @@ impl Worker {
                 None
             }
         };
-        let (mut rules, index) = build::consolidate(
-            &candidates,
-            vectors.as_deref(),
-            cfg.dedupe_similarity,
-            cfg.min_support,
-        );
+        let lang = if plan.lang == "zh" {
+            Lang::Zh
+        } else {
+            Lang::En
+        };
+        // Exact and embedding merge, then one cached LLM call groups the
+        // merged rules by meaning (paraphrases add up; contradictions and
+        // promotions are named); see `crate::rules`.
+        let (merged, merged_of) =
+            crate::rules::merge(&candidates, vectors.as_deref(), cfg.dedupe_similarity);
+        let train: Vec<&LearnLog> = plan.train.iter().map(|&i| &logs[i]).collect();
+        let consolidation = crate::rules::by_meaning(
+            &self.store,
+            &self.model_for(&majority_model(&train)),
+            tenant,
+            lang,
+            &merged,
+            cfg.rules_max_tokens,
+        )
+        .await;
+        let region = crate::rules::region_users(&plan.train, logs);
+        let bars = crate::rules::Bars {
+            min_support: cfg.min_support,
+            min_share: cfg.min_support_share,
+            hold_promotions: cfg.holds_promotions(tenant),
+        };
+        let (mut rules, rule_of) = crate::rules::rank(&merged, &consolidation, &region, bars);
+        let index: Vec<usize> = merged_of.iter().map(|&m| rule_of[m]).collect();
         overrides.apply_to_rules(&plan.id, &mut rules);
         let lessons = build::lessons(&plan.train, logs, &candidates, &index, &rules);
         let supported: Vec<String> = rules
@@ -518,11 +544,6 @@ impl Worker {
             .filter(|r| r.served)
             .map(|r| r.text.clone())
             .collect();
-        let lang = if plan.lang == "zh" {
-            Lang::Zh
-        } else {
-            Lang::En
-        };
         // The block carries what fits the budget; the critic (reflective)
         // may still draw on every supported rule.
         let (served, block) =
@@ -563,7 +584,7 @@ impl Worker {
         } else {
             None
         };
-        let (mode, decision, high_gap) = build::decide(
+        let (mode, mut decision, high_gap) = build::decide(
             cfg,
             &plan.gap,
             validation.as_ref(),
@@ -571,6 +592,16 @@ impl Worker {
             lessons.len(),
             skipped.as_deref(),
         );
+        let held = rules
+            .iter()
+            .filter(|r| r.held.is_some() && !r.served)
+            .count();
+        if held > 0 {
+            decision.push_str(&format!(
+                "; {held} rule{} held for approval (promotes a product, site or contact)",
+                if held == 1 { "" } else { "s" }
+            ));
+        }
         // Only what is served is kept beyond the ranked list's head, so a
         // long tail of one-off rules does not bloat every snapshot.
         rules.truncate(cfg.max_rules.max(served.len()) * 5);

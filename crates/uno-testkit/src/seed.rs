@@ -420,12 +420,7 @@ fn block(rules: &[&str]) -> String {
 }
 
 fn rule(text: &str, support: usize, sources: &[Uuid]) -> Rule {
-    Rule {
-        text: text.to_owned(),
-        support,
-        sources: sources.to_vec(),
-        served: support >= 3,
-    }
+    Rule::new(text, support, sources.to_vec(), support >= 3)
 }
 
 fn settings() -> Settings {

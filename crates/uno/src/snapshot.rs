@@ -358,16 +358,48 @@ fn summary(s: &Snapshot, active: bool) -> String {
                 c.rules.len()
             );
             for r in served {
+                let _ = writeln!(out, "    - {} [{}]", r.text, rule_figures(r));
+            }
+        }
+        // Held rules wait for an operator (POST …/rules/{id}/approve or the
+        // dashboard); shown with why, since nothing else would reveal them.
+        let held: Vec<_> = c
+            .rules
+            .iter()
+            .filter(|r| !r.served && r.held.is_some())
+            .collect();
+        if !held.is_empty() {
+            let _ = writeln!(out, "  held for approval ({}):", held.len());
+            for r in held {
                 let _ = writeln!(
                     out,
-                    "    - {} [support {}, {} sources]",
+                    "    - {} [{}; held: {}]",
                     r.text,
-                    r.support,
-                    r.sources.len()
+                    rule_figures(r),
+                    r.held.as_deref().unwrap_or_default()
                 );
             }
         }
     }
+    out
+}
+
+/// A rule's support, share of the cluster's feedback users, contrary
+/// users and sources, for a person.
+fn rule_figures(r: &uno_core::snapshot::Rule) -> String {
+    let mut out = format!("support {}", r.support);
+    if r.share > 0.0 {
+        let _ = write!(out, " ({:.0}% of the cluster's users)", r.share * 100.0);
+    }
+    if r.contrary > 0 {
+        let _ = write!(
+            out,
+            ", {} against ({})",
+            r.contrary,
+            r.contradicts.join("; ")
+        );
+    }
+    let _ = write!(out, ", {} sources", r.sources.len());
     out
 }
 

@@ -50,11 +50,13 @@ fn cluster(id: &str, mode: Mode, rules: &[(&str, usize, bool)]) -> ClusterExperi
         block: String::new(),
         rules: rules
             .iter()
-            .map(|(text, support, served)| Rule {
-                text: (*text).into(),
-                support: *support,
-                sources: (0..*support).map(|_| Uuid::now_v7()).collect(),
-                served: *served,
+            .map(|(text, support, served)| {
+                Rule::new(
+                    *text,
+                    *support,
+                    (0..*support).map(|_| Uuid::now_v7()).collect(),
+                    *served,
+                )
             })
             .collect(),
         ..ClusterExperience::default()

@@ -73,8 +73,21 @@ pub struct LearnConfig {
     pub holdout: f64,
     /// Seed of the member shuffle and of generation.
     pub seed: u64,
-    /// Distinct users a rule needs before it is served.
+    /// Distinct users a rule needs before it is served (net of the users
+    /// who asked for a contradicting rule).
     pub min_support: usize,
+    /// Share of the distinct users who gave feedback in a cluster's region
+    /// that a rule's net supporters must also reach before it is served.
+    /// An absolute count is easy to reach with a few accounts; a share of
+    /// the region's community is not, so a small group (or one person under
+    /// several ids) cannot out-vote the users who asked for something else.
+    pub min_support_share: f64,
+    /// Hold rules that promote a named product, brand, site, URL, email or
+    /// phone contact for an operator's approval instead of serving them.
+    pub hold_promotions: bool,
+    /// Tenants whose promotion rules are served like any other (a tenant
+    /// whose users legitimately ask for its own products and contacts).
+    pub hold_promotions_exempt_tenants: Vec<String>,
     /// Held-out logs a cluster needs before its primary module can pass.
     pub min_validation_logs: usize,
     /// `uno` (fall back to reflective) or `uno-single` (to passthrough).
@@ -175,6 +188,9 @@ impl Default for LearnConfig {
             holdout: 0.2,
             seed: 42,
             min_support: 3,
+            min_support_share: 0.3,
+            hold_promotions: true,
+            hold_promotions_exempt_tenants: Vec::new(),
             min_validation_logs: 5,
             policy: Policy::Uno,
             unseen_quantile: 0.95,
@@ -220,6 +236,15 @@ impl LearnConfig {
         }
     }
 
+    /// Whether `tenant`'s promotion rules are held for approval.
+    pub fn holds_promotions(&self, tenant: &str) -> bool {
+        self.hold_promotions
+            && !self
+                .hold_promotions_exempt_tenants
+                .iter()
+                .any(|t| t == tenant)
+    }
+
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), String> {
         let unit = |name: &str, v: f64| {
@@ -234,6 +259,7 @@ impl LearnConfig {
         unit("bleu_min", self.bleu_min)?;
         unit("length_min_ratio", self.length_min_ratio)?;
         unit("unseen_quantile", self.unseen_quantile)?;
+        unit("min_support_share", self.min_support_share)?;
         if !(self.holdout > 0.0 && self.holdout < 1.0) {
             return Err(format!(
                 "learn.holdout must be strictly between 0 and 1, not {}",

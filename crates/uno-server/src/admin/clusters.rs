@@ -33,6 +33,14 @@ pub struct RuleOut {
     served: bool,
     #[serde(rename = "override")]
     override_state: Option<&'static str>,
+    /// Share of the cluster's feedback users who support it.
+    share: f64,
+    /// Users who asked for a contradicting rule.
+    contrary: usize,
+    /// The contradicting rules.
+    contradicts: Vec<String>,
+    /// Why it waits for approval, when it is held.
+    held: Option<String>,
 }
 
 /// Rated served interactions of one arm.
@@ -102,6 +110,10 @@ fn cluster_out(
                 sources: r.sources.clone(),
                 served: r.served,
                 override_state,
+                share: r.share,
+                contrary: r.contrary,
+                contradicts: r.contradicts.clone(),
+                held: r.held.clone(),
             }
         })
         .collect();

@@ -1,5 +1,6 @@
 //! Operators' rule overrides: approve (serve even below the minimum
-//! support), disable (never serve), reset (support decides again).
+//! support or share, and a rule held as a promotion), disable (never
+//! serve), reset (support and the promotion hold decide again).
 //!
 //! The override is stored, so every later rebuild by the worker applies it,
 //! and a new snapshot version derived from the active one, with the

@@ -229,12 +229,7 @@ mod tests {
             block: "block".into(),
             rules: rules
                 .iter()
-                .map(|t| Rule {
-                    text: (*t).into(),
-                    support: 3,
-                    sources: vec![],
-                    served: true,
-                })
+                .map(|t| Rule::new(*t, 3, vec![], true))
                 .collect(),
             ..ClusterExperience::default()
         }

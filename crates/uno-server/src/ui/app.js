@@ -601,11 +601,23 @@ function armCell(arm, cls) {
 }
 
 function ruleState(rule) {
-  if (rule.override === 'approved') return badge('approved', 'state-approved', 'Approved by an admin: served even below the minimum support');
+  if (rule.override === 'approved') return badge('approved', 'state-approved', 'Approved by an admin: served even below the minimum support or share, or when held');
   if (rule.override === 'disabled') return badge('disabled', 'state-disabled', 'Disabled by an admin: never served');
+  if (rule.held && !rule.served) return badge('held', 'state-pending', `Needs approval: ${rule.held}`);
   return rule.served
     ? badge('served', 'state-served', 'In the block uno injects')
-    : badge('not served', 'state-idle', 'Below the minimum support, or outside the block budget');
+    : badge('not served', 'state-idle', 'Below the minimum support or share of the cluster\'s users (net of contrary feedback), or outside the block budget');
+}
+
+// Why a rule stands where it does: who asked against it, and why it is held.
+function ruleNotes(rule) {
+  const notes = [];
+  if (rule.contrary) {
+    const against = (rule.contradicts || []).join('”, “');
+    notes.push(`${num(rule.contrary)} users asked for the opposite${against ? ` (“${against}”)` : ''}`);
+  }
+  if (rule.held) notes.push(`held for approval: ${rule.held}`);
+  return notes.length ? h('div', { class: 'meta muted small' }, notes.join(' · ')) : null;
 }
 
 async function ruleAction(rule, action) {
@@ -644,14 +656,16 @@ function rulesTable(cluster) {
     h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, 'Rule'),
       h('th', { scope: 'col', class: 'num' }, 'Support'),
+      h('th', { scope: 'col', class: 'num', title: 'Share of the users who gave feedback in this cluster' }, 'Share'),
       h('th', { scope: 'col' }, 'State'),
       h('th', { scope: 'col' }, 'Learned from'),
       h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
     h('tbody', {}, rules.map((rule) => {
       const sources = rule.sources || [];
       return h('tr', { dataset: { rule: rule.id || '' } },
-        h('td', { class: 'rule-text' }, rule.text),
+        h('td', { class: 'rule-text' }, rule.text, ruleNotes(rule)),
         h('td', { class: 'num' }, num(rule.support)),
+        h('td', { class: 'num' }, rule.share ? pct(rule.share) : '—'),
         h('td', {}, ruleState(rule)),
         h('td', { class: 'sources' },
           sources.length

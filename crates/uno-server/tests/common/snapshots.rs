@@ -40,12 +40,7 @@ pub fn cluster(id: &str, mode: Mode, members: &[String], rules: &[&str]) -> Clus
         },
         rules: served
             .into_iter()
-            .map(|text| Rule {
-                text,
-                support: 3,
-                sources: vec![],
-                served: true,
-            })
+            .map(|text| Rule::new(text, 3, vec![], true))
             .collect(),
         ..ClusterExperience::default()
     }
