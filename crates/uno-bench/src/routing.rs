@@ -39,17 +39,13 @@ const RULES: [&str; 10] = [
     "End with the single most likely cause given the symptoms.",
 ];
 
-/// The query text the server routes with: the request's message contents
-/// joined by a blank line, as the worker builds it.
+/// The query text the server routes with: the request's user words
+/// (`uno_core::query`), as the worker builds it.
 fn query_text() -> anyhow::Result<String> {
-    let body: serde_json::Value = serde_json::from_slice(&chat_body(false))?;
-    let parts: Vec<&str> = body["messages"]
-        .as_array()
-        .context("the bench body has messages")?
-        .iter()
-        .filter_map(|m| m["content"].as_str())
-        .collect();
-    Ok(parts.join("\n\n"))
+    let body = chat_body(false);
+    let view = uno_core::wire::ChatRequestView::parse(&body)
+        .map_err(|e| anyhow::anyhow!("the bench body: {}", e.message))?;
+    Ok(uno_core::query::user_words_text(&view.messages))
 }
 
 /// A snapshot with one cluster centred on the bench query, in `mode`.

@@ -19,6 +19,7 @@ pub mod interaction;
 pub mod json;
 pub mod log_text;
 pub mod metrics;
+pub mod query;
 pub mod snapshot;
 pub mod sse;
 pub mod wire;

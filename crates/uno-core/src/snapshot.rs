@@ -257,8 +257,10 @@ pub struct Snapshot {
     pub version: i64,
     /// Publication time, Unix microseconds.
     pub created_at: i64,
-    /// The embedder its vectors come from; a proxy with another embedder
-    /// must not route with it.
+    /// The embedder its vectors come from, and the version of the query
+    /// text it embedded (`hashing:v1:512+user-words:v1`; older snapshots
+    /// name the embedder alone); a proxy with another embedder must not
+    /// route with it.
     pub embedder_id: String,
     /// Vector length.
     pub dim: usize,

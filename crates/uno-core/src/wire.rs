@@ -33,7 +33,8 @@ pub struct ChatRequestView<'a> {
     #[serde(default, borrow, deserialize_with = "crate::json::borrowed_text")]
     pub user: Option<Cow<'a, str>>,
     /// Tool definitions; kept raw, only their presence matters (requests
-    /// with tools are not given learned experience).
+    /// with tools are not given learned experience unless
+    /// `learn.route_tools` is on).
     #[serde(default, borrow)]
     pub tools: Option<&'a RawValue>,
     /// The legacy form of `tools`.

@@ -92,7 +92,7 @@ pub fn plan_clusters(
     let route_dim = route.dim();
     let mut route_queries = Vec::with_capacity(logs.len() * route_dim);
     for log in logs {
-        route_queries.extend(route.embed_one(&log.input.query));
+        route_queries.extend(route.embed_one(&crate::source::route_text(&log.input)));
     }
     let route_centres = centroids(&route_queries, route_dim, labels, k)?;
     let route_thresholds = unseen_thresholds(

@@ -3,7 +3,7 @@
 //! as `Feedback 1: …` lines.
 
 use sha2::{Digest, Sha256};
-use uno_core::conversation::request_messages;
+use uno_core::conversation::{TextMessage, request_messages};
 use uno_store::learn::{LearnSource, NewLearnLog};
 
 use crate::prompts::Lang;
@@ -18,8 +18,9 @@ pub fn learn_log(source: &LearnSource) -> Option<NewLearnLog> {
         .find(|m| m.role == "user")?
         .text
         .to_string();
-    // Clustering and R_0 use every message of the prompt joined by blank
-    // lines (system + user, as the method's chat datasets do).
+    // R_0, the judge and the language use every message of the prompt
+    // joined by blank lines (system + user, as the method's chat datasets
+    // do); clustering uses the user's own words ([`route_text`]).
     let query = messages
         .iter()
         .map(|m| m.text.as_ref())
@@ -105,6 +106,18 @@ pub fn learn_log(source: &LearnSource) -> Option<NewLearnLog> {
     })
 }
 
+/// The text a log is clustered on, and its routing centroid built from:
+/// the user's own words of its prompt ([`uno_core::query`]), as the proxy
+/// routes requests. Read from the stored prompt, so logs ingested before
+/// the rule existed get it too; a prompt that cannot be read falls back
+/// to the latest user message.
+pub fn route_text(log: &NewLearnLog) -> String {
+    match serde_json::from_str::<Vec<TextMessage<'_>>>(&log.messages) {
+        Ok(messages) => uno_core::query::user_words_text(&messages),
+        Err(_) => log.user_query.clone(),
+    }
+}
+
 /// Who a log counts as for rule support: its first known user, or the log
 /// itself when nobody is known (each anonymous log then counts once, so
 /// apps that send no user ids still learn; the support minimum then
@@ -183,6 +196,27 @@ mod tests {
         assert_eq!(log.rating, Some(-1));
         assert_eq!(log.lang, "en");
         assert_eq!(contributor(&log), "alice");
+        assert_eq!(route_text(&log), "What is Rust?", "no system prompt");
+    }
+
+    #[test]
+    fn the_route_text_is_the_users_words_of_the_stored_prompt() {
+        let mut s = source(vec![fb("implicit", "", Some("More detail."), None, 1)]);
+        s.request = r#"{"model":"m","messages":[{"role":"system","content":"You are ACME's assistant."},{"role":"user","content":"Explain ownership in Rust"},{"role":"assistant","content":"Ownership is..."},{"role":"user","content":"and borrowing?"}]}"#.into();
+        let log = learn_log(&s).unwrap();
+        assert_eq!(
+            route_text(&log),
+            "Explain ownership in Rust\n\nand borrowing?"
+        );
+        assert!(
+            log.query.starts_with("You are ACME's assistant."),
+            "the prompt is kept"
+        );
+        let unreadable = NewLearnLog {
+            messages: "not json".into(),
+            ..log
+        };
+        assert_eq!(route_text(&unreadable), "and borrowing?");
     }
 
     #[test]

@@ -116,14 +116,27 @@ pub fn rules_text(rules: &[String]) -> String {
     rules.join("\n")
 }
 
-/// Stage 2: the query and the rules, embedded separately.
+/// What stored query vectors are keyed by: the embedder and the version of
+/// the text it embedded ([`uno_core::query::TEXT_VERSION`]). A change of
+/// either sends logs back to be embedded again (the store resets logs
+/// whose key differs), and clustering reads only logs of one key, so
+/// vectors of another embedder or of an older text are never mixed in.
+pub fn vector_key(embedder: &dyn Embedder) -> String {
+    format!("{}+{}", embedder.id(), uno_core::query::TEXT_VERSION)
+}
+
+/// Stage 2: the query (the user's own words, [`crate::source::route_text`])
+/// and the rules, embedded separately.
 pub async fn embed(embedder: &dyn Embedder, log: &LearnLog) -> Result<StageOutput, StageError> {
-    let texts = [log.input.query.clone(), rules_text(&log.rules_f)];
+    let texts = [
+        crate::source::route_text(&log.input),
+        rules_text(&log.rules_f),
+    ];
     let mut vectors = embedder.embed(&texts).await?;
     let rules_vec = vectors.pop().unwrap_or_default();
     let query_vec = vectors.pop().unwrap_or_default();
     Ok(StageOutput::Embedded {
-        embedder_id: embedder.id().to_owned(),
+        embedder_id: vector_key(embedder),
         query_vec,
         rules_vec,
     })

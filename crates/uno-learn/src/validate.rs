@@ -47,7 +47,8 @@ pub fn with_block(messages: &[Message], block: &str) -> Vec<Message> {
     out
 }
 
-/// The stored first-turn prompt as messages.
+/// The stored prompt (every message of the request, of whatever turn) as
+/// messages.
 pub fn prompt_of(log: &LearnLog) -> Vec<Message> {
     serde_json::from_str::<Vec<Message>>(&log.input.messages)
         .unwrap_or_else(|_| vec![Message::user(log.input.user_query.clone())])

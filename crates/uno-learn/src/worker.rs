@@ -77,6 +77,8 @@ pub struct Worker {
     config: LearnConfig,
     client: UpstreamClient,
     embedder: Arc<dyn Embedder>,
+    /// What its query vectors are stored under ([`stages::vector_key`]).
+    vector_key: String,
     novelty: NoveltyScorer,
     owner: String,
     /// One chat model per model name, shared so what each learns about its
@@ -119,6 +121,7 @@ impl Worker {
             store,
             config,
             client,
+            vector_key: stages::vector_key(embedder.as_ref()),
             embedder,
             novelty,
             owner,
@@ -127,9 +130,15 @@ impl Worker {
         }
     }
 
-    /// The embedder's id (what snapshots record).
+    /// The embedder's id.
     pub fn embedder_id(&self) -> &str {
         self.embedder.id()
+    }
+
+    /// What its query vectors are stored under, and snapshots record as
+    /// their embedder: the embedder and the query text's version.
+    pub fn vector_key(&self) -> &str {
+        &self.vector_key
     }
 
     fn model_for(&self, log_model: &str) -> ChatModel {
@@ -168,11 +177,11 @@ impl Worker {
         let mut report = RunReport::default();
         let reset = self
             .store
-            .reset_stale_learn_logs(self.embedder.id(), &self.novelty.id(), force)
+            .reset_stale_learn_logs(&self.vector_key, &self.novelty.id(), force)
             .await?;
         if reset > 0 {
             progress.note(&format!(
-                "{reset} learning logs go back a stage (new embedder or novelty scorer, or a retry)"
+                "{reset} learning logs go back a stage (new embedder, query text or novelty scorer, or a retry)"
             ));
         }
         report.ingested = self.ingest(progress).await?;
@@ -416,7 +425,7 @@ impl Worker {
     ) -> Result<Option<i64>, WorkerError> {
         let logs = self
             .store
-            .ready_learn_logs(tenant, self.embedder.id())
+            .ready_learn_logs(tenant, &self.vector_key)
             .await?;
         let previous = self.store.snapshot(tenant, None).await.ok().flatten();
         let overrides = crate::overrides::Overrides::load(&self.store, tenant).await?;
@@ -449,7 +458,7 @@ impl Worker {
             tenant: tenant.to_owned(),
             version: 0,
             created_at: 0,
-            embedder_id: self.embedder.id().to_owned(),
+            embedder_id: self.vector_key.clone(),
             dim,
             route_embedder: build::route_embedder(&self.config)
                 .map(|e| e.id().to_owned())

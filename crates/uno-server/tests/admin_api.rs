@@ -11,6 +11,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use common::snapshots::{cluster, snapshot};
 use common::{KEY, TestApp, test_config};
 use serde_json::{Value, json};
 use uno_core::config::{Config, EmbedderKind, LearnConfig};
@@ -34,6 +35,7 @@ both_backends! {
     rule_overrides_survive_the_workers_rebuild,
     export_worker_stats_and_learned,
     bad_parameters_are_400s,
+    route_explains_a_decision_with_the_proxys_own_routing,
 }
 
 const ADMIN: &str = "admin-key-for-tests-0123";
@@ -830,4 +832,185 @@ async fn bad_parameters_are_400s(backend: Backend) {
     a.fails(get.clone(), "/admin/v1/stats/traffic?tenant=nobody", 404)
         .await;
     a.fails(get, "/admin/v1/tenants/nobody/clusters", 404).await;
+}
+
+impl Admin {
+    /// `POST /admin/v1/tenants/{tenant}/route` with `body`.
+    async fn route(&self, tenant: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .app
+            .client
+            .post(self.app.url(&format!("/admin/v1/tenants/{tenant}/route")))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+fn cooking(i: usize) -> String {
+    format!("How long should I boil spaghetti pasta batch {i} for dinner tonight?")
+}
+
+/// The explanation names the routing text (the user's words, with the
+/// question before a short follow-up), every cluster's distance and
+/// threshold nearest first, the cluster and path, and the block; and it
+/// matches what the proxy does with the same request.
+async fn route_explains_a_decision_with_the_proxys_own_routing(backend: Backend) {
+    let a = start(backend).await;
+    let members: Vec<String> = (0..10).map(cooking).collect();
+    let taxes: Vec<String> = (0..10)
+        .map(|i| format!("Which tax form should I file for freelance income source {i} this year?"))
+        .collect();
+    let published = snapshot(
+        "acme",
+        vec![
+            cluster(
+                "0",
+                Mode::Primary,
+                &members,
+                &["State the exact cooking time."],
+            ),
+            cluster("1", Mode::Reflective, &taxes, &["Cite the form number."]),
+        ],
+    );
+    let version = a
+        .store()
+        .publish_snapshot(&published, "test")
+        .await
+        .unwrap()
+        .unwrap();
+
+    let prompt = "You are ACME's assistant. ".repeat(80);
+    let (status, primary) = a
+        .route(
+            "acme",
+            json!({"messages": [
+                {"role": "system", "content": prompt},
+                {"role": "user", "content": cooking(50)},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{primary}");
+    assert_eq!(primary["snapshot_version"], version);
+    assert_eq!(
+        primary["text"],
+        cooking(50),
+        "the system prompt is not read"
+    );
+    assert_eq!(primary["cluster"], "0");
+    assert_eq!(primary["path"], "primary");
+    assert_eq!(primary["block"], published.clusters[0].block);
+    let clusters = primary["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 2);
+    assert_eq!(clusters[0]["id"], "0");
+    assert_eq!(clusters[0]["within"], true);
+    assert!(clusters[0]["distance"].as_f64() <= clusters[1]["distance"].as_f64());
+    assert_eq!(
+        clusters[0]["threshold"].as_f64().unwrap() as f32,
+        published.clusters[0].route_threshold
+    );
+
+    // The proxy serves the same request as explained, once it has loaded
+    // the new version (it polls).
+    let request = json!({"model": "mock-model", "messages": [
+        {"role": "system", "content": prompt},
+        {"role": "user", "content": cooking(50)},
+    ]});
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let response = a
+            .app
+            .client
+            .post(a.app.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        if headers
+            .get("x-uno-snapshot")
+            .is_some_and(|v| v == version.to_string().as_str())
+        {
+            // The explained path, or the holdout share it names.
+            assert!(primary["holdout_percent"].as_u64().unwrap() > 0);
+            let path = headers["x-uno-path"].to_str().unwrap();
+            assert!(path == "primary" || path == "holdout", "{path}");
+            assert_eq!(headers["x-uno-cluster"], "0");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "version {version} never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // A short follow-up is routed with the question before it.
+    let (_, follow) = a
+        .route(
+            "acme",
+            json!({"messages": [
+                {"role": "user", "content": cooking(5)},
+                {"role": "assistant", "content": "Ten minutes."},
+                {"role": "user", "content": "And for fusilli?"},
+            ]}),
+        )
+        .await;
+    assert_eq!(
+        follow["text"],
+        format!("{}\n\nAnd for fusilli?", cooking(5))
+    );
+
+    // Reflective: the critic's rules; unseen: passthrough and why.
+    let (_, reflective) = a
+        .route("acme", json!({"text": "Which tax form should I file for freelance income source 3 this year?"}))
+        .await;
+    assert_eq!(reflective["path"], "reflective");
+    assert_eq!(reflective["critic_rules"], json!(["Cite the form number."]));
+    let (_, unseen) = a
+        .route(
+            "acme",
+            json!({"text": "Explain quantum chromodynamics to a physicist"}),
+        )
+        .await;
+    assert_eq!(
+        (unseen["cluster"].clone(), unseen["path"].clone()),
+        (Value::Null, json!("passthrough"))
+    );
+    assert!(
+        unseen["reason"].as_str().unwrap().starts_with("unseen"),
+        "{unseen}"
+    );
+    // Tools keep their opt-in.
+    let (_, tools) = a
+        .route("acme", json!({"text": cooking(50), "tools": [{"type": "function", "function": {"name": "t"}}]}))
+        .await;
+    assert_eq!(tools["path"], "passthrough");
+    assert!(
+        tools["reason"]
+            .as_str()
+            .unwrap()
+            .contains("learn.route_tools"),
+        "{tools}"
+    );
+
+    // Bad bodies are 400s, unknown tenants 404s.
+    for body in [
+        json!({}),
+        json!({"text": 5}),
+        json!({"text": "a", "messages": []}),
+        json!({"messages": []}),
+        json!({"messages": [{"role": "user", "content": 5}]}),
+        json!({"text": "a", "model": ""}),
+    ] {
+        let (status, error) = a.route("acme", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+    }
+    assert_eq!(a.route("nobody", json!({"text": "x"})).await.0, 404);
 }

@@ -74,9 +74,11 @@ pub struct NewLearnLog {
     pub users: Vec<String>,
     /// `en` or `zh`.
     pub lang: String,
-    /// The first-turn prompt, a JSON array of messages.
+    /// The prompt, a JSON array of the request's messages (role and text):
+    /// where the query the worker clusters on is read from.
     pub messages: String,
-    /// Clustering text: the prompt's contents joined by blank lines.
+    /// The prompt's contents joined by blank lines (R_0, the judge, the
+    /// language); clustering reads the user's own words from `messages`.
     pub query: String,
     /// The user message alone, for rule extraction.
     pub user_query: String,

@@ -10,6 +10,7 @@ mod import;
 mod keys;
 mod migrate;
 mod retention;
+mod route;
 mod serve;
 mod snapshot;
 mod table;
@@ -52,6 +53,9 @@ enum Command {
     Retention(retention::RetentionArgs),
     /// List, inspect, compare, activate and roll back published snapshots.
     Snapshot(snapshot::SnapshotArgs),
+    /// Explain how a tenant's active snapshot would serve a text: the
+    /// routing text, each cluster's distance and threshold, the path, the block.
+    Route(route::RouteArgs),
     /// Run the learning worker: logged feedback to published experience.
     Worker(worker::WorkerArgs),
 }
@@ -74,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Delete(args) => delete::run(cli.config.as_deref(), args),
         Command::Retention(args) => retention::run(cli.config.as_deref(), args),
         Command::Snapshot(args) => snapshot::run(cli.config.as_deref(), args),
+        Command::Route(args) => route::run(cli.config.as_deref(), args),
         Command::Worker(args) => worker::run(cli.config.as_deref(), args),
     };
     match result {

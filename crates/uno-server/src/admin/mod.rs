@@ -14,6 +14,7 @@ mod extract;
 mod interactions;
 mod learned;
 mod openapi;
+mod routing;
 mod rules;
 mod snapshots;
 mod stats;
@@ -152,6 +153,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route(&format!("{t}/export/{{kind}}"), get(export::export))
         .route(&format!("{t}/learned"), get(learned::learned))
+        .route(&format!("{t}/route"), post(routing::route))
         .route("/admin/v1/worker", get(worker::status))
         .route("/admin/v1/stats/traffic", get(stats::traffic))
         .route("/admin/v1/stats/feedback", get(stats::feedback))

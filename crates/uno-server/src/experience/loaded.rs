@@ -176,6 +176,29 @@ impl LoadedSnapshot {
     }
 }
 
+impl LoadedSnapshot {
+    /// Every routable cluster's distance to the query of `parts`, nearest
+    /// first (index into [`LoadedSnapshot::clusters`], distance), measured
+    /// as [`LoadedSnapshot::route_parts`] measures: for explaining a
+    /// decision (`uno route`), not for the request path.
+    pub fn distances<S: AsRef<str>>(&self, parts: &[S]) -> Vec<(usize, f32)> {
+        let Some(router) = self.router.as_ref() else {
+            return Vec::new();
+        };
+        let vector = router.embedder.embed_parts(parts);
+        let mut out: Vec<(usize, f32)> = router
+            .centroids
+            .chunks_exact(router.dim.max(1))
+            .zip(&router.rows)
+            .filter_map(|(centroid, &cluster)| {
+                nearest(centroid, router.dim, &vector).map(|(_, d)| (cluster, d))
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        out
+    }
+}
+
 impl LoadedCluster {
     /// Up to `k` served rules most similar to the query vector (cosine; the
     /// vectors are unit length), most similar first, ties in rank order.

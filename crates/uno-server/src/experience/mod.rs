@@ -6,6 +6,7 @@
 //! request path.
 
 pub mod active;
+pub mod explain;
 pub mod loaded;
 pub mod reflective;
 pub mod rewrite;

@@ -1,11 +1,23 @@
 //! Deciding, per request, which learned experience applies (method §6.2
 //! steps 1–3): none without a snapshot or when switched off; none for
-//! requests the method was not trained on (later turns of a conversation,
-//! and, unless `learn.route_tools` / `learn.route_response_format` say
-//! otherwise, tools or a response format); else the nearest cluster of the
-//! request's own tenant, if the query lies within its unseen threshold, and
-//! that cluster's mode, less a deterministic holdout share.
+//! requests the method does not apply to (unless `learn.route_tools` /
+//! `learn.route_response_format` say otherwise, tools or a response
+//! format; and a conversation without user text); else the nearest cluster
+//! of the request's own tenant to the user's own words
+//! ([`uno_core::query`]), if they lie within its unseen threshold, and that
+//! cluster's mode, less a deterministic holdout share.
+//!
+//! Every turn of a conversation is routed, not only the first: a follow-up
+//! on a learned topic is routed on its user's words (with earlier user
+//! turns when it is short) and gets the same treatment a first turn on that
+//! topic gets.
+//!
+//! [`decide`] is the pure part (the routing text, the cluster, the mode);
+//! serving ([`plan`]) and the explanation of `uno route` and the admin API
+//! ([`super::explain`]) both call it, so an explanation cannot drift from
+//! what serving does.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -95,14 +107,13 @@ pub fn plan(
     let Some(loaded) = snapshot.as_ref().filter(|s| s.routes()) else {
         return Plan::forward(snapshot);
     };
-    if learning_off(headers)
-        || policy.disabled_tenants.iter().any(|t| t == tenant)
-        || !qualifies(view, policy)
-    {
+    if learning_off(headers) || policy.disabled_tenants.iter().any(|t| t == tenant) {
         return Plan::forward(snapshot);
     }
-    let parts = query_parts(view);
-    let Some(routed) = loaded.route_parts(&parts) else {
+    let Ok(decision) = decide(loaded, policy, view) else {
+        return Plan::forward(snapshot);
+    };
+    let Some(routed) = decision.routed else {
         return Plan::forward(snapshot);
     };
     let Some(cluster) = loaded.clusters.get(routed.cluster) else {
@@ -114,13 +125,7 @@ pub fn plan(
         path: Some(ServePath::Passthrough),
         ..ExperienceTrace::default()
     };
-    let treated = match cluster.mode {
-        Mode::Passthrough => None,
-        Mode::Primary if cluster.block.is_empty() => None,
-        Mode::Primary => Some(ServePath::Primary),
-        Mode::Reflective => Some(ServePath::Reflective),
-    };
-    let Some(mut path) = treated else {
+    let Some(mut path) = decision.treated else {
         return Plan {
             trace,
             snapshot,
@@ -141,7 +146,7 @@ pub fn plan(
         ServePath::Primary => Action::Primary,
         ServePath::Reflective => Action::Reflective {
             routed,
-            query: parts.join("\n\n"),
+            query: reflective_query(view),
         },
         ServePath::Passthrough | ServePath::Holdout => Action::Forward,
     };
@@ -150,6 +155,83 @@ pub fn plan(
         snapshot,
         cluster,
         action,
+    }
+}
+
+/// Why a request is not routed at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// It has tools, functions or a tool choice, and `learn.route_tools`
+    /// is off.
+    Tools,
+    /// It asks for a `response_format`, and `learn.route_response_format`
+    /// is off.
+    ResponseFormat,
+    /// No user message has text (nothing of the user's to route on).
+    NoUserText,
+}
+
+impl Skip {
+    /// Why, in words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Tools => {
+                "the request has tools, functions or a tool choice (learn.route_tools is off)"
+            }
+            Skip::ResponseFormat => {
+                "the request asks for a response_format (learn.route_response_format is off)"
+            }
+            Skip::NoUserText => "no user message has text to route on",
+        }
+    }
+}
+
+/// What a snapshot decides for a request before the holdout share, shadow
+/// mode and the switches of one request or tenant apply.
+#[derive(Debug)]
+pub struct Decision<'v> {
+    /// The routing text, as parts ([`uno_core::query::user_words`]).
+    pub text: Vec<Cow<'v, str>>,
+    /// The cluster it was routed to; `None` when it is unseen (beyond its
+    /// nearest cluster's threshold).
+    pub routed: Option<Routed>,
+    /// The routed cluster's treatment: `None` for a passthrough cluster
+    /// (or a primary one without a block).
+    pub treated: Option<ServePath>,
+}
+
+/// Routes `view` in `loaded`: the pure step serving and explanations share.
+pub fn decide<'v>(
+    loaded: &LoadedSnapshot,
+    policy: &ServingPolicy,
+    view: &'v ChatRequestView<'_>,
+) -> Result<Decision<'v>, Skip> {
+    if let Some(skip) = excluded(view, policy) {
+        return Err(skip);
+    }
+    let text = uno_core::query::user_words(&view.messages);
+    if text.is_empty() {
+        return Err(Skip::NoUserText);
+    }
+    let routed = loaded.route_parts(&text);
+    let treated = routed
+        .as_ref()
+        .and_then(|r| loaded.clusters.get(r.cluster))
+        .and_then(treatment);
+    Ok(Decision {
+        text,
+        routed,
+        treated,
+    })
+}
+
+/// The path a routed cluster's mode gives.
+fn treatment(cluster: &LoadedCluster) -> Option<ServePath> {
+    match cluster.mode {
+        Mode::Passthrough => None,
+        Mode::Primary if cluster.block.is_empty() => None,
+        Mode::Primary => Some(ServePath::Primary),
+        Mode::Reflective => Some(ServePath::Reflective),
     }
 }
 
@@ -166,33 +248,67 @@ fn learning_off(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Whether the request is what UNO learned from and applies to: a first
-/// turn (no assistant message yet) whose answer is free text, so without
-/// tools and without a requested output format. Either may be let in by
-/// the policy: the block goes into the system message whatever the request
-/// asks for, and a reflective draft that is a tool call (no text to
-/// critique) is answered as it is.
-fn qualifies(view: &ChatRequestView<'_>, policy: &ServingPolicy) -> bool {
+/// Why the request is outside what UNO applies to, if it is: its answer
+/// must be free text, so without tools and without a requested output
+/// format, unless the policy lets either in (the block goes into the
+/// system message whatever the request asks for, and a reflective draft
+/// that is a tool call, with no text to critique, is answered as it is).
+/// Any turn of a conversation qualifies.
+fn excluded(view: &ChatRequestView<'_>, policy: &ServingPolicy) -> Option<Skip> {
     let tools = view.tools.is_some() || view.functions.is_some() || view.tool_choice.is_some();
-    (policy.route_tools || !tools)
-        && (policy.route_response_format || view.response_format.is_none())
-        && !view.messages.iter().any(|m| m.role == "assistant")
+    if tools && !policy.route_tools {
+        Some(Skip::Tools)
+    } else if view.response_format.is_some() && !policy.route_response_format {
+        Some(Skip::ResponseFormat)
+    } else {
+        None
+    }
 }
 
-/// The query as the worker builds it from a logged request: every
-/// message's text, blank-line separated, empty ones skipped.
-pub fn query_text(view: &ChatRequestView<'_>) -> String {
-    query_parts(view).join("\n\n")
+/// Whether the request is routed at all (see [`excluded`]).
+#[cfg(test)]
+fn qualifies(view: &ChatRequestView<'_>, policy: &ServingPolicy) -> bool {
+    excluded(view, policy).is_none()
 }
 
-/// The non-empty message texts [`query_text`] joins: routing embeds them
-/// without joining (borrowed where the JSON has no escapes).
-fn query_parts<'v>(view: &'v ChatRequestView<'_>) -> Vec<std::borrow::Cow<'v, str>> {
-    view.messages
+/// The query the reflective critic and revision are given. A first turn:
+/// every message's text, blank-line separated (the prompt, as the method's
+/// query and the learning log's). A later turn: the conversation with each
+/// message's role, so the critic judges, and the revision rewrites, the
+/// draft as an answer to the latest turn in its context (the revision call
+/// carries only its own prompt, not the client's messages).
+pub fn reflective_query(view: &ChatRequestView<'_>) -> String {
+    let later_turn = view
+        .messages
         .iter()
-        .map(|m| m.text())
-        .filter(|t| !t.is_empty())
-        .collect()
+        .any(|m| m.role != "system" && m.role != "developer" && m.role != "user");
+    let mut out = String::new();
+    for m in &view.messages {
+        let text = m.text();
+        if text.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        if later_turn {
+            out.push_str(role_label(&m.role));
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// How [`reflective_query`] names a role.
+fn role_label(role: &str) -> &str {
+    match role {
+        "system" | "developer" => "System",
+        "user" => "User",
+        "assistant" => "Assistant",
+        "tool" | "function" => "Tool",
+        other => other,
+    }
 }
 
 /// Whether interaction `id` falls in the holdout share: a hash of the id,
@@ -230,22 +346,38 @@ mod tests {
     }
 
     #[test]
-    fn only_first_turn_text_requests_qualify() {
+    fn text_requests_of_any_turn_qualify() {
         let strict = ServingPolicy::default();
-        let ok = br#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"Q"}]}"#;
-        let view = ChatRequestView::parse(ok).unwrap();
-        assert!(qualifies(&view, &strict));
-        assert_eq!(query_text(&view), "S\n\nQ");
         for body in [
+            r#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"Q"}]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"A"},{"role":"user","content":"more"}]}"#,
+        ] {
+            let view = ChatRequestView::parse(body.as_bytes()).unwrap();
+            assert!(qualifies(&view, &strict), "{body}");
+        }
+        for body in [
             r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"tools":[]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"functions":[]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"tool_choice":"none"}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"Q"}],"response_format":{"type":"json_object"}}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"A"},{"role":"user","content":"more"}],"tools":[]}"#,
         ] {
             let view = ChatRequestView::parse(body.as_bytes()).unwrap();
             assert!(!qualifies(&view, &strict), "{body}");
         }
+    }
+
+    #[test]
+    fn the_reflective_query_is_the_prompt_or_the_labelled_conversation() {
+        let first = br#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"Q"}]}"#;
+        let view = ChatRequestView::parse(first).unwrap();
+        assert_eq!(reflective_query(&view), "S\n\nQ");
+        let later = br#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"Q"},{"role":"assistant","content":"A"},{"role":"user","content":"and \"more\"?"}]}"#;
+        let view = ChatRequestView::parse(later).unwrap();
+        assert_eq!(
+            reflective_query(&view),
+            "System: S\n\nUser: Q\n\nAssistant: A\n\nUser: and \"more\"?"
+        );
     }
 
     #[test]
@@ -282,7 +414,10 @@ mod tests {
         assert!(!qualifies(&with_format, &tools) && !qualifies(&with_both, &tools));
         assert!(qualifies(&with_format, &format) && !qualifies(&with_tools, &format));
         assert!(qualifies(&with_both, &both));
-        assert!(!qualifies(&later_turn, &both), "later turns never qualify");
+        assert!(
+            qualifies(&later_turn, &both),
+            "later turns qualify as first ones"
+        );
     }
 
     #[test]
