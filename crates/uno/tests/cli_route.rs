@@ -50,12 +50,7 @@ fn cluster(id: &str, mode: Mode, members: &[String], rules: &[&str]) -> ClusterE
         },
         rules: rules
             .iter()
-            .map(|t| Rule {
-                text: (*t).into(),
-                support: 3,
-                sources: vec![],
-                served: true,
-            })
+            .map(|t| Rule::new(*t, 3, vec![], true))
             .collect(),
         ..ClusterExperience::default()
     }

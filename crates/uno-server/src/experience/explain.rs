@@ -340,12 +340,7 @@ mod tests {
             block: format!("block of {id}"),
             rules: rules
                 .iter()
-                .map(|t| Rule {
-                    text: (*t).into(),
-                    support: 3,
-                    sources: vec![],
-                    served: true,
-                })
+                .map(|t| Rule::new(*t, 3, vec![], true))
                 .collect(),
             ..ClusterExperience::default()
         }
