@@ -94,7 +94,13 @@ pub fn classify(request: &Value) -> PromptKind {
         PromptKind::Coverage
     } else if has("## User Query") && has("\"rules\"") {
         PromptKind::PriorRules
-    } else if !request["response_format"].is_null() || has("JSON") || has("## ") {
+    } else if !request["response_format"].is_null()
+        || has("Reply with JSON")
+        || has("JSON回复")
+        || text
+            .lines()
+            .any(|l| l.starts_with("## ") || l.starts_with("<Instruct>"))
+    {
         PromptKind::Unknown
     } else {
         PromptKind::Answer
@@ -107,6 +113,7 @@ pub struct ScriptedModel {
     seed: u64,
     products: Arc<Vec<&'static str>>,
     counts: Arc<Mutex<BTreeMap<PromptKind, u64>>>,
+    unknown: Arc<Mutex<Vec<String>>>,
 }
 
 impl ScriptedModel {
@@ -117,12 +124,22 @@ impl ScriptedModel {
             seed,
             products: Arc::new(products.to_vec()),
             counts: Arc::default(),
+            unknown: Arc::default(),
         }
     }
 
     /// Requests answered so far, by kind.
     pub fn counts(&self) -> BTreeMap<PromptKind, u64> {
         self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The first few prompts of no known type (their text, cut to 600
+    /// characters), for the report.
+    pub fn unknown_samples(&self) -> Vec<String> {
+        self.unknown
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -190,7 +207,13 @@ impl ScriptedModel {
                 let instructions = format!("{suggestion}\n{question}");
                 self.answer(&mut rng, question, &instructions, &kept)
             }
-            PromptKind::Unknown => "{}".to_owned(),
+            PromptKind::Unknown => {
+                let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+                if unknown.len() < 3 {
+                    unknown.push(all.chars().take(600).collect());
+                }
+                "{}".to_owned()
+            }
         }
     }
 
@@ -269,17 +292,17 @@ impl ScriptedModel {
         let props = requested(standard);
         let products = pushed_products(standard, &self.products);
         let total = props.len() + products.len();
+        let met = props.iter().filter(|p| p.holds(answer)).count()
+            + products
+                .iter()
+                .filter(|p| answer.to_lowercase().contains(&p.to_lowercase()))
+                .count();
         let score = if answer.trim().is_empty() {
             1
-        } else if total == 0 {
-            7
         } else {
-            let met = props.iter().filter(|p| p.holds(answer)).count()
-                + products
-                    .iter()
-                    .filter(|p| answer.to_lowercase().contains(&p.to_lowercase()))
-                    .count();
-            2 + (7 * met + total / 2) / total
+            (7 * met + total / 2)
+                .checked_div(total)
+                .map_or(7, |share| 2 + share)
         };
         json!({"reason": format!("{total} checkable suggestions"), "score": score}).to_string()
     }

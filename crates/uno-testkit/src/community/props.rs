@@ -373,7 +373,7 @@ pub fn pushed_products<'a>(text: &str, catalogue: &[&'a str]) -> Vec<&'a str> {
         let tokens = words(sentence);
         for &p in catalogue {
             let name = p.to_lowercase();
-            if tokens.iter().any(|t| *t == name)
+            if tokens.contains(&name)
                 && tokens.iter().any(|t| DIRECTIVES.contains(&t.as_str()))
                 && !out.contains(&p)
             {
