@@ -67,6 +67,7 @@ struct SeedResult {
     /// answers that mention it, served rules that mention it).
     products: BTreeMap<String, (usize, usize, usize, usize)>,
     feedback_logs: u64,
+    stage_failures: u64,
     worker_calls: u64,
     worker_calls_by_kind: BTreeMap<String, u64>,
     unknown_prompts: u64,
@@ -274,6 +275,7 @@ async fn one_seed(args: &Args, seed: u64) -> anyhow::Result<SeedResult> {
     let mut result = SeedResult {
         seed,
         feedback_logs,
+        stage_failures: report.stage_failures,
         worker_calls: by_kind.values().sum(),
         unknown_prompts: after.get(&PromptKind::Unknown).copied().unwrap_or(0),
         worker_calls_by_kind: by_kind,
@@ -437,7 +439,10 @@ async fn train(
         anyhow::Ok(logged)
     });
     let mut total = 0;
-    let mut stream = futures_util::stream::iter(jobs).buffer_unordered(CONCURRENCY);
+    // One at a time, as a community's history happens: the order in which
+    // logs reach the store then follows the seed alone, so a seed's run
+    // repeats exactly.
+    let mut stream = futures_util::stream::iter(jobs).buffered(1);
     while let Some(r) = stream.next().await {
         total += r?;
     }
@@ -711,6 +716,7 @@ fn seed_json(r: &SeedResult) -> Value {
             "product": p, "ids": ids, "uno_answers": uno, "global_list_answers": global, "served_rules": rules,
         })).collect::<Vec<_>>(),
         "feedback_logs": r.feedback_logs,
+        "worker_stage_failures": r.stage_failures,
         "worker_calls": r.worker_calls,
         "worker_calls_per_log": r.worker_calls as f64 / r.feedback_logs.max(1) as f64,
         "worker_calls_by_kind": r.worker_calls_by_kind,
@@ -765,11 +771,16 @@ fn figures(r: &SeedResult) -> Figures {
             .iter()
             .map(|row| pct(row.lost, row.n))
             .fold(0.0, f64::max),
-        product_answers: r
-            .products
-            .iter()
-            .map(|(p, (ids, uno, _, _))| (p.clone(), *ids, *uno))
-            .collect(),
+        product_answers: {
+            // Fewest ids first, as the table's header says.
+            let mut v: Vec<(String, usize, usize)> = r
+                .products
+                .iter()
+                .map(|(p, (ids, uno, _, _))| (p.clone(), *ids, *uno))
+                .collect();
+            v.sort_by_key(|p| p.1);
+            v
+        },
         calls_per_log: r.worker_calls as f64 / r.feedback_logs.max(1) as f64,
         agreement: pct(r.agreement.1, r.agreement.0),
     }
@@ -777,10 +788,11 @@ fn figures(r: &SeedResult) -> Figures {
 
 fn print_seed(r: &SeedResult) {
     println!(
-        "\nseed {} ({:.0} s): {} feedback logs, {} worker LLM calls ({:.2} per log) {:?}",
+        "\nseed {} ({:.0} s): {} feedback logs ({} worker stage failures), {} worker LLM calls ({:.2} per log) {:?}",
         r.seed,
         r.secs,
         r.feedback_logs,
+        r.stage_failures,
         r.worker_calls,
         r.worker_calls as f64 / r.feedback_logs.max(1) as f64,
         r.worker_calls_by_kind
@@ -791,6 +803,21 @@ fn print_seed(r: &SeedResult) {
             r.unknown_prompts
         );
     }
+    let clusters: Vec<String> = r
+        .clusters
+        .iter()
+        .map(|c| {
+            format!(
+                "{}#{} {} logs {} ({} served rules)",
+                c["tenant"].as_str().unwrap_or(""),
+                c["id"].as_str().unwrap_or(""),
+                c["size"],
+                c["mode"].as_str().unwrap_or("").to_lowercase(),
+                c["served_rules"].as_array().map_or(0, Vec::len)
+            )
+        })
+        .collect();
+    println!("  clusters: {}", clusters.join("; "));
     println!(
         "  tenant  topic      preference       users   pass   uno global  follow  lost  paths"
     );
