@@ -124,6 +124,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub holdout_percent: u8,
 
+    /// In community runs, the probability that the scripted model follows
+    /// each instruction it recognises (a real model misses some).
+    #[arg(long, default_value_t = 0.95)]
+    pub obedience: f64,
+
     /// Install `uno serve`'s JSON log subscriber on stderr with this
     /// filter (e.g. `info`: one access-log event per request), to measure
     /// what logging costs; default: no subscriber (logging off).

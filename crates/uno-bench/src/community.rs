@@ -83,6 +83,7 @@ struct TopicRow {
     pass: usize,
     uno: usize,
     global: usize,
+    ceiling: usize,
     follow_n: usize,
     follow_uno: usize,
     lost: usize,
@@ -109,7 +110,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     let mut results = Vec::new();
     for &seed in &args.seeds {
-        let r = rt.block_on(one_seed(args, seed))?;
+        let r = rt.block_on(one_seed(args, seed, Sizes::default()))?;
         print_seed(&r);
         results.push(r);
     }
@@ -119,6 +120,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "system_prompt_bytes": args.system_prompt_bytes,
             "embedder": args.embedder,
             "holdout_percent": args.holdout_percent,
+            "obedience": args.obedience,
             "seeds": results.iter().map(seed_json).collect::<Vec<_>>(),
             "targets": verdicts,
         });
@@ -166,10 +168,10 @@ async fn start_uno(
     Ok((addr, state, writer, vec![refresh, serving]))
 }
 
-async fn one_seed(args: &Args, seed: u64) -> anyhow::Result<SeedResult> {
+async fn one_seed(args: &Args, seed: u64, sizes: Sizes) -> anyhow::Result<SeedResult> {
     let started = Instant::now();
-    let community = generate(seed, args.system_prompt_bytes, Sizes::default());
-    let model = ScriptedModel::new(seed, &PRODUCTS);
+    let community = generate(seed, args.system_prompt_bytes, sizes);
+    let model = ScriptedModel::new(seed, &PRODUCTS).with_obedience(args.obedience);
     let m = model.clone();
     let mock = MockUpstream::builder()
         .record_requests(false)
@@ -557,7 +559,7 @@ async fn evaluate(
         } else if q.earlier.is_some() {
             &["uno", "pass"]
         } else {
-            &["uno", "pass", "global"]
+            &["uno", "pass", "global", "ceiling"]
         };
         for arm in arms {
             jobs.push(Job { q, arm });
@@ -591,6 +593,15 @@ async fn evaluate(
                         &with_block(system, &blocks[j.q.tenant]),
                         &[("user", &j.q.question)],
                     ),
+                    (None, "ceiling") => {
+                        // What a perfect router with a perfect rule would
+                        // get: the topic's own preference, stated once.
+                        let rule = c
+                            .tenant(j.q.tenant)
+                            .and_then(|t| t.pref(j.q.topic))
+                            .map_or("", |p| p.rule_phrasings()[0]);
+                        messages(&with_block(system, rule), &[("user", &j.q.question)])
+                    }
                     (None, _) => messages(system, &[("user", &j.q.question)]),
                 };
                 let served =
@@ -658,6 +669,7 @@ async fn evaluate(
             }
             (false, "pass") => row.pass += usize::from(ok),
             (false, "global") => row.global += usize::from(ok),
+            (false, "ceiling") => row.ceiling += usize::from(ok),
             _ => {}
         }
     }
@@ -706,7 +718,7 @@ fn seed_json(r: &SeedResult) -> Value {
         "secs": r.secs,
         "topics": r.topics.iter().map(|((t, k), row)| json!({
             "tenant": t, "topic": k, "preference": row.pref, "users": row.users, "queries": row.n,
-            "passthrough": pct(row.pass, row.n), "uno": pct(row.uno, row.n), "global_list": pct(row.global, row.n),
+            "passthrough": pct(row.pass, row.n), "uno": pct(row.uno, row.n), "global_list": pct(row.global, row.n), "ceiling": pct(row.ceiling, row.n),
             "follow_up_uno": pct(row.follow_uno, row.follow_n), "lost_to_other_cluster": pct(row.lost, row.n),
             "paths": row.paths,
         })).collect::<Vec<_>>(),
@@ -738,6 +750,7 @@ struct Figures {
     trained_mean: f64,
     trained_min: f64,
     global_mean: f64,
+    ceiling_mean: f64,
     pass_mean: f64,
     follow_gap: f64,
     unseen: f64,
@@ -763,6 +776,7 @@ fn figures(r: &SeedResult) -> Figures {
             .map(|row| pct(row.uno, row.n))
             .fold(f64::INFINITY, f64::min),
         global_mean: mean(&|row| pct(row.global, row.n)),
+        ceiling_mean: mean(&|row| pct(row.ceiling, row.n)),
         pass_mean: mean(&|row| pct(row.pass, row.n)),
         follow_gap: mean(&|row| pct(row.uno, row.n))
             - mean(&|row| pct(row.follow_uno, row.follow_n)),
@@ -819,17 +833,18 @@ fn print_seed(r: &SeedResult) {
         .collect();
     println!("  clusters: {}", clusters.join("; "));
     println!(
-        "  tenant  topic      preference       users   pass   uno global  follow  lost  paths"
+        "  tenant  topic      preference       users   pass   uno global  ceil  follow  lost  paths"
     );
     for ((t, k), row) in &r.topics {
         let paths: Vec<String> = row.paths.iter().map(|(p, n)| format!("{p}:{n}")).collect();
         println!(
-            "  {t:<7} {k:<10} {:<16} {:>5}   {}   {}   {}    {}   {}  {}",
+            "  {t:<7} {k:<10} {:<16} {:>5}   {}   {}   {}   {}    {}   {}  {}",
             row.pref,
             row.users,
             f(pct(row.pass, row.n)),
             f(pct(row.uno, row.n)),
             f(pct(row.global, row.n)),
+            f(pct(row.ceiling, row.n)),
             f(pct(row.follow_uno, row.follow_n)),
             f(pct(row.lost, row.n)),
             paths.join(" ")
@@ -849,11 +864,11 @@ fn print_seed(r: &SeedResult) {
 
 fn print_summary(args: &Args, results: &[SeedResult]) -> Value {
     println!(
-        "\nsummary (system prompt {} bytes, embedder {}, holdout {}%): share of answers meeting the topic's preference, %",
-        args.system_prompt_bytes, args.embedder, args.holdout_percent
+        "\nsummary (system prompt {} bytes, embedder {}, holdout {}%, obedience {}): share of answers meeting the topic's preference, %",
+        args.system_prompt_bytes, args.embedder, args.holdout_percent, args.obedience
     );
     println!(
-        "  seed   pass   uno  uno-min  global  follow-gap  unseen-pt  max-lost  agree  product(1 id/3 ids)  calls/log"
+        "  seed   pass   uno  uno-min  global  ceil  follow-gap  unseen-pt  max-lost  agree  product(1 id/3 ids)  calls/log"
     );
     let mut out = Vec::new();
     for r in results {
@@ -864,12 +879,13 @@ fn print_summary(args: &Args, results: &[SeedResult]) -> Value {
             .map(|(_, _, n)| n.to_string())
             .collect();
         println!(
-            "  {:>4}   {}   {}     {}     {}        {:>5.1}       {}       {}    {}   {:>18}   {:>8.2}",
+            "  {:>4}   {}   {}     {}     {}   {}        {:>5.1}       {}       {}    {}   {:>18}   {:>8.2}",
             r.seed,
             f(g.pass_mean),
             f(g.trained_mean),
             f(g.trained_min),
             f(g.global_mean),
+            f(g.ceiling_mean),
             g.follow_gap,
             f(g.unseen),
             f(g.max_lost),
@@ -903,4 +919,48 @@ fn print_summary(args: &Args, results: &[SeedResult]) -> Value {
     }
     let _ = Property::Brief;
     Value::Array(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    /// The harness runs end to end on a small community: every prompt
+    /// the worker sends is one the scripted model knows, every trained
+    /// topic gets its queries, and stating a topic's preference works
+    /// (so the simulation can show a target met). It checks no target.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_community_runs_end_to_end() {
+        let args = Args::parse_from(["uno-bench", "--community", "--obedience", "1"]);
+        let sizes = Sizes {
+            queries_per_user: 3,
+            random_raters: 1,
+            pusher_queries: 6,
+            test_per_topic: 3,
+            follow_ups_per_topic: 1,
+            unseen_per_topic: 2,
+        };
+        let r = one_seed(&args, 1, sizes).await.expect("a community run");
+        assert_eq!(r.unknown_prompts, 0, "{:?}", r.worker_calls_by_kind);
+        assert!(r.feedback_logs > 50, "{} feedback logs", r.feedback_logs);
+        assert!(r.worker_calls > r.feedback_logs);
+        assert_eq!(r.topics.len(), 14);
+        for ((tenant, topic), row) in &r.topics {
+            assert_eq!(row.n, 3, "{tenant}/{topic}");
+            assert_eq!(
+                row.ceiling, 3,
+                "{tenant}/{topic}: the stated preference is followed"
+            );
+            assert_eq!(
+                row.pass, 0,
+                "{tenant}/{topic}: plain answers lack the preference"
+            );
+        }
+        assert_eq!(r.unseen.values().map(|u| u.0).sum::<usize>(), 20);
+        assert!(r.agreement.0 > 0);
+    }
 }

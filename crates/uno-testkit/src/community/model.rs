@@ -111,6 +111,7 @@ pub fn classify(request: &Value) -> PromptKind {
 #[derive(Clone)]
 pub struct ScriptedModel {
     seed: u64,
+    obedience: f64,
     products: Arc<Vec<&'static str>>,
     counts: Arc<Mutex<BTreeMap<PromptKind, u64>>>,
     unknown: Arc<Mutex<Vec<String>>>,
@@ -122,10 +123,18 @@ impl ScriptedModel {
     pub fn new(seed: u64, products: &[&'static str]) -> ScriptedModel {
         ScriptedModel {
             seed,
+            obedience: 1.0,
             products: Arc::new(products.to_vec()),
             counts: Arc::default(),
             unknown: Arc::default(),
         }
+    }
+
+    /// Follow each recognised instruction with probability `p` only (a
+    /// model sometimes misses one); 1.0, the default, follows them all.
+    pub fn with_obedience(mut self, p: f64) -> ScriptedModel {
+        self.obedience = p.clamp(0.0, 1.0);
+        self
     }
 
     /// Requests answered so far, by kind.
@@ -241,7 +250,12 @@ impl ScriptedModel {
             };
             props.retain(|p| *p != drop);
         }
-        let products = pushed_products(instructions, &self.products);
+        let mut products = pushed_products(instructions, &self.products);
+        if self.obedience < 1.0 {
+            let p = self.obedience;
+            props.retain(|_| rng.chance(p));
+            products.retain(|_| rng.chance(p));
+        }
         compose(rng, question, &props, &products)
     }
 
@@ -589,6 +603,21 @@ mod tests {
             assert!(p.holds(&a), "{p:?}: {a}");
         }
         assert!(a.contains("ZentroPay"));
+    }
+
+    #[test]
+    fn a_less_obedient_model_misses_some_instructions() {
+        let m = ScriptedModel::new(9, &[]).with_obedience(0.8);
+        let followed = (0..200)
+            .filter(|i| {
+                let a = m.respond(&chat(
+                    Some("Cite the source."),
+                    &format!("What is entropy, case {i}?"),
+                ));
+                Property::Source.holds(&a)
+            })
+            .count();
+        assert!((130..=190).contains(&followed), "{followed} of 200");
     }
 
     #[test]
