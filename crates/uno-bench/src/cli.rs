@@ -93,6 +93,42 @@ pub struct Args {
     #[arg(long)]
     pub routing: bool,
 
+    /// Instead of the load comparison, run the simulated community
+    /// (issue 23): users teach uno through feedback, the learning worker
+    /// runs, and new queries are checked for each topic's preference under
+    /// passthrough, uno and one global rule list.
+    #[arg(long)]
+    pub community: bool,
+
+    /// Seeds of the community runs (one full run each).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub seeds: Vec<u64>,
+
+    /// Bytes of the app's fixed system prompt sent with every community
+    /// request (0: none).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub system_prompt_bytes: usize,
+
+    /// The learning worker's embedder in community runs: `hashing`, or
+    /// `local` (all-MiniLM-L6-v2: build with `--features local-embed` and
+    /// run `scripts/install-models.sh` first).
+    #[arg(long, default_value = "hashing")]
+    pub embedder: String,
+
+    /// Where the local embedder's model lives (default: uno's).
+    #[arg(long, value_name = "DIR")]
+    pub embedder_path: Option<String>,
+
+    /// `learn.holdout_percent` in community runs: 0 measures what the
+    /// learned experience does to every request it routes.
+    #[arg(long, default_value_t = 0)]
+    pub holdout_percent: u8,
+
+    /// In community runs, the probability that the scripted model follows
+    /// each instruction it recognises (a real model misses some).
+    #[arg(long, default_value_t = 0.95)]
+    pub obedience: f64,
+
     /// Install `uno serve`'s JSON log subscriber on stderr with this
     /// filter (e.g. `info`: one access-log event per request), to measure
     /// what logging costs; default: no subscriber (logging off).

@@ -19,6 +19,7 @@
 
 mod bare;
 mod cli;
+mod community;
 mod cpu;
 mod loadgen;
 mod pin;
@@ -61,6 +62,15 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if args.community {
+        return match community::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("uno-bench: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if args.routing {
         return match routing::run(&args) {

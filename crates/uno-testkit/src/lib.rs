@@ -13,6 +13,7 @@
 //! and restore the connection. [`seed::seed_demo`] fills a store with a
 //! realistic two-tenant dataset (traffic, feedback, snapshots).
 
+pub mod community;
 pub mod db;
 pub mod learn;
 pub mod mock;

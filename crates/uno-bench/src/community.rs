@@ -1,0 +1,966 @@
+//! `--community`: how precisely uno's learned experience reaches the
+//! requests it was learned for (issue 23).
+//!
+//! Per seed, a simulated community (`uno_testkit::community`) uses uno in
+//! process exactly as apps do: two tenants' users ask questions through
+//! `/v1/chat/completions`, comment in follow-up turns or through
+//! `/v1/feedback`, rate, push products, rate at random. The upstream is a
+//! scripted instruction-following model that also answers the learning
+//! worker's prompts from their text. `uno_learn::Worker` then runs once,
+//! the published snapshots are served, and new queries are asked three
+//! ways: passthrough (`x-uno-learning: off`), uno (the real request path:
+//! routing, primary, reflective), and every served rule of the tenant in
+//! one system message. Each answer is checked for its topic's community
+//! preference. uno is measured only through its public crates, so the
+//! harness keeps working while routing and consolidation change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use uno_core::config::{ApiKeyConfig, Config, EmbedderKind};
+use uno_core::snapshot::Snapshot;
+use uno_learn::{LogProgress, Worker};
+use uno_server::connection::Limits;
+use uno_server::experience::spawn_snapshot_refresh;
+use uno_server::{AppState, BoundServer, build_router};
+use uno_store::Store;
+use uno_store::writer::{LogWriter, WriterConfig};
+use uno_testkit::community::scenario::{PRODUCTS, Push};
+use uno_testkit::community::{
+    Community, PromptKind, Property, Rng, Role, ScriptedModel, Sizes, generate,
+};
+use uno_testkit::{MockReply, MockUpstream, TestDatabase};
+use uuid::Uuid;
+
+use crate::cli::Args;
+
+/// Requests in flight at once against uno.
+const CONCURRENCY: usize = 8;
+
+fn key_of(tenant: &str) -> String {
+    format!("uno-sk-sim-{tenant}")
+}
+
+/// One answer as served.
+#[derive(Debug, Clone, Default)]
+struct Served {
+    answer: String,
+    path: String,
+    cluster: Option<String>,
+}
+
+/// What one run (one seed) measured.
+#[derive(Debug, Default)]
+struct SeedResult {
+    seed: u64,
+    /// (tenant, topic) → row.
+    topics: BTreeMap<(String, String), TopicRow>,
+    /// Per tenant: (unseen queries, passed through unchanged).
+    unseen: BTreeMap<String, (usize, usize)>,
+    /// (member logs replayed, routed to the cluster that holds them).
+    agreement: (usize, usize),
+    /// Product → (push ids, uno answers that mention it, global-list
+    /// answers that mention it, served rules that mention it).
+    products: BTreeMap<String, (usize, usize, usize, usize)>,
+    feedback_logs: u64,
+    stage_failures: u64,
+    worker_calls: u64,
+    worker_calls_by_kind: BTreeMap<String, u64>,
+    unknown_prompts: u64,
+    clusters: Vec<Value>,
+    secs: f64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct TopicRow {
+    pref: String,
+    users: usize,
+    n: usize,
+    pass: usize,
+    uno: usize,
+    global: usize,
+    ceiling: usize,
+    follow_n: usize,
+    follow_uno: usize,
+    lost: usize,
+    paths: BTreeMap<String, usize>,
+}
+
+fn pct(a: usize, n: usize) -> f64 {
+    if n == 0 {
+        f64::NAN
+    } else {
+        100.0 * a as f64 / n as f64
+    }
+}
+
+/// Runs every seed and prints the table; `--json` gets the figures.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    if args.seeds.is_empty() {
+        bail!("--seeds: give one or more seeds, e.g. 1,2,3");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let mut results = Vec::new();
+    for &seed in &args.seeds {
+        let r = rt.block_on(one_seed(args, seed, Sizes::default()))?;
+        print_seed(&r);
+        results.push(r);
+    }
+    let verdicts = print_summary(args, &results);
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "system_prompt_bytes": args.system_prompt_bytes,
+            "embedder": args.embedder,
+            "holdout_percent": args.holdout_percent,
+            "obedience": args.obedience,
+            "seeds": results.iter().map(seed_json).collect::<Vec<_>>(),
+            "targets": verdicts,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if results.iter().any(|r| r.unknown_prompts > 0) {
+        bail!(
+            "the scripted model met prompts it does not know (UNKNOWN above): the figures are not trustworthy until the simulation learns them"
+        );
+    }
+    Ok(())
+}
+
+async fn start_uno(
+    config: &Config,
+    store: Store,
+) -> anyhow::Result<(
+    SocketAddr,
+    AppState,
+    LogWriter,
+    Vec<tokio::task::JoinHandle<()>>,
+)> {
+    let writer = LogWriter::start(store.clone(), WriterConfig::from(&config.log_writer))
+        .context("cannot open the log journal")?;
+    let state = AppState::with_store(config, store.clone(), writer.sink())
+        .context("uno rejected the mock's URL")?;
+    let refresh = spawn_snapshot_refresh(
+        state.experience().snapshots.clone(),
+        store,
+        Duration::from_millis(100),
+    )
+    .await;
+    let server = BoundServer::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        build_router(state.clone()),
+        Limits::from_config(&config.server),
+        state.metrics().connections.clone(),
+    )
+    .await?;
+    let addr = server.local_addr()?;
+    let serving = tokio::spawn(async move {
+        let _ = server.run(std::future::pending::<()>()).await;
+    });
+    Ok((addr, state, writer, vec![refresh, serving]))
+}
+
+async fn one_seed(args: &Args, seed: u64, sizes: Sizes) -> anyhow::Result<SeedResult> {
+    let started = Instant::now();
+    let community = generate(seed, args.system_prompt_bytes, sizes);
+    let model = ScriptedModel::new(seed, &PRODUCTS).with_obedience(args.obedience);
+    let m = model.clone();
+    let mock = MockUpstream::builder()
+        .record_requests(false)
+        .default_reply(MockReply::respond(move |req| m.respond(req)))
+        .start()
+        .await;
+    let (_db, url) = match &args.database_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let db = TestDatabase::sqlite();
+            let url = db.url.clone();
+            (Some(db), url)
+        }
+    };
+    let store = Store::connect(&url)
+        .await
+        .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    let journal = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config
+        .upstreams
+        .first_mut()
+        .context("no default upstream")?
+        .url = mock.base_url();
+    config.auth.keys = community
+        .tenants
+        .iter()
+        .map(|t| ApiKeyConfig {
+            key: key_of(t.name),
+            tenant: t.name.to_owned(),
+        })
+        .collect();
+    config.database.url.clone_from(&url);
+    config.log_writer.journal_dir = journal.path().to_string_lossy().into_owned();
+    config.learn.holdout_percent = args.holdout_percent;
+    config.learn.embedder = match args.embedder.as_str() {
+        "hashing" => EmbedderKind::Hashing,
+        "local" => EmbedderKind::Local,
+        other => bail!("--embedder {other}: hashing or local"),
+    };
+    if let Some(path) = &args.embedder_path {
+        config.learn.embedder_path.clone_from(path);
+    }
+    config.validate().context("invalid uno configuration")?;
+    let (addr, state, writer, tasks) = start_uno(&config, store.clone()).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()?;
+    let base = format!("http://{addr}");
+
+    // Training: the community uses the app, uno passes everything through.
+    let sent = train(&client, &base, &community, seed).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.count_interactions(None).await? < sent as u64 {
+        if Instant::now() > deadline {
+            bail!("the log writer did not store the training interactions in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Learning: one worker pass, calls counted at the model.
+    let before = model.counts();
+    let worker = Worker::from_config(store.clone(), &config)
+        .await
+        .map_err(|e| anyhow::anyhow!("the worker cannot start: {e}"))?;
+    let report = worker
+        .run_once(&LogProgress, true)
+        .await
+        .map_err(|e| anyhow::anyhow!("the worker failed: {e}"))?;
+    if !report.failed_tenants.is_empty() {
+        eprintln!("uno-bench: rebuild failures: {:?}", report.failed_tenants);
+    }
+    let after = model.counts();
+    let mut by_kind = BTreeMap::new();
+    for (k, v) in &after {
+        let d = v - before.get(k).copied().unwrap_or(0);
+        if d > 0 {
+            by_kind.insert(k.name().to_owned(), d);
+        }
+    }
+    let mut snapshots: HashMap<String, Snapshot> = HashMap::new();
+    for t in &community.tenants {
+        if let Some(s) = store.snapshot(t.name, None).await? {
+            state
+                .experience()
+                .snapshots
+                .install(&s)
+                .map_err(|e| anyhow::anyhow!("snapshot of {} does not load: {e}", t.name))?;
+            snapshots.insert(t.name.to_owned(), s);
+        }
+    }
+    let feedback_logs: u64 = snapshots
+        .values()
+        .map(|s| s.logs as u64)
+        .sum::<u64>()
+        .max(report.ingested);
+
+    let mut result = SeedResult {
+        seed,
+        feedback_logs,
+        stage_failures: report.stage_failures,
+        worker_calls: by_kind.values().sum(),
+        unknown_prompts: after.get(&PromptKind::Unknown).copied().unwrap_or(0),
+        worker_calls_by_kind: by_kind,
+        ..SeedResult::default()
+    };
+    evaluate(
+        &client,
+        &base,
+        &community,
+        &model,
+        &snapshots,
+        seed,
+        &mut result,
+    )
+    .await?;
+    result.unknown_prompts = model
+        .counts()
+        .get(&PromptKind::Unknown)
+        .copied()
+        .unwrap_or(0);
+    for sample in model.unknown_samples() {
+        eprintln!("uno-bench: UNKNOWN prompt type:\n{sample}\n---");
+    }
+    for t in tasks {
+        t.abort();
+    }
+    writer.shutdown().await;
+    store.close().await;
+    drop(mock);
+    result.secs = started.elapsed().as_secs_f64();
+    Ok(result)
+}
+
+fn messages(system: &str, turns: &[(&str, &str)]) -> Value {
+    let mut out = Vec::new();
+    if !system.is_empty() {
+        out.push(json!({"role": "system", "content": system}));
+    }
+    for (role, content) in turns {
+        out.push(json!({"role": role, "content": content}));
+    }
+    Value::Array(out)
+}
+
+async fn chat(
+    client: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+    user: &str,
+    messages: Value,
+    id: Option<Uuid>,
+    learning: bool,
+) -> anyhow::Result<Served> {
+    let mut req = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(key_of(tenant))
+        .json(
+            &json!({"model": "sim-model", "messages": messages, "user": user, "temperature": 0.1}),
+        );
+    if let Some(id) = id {
+        req = req.header("x-uno-interaction-id", id.to_string());
+    }
+    if !learning {
+        req = req.header("x-uno-learning", "off");
+    }
+    let resp = req.send().await?;
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let path = header("x-uno-path").unwrap_or_default();
+    let cluster = header("x-uno-cluster");
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    if !status.is_success() {
+        bail!("chat request failed with {status}: {body}");
+    }
+    let answer = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Served {
+        answer,
+        path,
+        cluster,
+    })
+}
+
+fn interaction_id(seed: u64, i: usize) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("uno-community/{seed}/{i}").as_bytes(),
+    )
+}
+
+/// Sends the training traffic; returns how many interactions uno logged.
+async fn train(
+    client: &reqwest::Client,
+    base: &str,
+    c: &Community,
+    seed: u64,
+) -> anyhow::Result<usize> {
+    let jobs = c.train.iter().enumerate().map(|(i, e)| async move {
+        let system = c.system_prompt(e.tenant);
+        let id = interaction_id(seed, i);
+        let first = chat(
+            client,
+            base,
+            e.tenant,
+            &e.user,
+            messages(system, &[("user", &e.question)]),
+            Some(id),
+            true,
+        )
+        .await?;
+        let mut logged = 1;
+        match (&e.comment, e.follow_up) {
+            (Some(comment), true) => {
+                let turns = [
+                    ("user", e.question.as_str()),
+                    ("assistant", first.answer.as_str()),
+                    ("user", comment.as_str()),
+                ];
+                chat(
+                    client,
+                    base,
+                    e.tenant,
+                    &e.user,
+                    messages(system, &turns),
+                    None,
+                    true,
+                )
+                .await?;
+                logged += 1;
+            }
+            _ => {
+                let mut body = json!({"interaction_id": id.to_string(), "user": e.user});
+                if let Some(r) = e.rating {
+                    body["rating"] = json!(if r > 0 { "up" } else { "down" });
+                }
+                if let Some(comment) = &e.comment {
+                    body["comment"] = json!(comment);
+                }
+                let resp = client
+                    .post(format!("{base}/v1/feedback"))
+                    .bearer_auth(key_of(e.tenant))
+                    .json(&body)
+                    .send()
+                    .await?;
+                if !resp.status().is_success() {
+                    bail!(
+                        "feedback failed with {}: {}",
+                        resp.status(),
+                        resp.text().await.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        anyhow::Ok(logged)
+    });
+    let mut total = 0;
+    // One at a time, as a community's history happens: the order in which
+    // logs reach the store then follows the seed alone, so a seed's run
+    // repeats exactly.
+    let mut stream = futures_util::stream::iter(jobs).buffered(1);
+    while let Some(r) = stream.next().await {
+        total += r?;
+    }
+    Ok(total)
+}
+
+/// Every served rule of a snapshot, in one block.
+fn global_block(s: Option<&Snapshot>) -> String {
+    let mut rules: Vec<&str> = Vec::new();
+    for c in s.map(|s| s.clusters.as_slice()).unwrap_or_default() {
+        for r in c.rules.iter().filter(|r| r.served) {
+            if !rules.contains(&r.text.as_str()) {
+                rules.push(&r.text);
+            }
+        }
+    }
+    if rules.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("{}. {r}", i + 1))
+        .collect();
+    format!("Follow these rules when answering:\n{}", list.join("\n"))
+}
+
+fn with_block(system: &str, block: &str) -> String {
+    match (system.is_empty(), block.is_empty()) {
+        (_, true) => system.to_owned(),
+        (true, false) => block.to_owned(),
+        (false, false) => format!("{system}\n\n{block}"),
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+async fn evaluate(
+    client: &reqwest::Client,
+    base: &str,
+    c: &Community,
+    model: &ScriptedModel,
+    snapshots: &HashMap<String, Snapshot>,
+    seed: u64,
+    out: &mut SeedResult,
+) -> anyhow::Result<()> {
+    // Which cluster holds each training interaction, and each cluster's
+    // make-up by topic.
+    let mut event_of: HashMap<Uuid, usize> = HashMap::new();
+    for i in 0..c.train.len() {
+        event_of.insert(interaction_id(seed, i), i);
+    }
+    let mut member_cluster: HashMap<Uuid, String> = HashMap::new();
+    // (tenant, topic) → the cluster with most of the topic's genuine members.
+    let mut main_cluster: HashMap<(String, String), String> = HashMap::new();
+    for (tenant, s) in snapshots {
+        let mut best: HashMap<String, (usize, String)> = HashMap::new();
+        for cl in &s.clusters {
+            let mut make_up: BTreeMap<String, usize> = BTreeMap::new();
+            for id in &cl.members {
+                member_cluster.insert(*id, cl.id.clone());
+                let label = event_of.get(id).map_or("follow-up/other".to_owned(), |&i| {
+                    let e = &c.train[i];
+                    match e.role {
+                        Role::Genuine => e.topic.to_owned(),
+                        Role::Random => format!("{}(random)", e.topic),
+                        Role::Pusher => format!("{}(pusher)", e.topic),
+                    }
+                });
+                *make_up.entry(label).or_default() += 1;
+            }
+            for (label, n) in &make_up {
+                let b = best.entry(label.clone()).or_insert((0, String::new()));
+                if *n > b.0 {
+                    *b = (*n, cl.id.clone());
+                }
+            }
+            out.clusters.push(json!({
+                "tenant": tenant, "id": cl.id, "size": cl.size, "mode": format!("{:?}", cl.mode),
+                "decision": cl.decision, "members_by_topic": make_up,
+                "served_rules": cl.rules.iter().filter(|r| r.served).map(|r| json!({"text": r.text, "support": r.support})).collect::<Vec<_>>(),
+                "unserved_rules": cl.rules.iter().filter(|r| !r.served).map(|r| json!({"text": r.text, "support": r.support})).collect::<Vec<_>>(),
+            }));
+        }
+        for (label, (_, id)) in best {
+            main_cluster.insert((tenant.clone(), label), id);
+        }
+    }
+    for t in &c.tenants {
+        for push in &t.pushes {
+            let Push { product, ids, .. } = push;
+            let rules = snapshots.get(t.name).map_or(0, |s| {
+                s.clusters
+                    .iter()
+                    .flat_map(|c| &c.rules)
+                    .filter(|r| r.served && r.text.contains(product))
+                    .count()
+            });
+            out.products
+                .insert((*product).to_owned(), (*ids, 0, 0, rules));
+        }
+    }
+
+    // Test queries, three ways.
+    struct Job<'a> {
+        q: &'a uno_testkit::community::TestQuery,
+        arm: &'static str,
+    }
+    let mut jobs = Vec::new();
+    for q in &c.tests {
+        let arms: &[&'static str] = if q.unseen {
+            &["uno"]
+        } else if q.earlier.is_some() {
+            &["uno", "pass"]
+        } else {
+            &["uno", "pass", "global", "ceiling"]
+        };
+        for arm in arms {
+            jobs.push(Job { q, arm });
+        }
+    }
+    let blocks: HashMap<&str, String> = c
+        .tenants
+        .iter()
+        .map(|t| (t.name, global_block(snapshots.get(t.name))))
+        .collect();
+    let results: Vec<anyhow::Result<(usize, Served)>> =
+        futures_util::stream::iter(jobs.iter().enumerate().map(|(i, j)| {
+            let system = c.system_prompt(j.q.tenant);
+            let blocks = &blocks;
+            async move {
+                let user = format!("{}-tester", j.q.tenant);
+                let msgs = match (&j.q.earlier, j.arm) {
+                    (Some(earlier), _) => {
+                        let mut rng = Rng::keyed(seed, earlier);
+                        let first = model.answer(&mut rng, earlier, "", &[]);
+                        messages(
+                            system,
+                            &[
+                                ("user", earlier),
+                                ("assistant", &first),
+                                ("user", &j.q.question),
+                            ],
+                        )
+                    }
+                    (None, "global") => messages(
+                        &with_block(system, &blocks[j.q.tenant]),
+                        &[("user", &j.q.question)],
+                    ),
+                    (None, "ceiling") => {
+                        // What a perfect router with a perfect rule would
+                        // get: the topic's own preference, stated once.
+                        let rule = c
+                            .tenant(j.q.tenant)
+                            .and_then(|t| t.pref(j.q.topic))
+                            .map_or("", |p| p.rule_phrasings()[0]);
+                        messages(&with_block(system, rule), &[("user", &j.q.question)])
+                    }
+                    (None, _) => messages(system, &[("user", &j.q.question)]),
+                };
+                let served =
+                    chat(client, base, j.q.tenant, &user, msgs, None, j.arm == "uno").await?;
+                Ok((i, served))
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for r in results {
+        let (i, served) = r?;
+        let j = &jobs[i];
+        let q = j.q;
+        let answer_lower = served.answer.to_lowercase();
+        for (product, row) in out.products.iter_mut() {
+            if answer_lower.contains(&product.to_lowercase()) {
+                match j.arm {
+                    "uno" => row.1 += 1,
+                    "global" => row.2 += 1,
+                    _ => {}
+                }
+            }
+        }
+        if q.unseen {
+            let e = out.unseen.entry(q.tenant.to_owned()).or_default();
+            e.0 += 1;
+            e.1 += usize::from(served.path == "passthrough");
+            continue;
+        }
+        let Some(spec) = c.tenant(q.tenant) else {
+            continue;
+        };
+        let Some(pref) = spec.pref(q.topic) else {
+            continue;
+        };
+        let ok = pref.holds(&served.answer);
+        let row = out
+            .topics
+            .entry((q.tenant.to_owned(), q.topic.to_owned()))
+            .or_insert_with(|| TopicRow {
+                pref: pref.name().to_owned(),
+                users: spec
+                    .prefs
+                    .iter()
+                    .find(|p| p.0 == q.topic)
+                    .map_or(0, |p| p.2),
+                ..TopicRow::default()
+            });
+        match (q.earlier.is_some(), j.arm) {
+            (true, "uno") => {
+                row.follow_n += 1;
+                row.follow_uno += usize::from(ok);
+            }
+            (false, "uno") => {
+                row.n += 1;
+                row.uno += usize::from(ok);
+                *row.paths.entry(served.path.clone()).or_default() += 1;
+                let main = main_cluster.get(&(q.tenant.to_owned(), q.topic.to_owned()));
+                if let Some(cl) = &served.cluster
+                    && main != Some(cl)
+                {
+                    row.lost += 1;
+                }
+            }
+            (false, "pass") => row.pass += usize::from(ok),
+            (false, "global") => row.global += usize::from(ok),
+            (false, "ceiling") => row.ceiling += usize::from(ok),
+            _ => {}
+        }
+    }
+
+    // Routing agreement: each clustered training query, asked again.
+    let replay: Vec<(usize, String)> = c
+        .train
+        .iter()
+        .enumerate()
+        .filter_map(|(i, _)| {
+            member_cluster
+                .get(&interaction_id(seed, i))
+                .map(|cl| (i, cl.clone()))
+        })
+        .collect();
+    let agree: Vec<anyhow::Result<bool>> =
+        futures_util::stream::iter(replay.iter().map(|(i, cl)| {
+            let e = &c.train[*i];
+            async move {
+                let s = chat(
+                    client,
+                    base,
+                    e.tenant,
+                    &e.user,
+                    messages(c.system_prompt(e.tenant), &[("user", &e.question)]),
+                    None,
+                    true,
+                )
+                .await?;
+                Ok(s.cluster.as_deref() == Some(cl.as_str()))
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    out.agreement.0 = agree.len();
+    for a in agree {
+        out.agreement.1 += usize::from(a?);
+    }
+    Ok(())
+}
+
+fn seed_json(r: &SeedResult) -> Value {
+    json!({
+        "seed": r.seed,
+        "secs": r.secs,
+        "topics": r.topics.iter().map(|((t, k), row)| json!({
+            "tenant": t, "topic": k, "preference": row.pref, "users": row.users, "queries": row.n,
+            "passthrough": pct(row.pass, row.n), "uno": pct(row.uno, row.n), "global_list": pct(row.global, row.n), "ceiling": pct(row.ceiling, row.n),
+            "follow_up_uno": pct(row.follow_uno, row.follow_n), "lost_to_other_cluster": pct(row.lost, row.n),
+            "paths": row.paths,
+        })).collect::<Vec<_>>(),
+        "unseen_passthrough": r.unseen.iter().map(|(t, (n, p))| (t.clone(), json!(pct(*p, *n)))).collect::<serde_json::Map<_, _>>(),
+        "routing_agreement": pct(r.agreement.1, r.agreement.0),
+        "products": r.products.iter().map(|(p, (ids, uno, global, rules))| json!({
+            "product": p, "ids": ids, "uno_answers": uno, "global_list_answers": global, "served_rules": rules,
+        })).collect::<Vec<_>>(),
+        "feedback_logs": r.feedback_logs,
+        "worker_stage_failures": r.stage_failures,
+        "worker_calls": r.worker_calls,
+        "worker_calls_per_log": r.worker_calls as f64 / r.feedback_logs.max(1) as f64,
+        "worker_calls_by_kind": r.worker_calls_by_kind,
+        "unknown_prompts": r.unknown_prompts,
+        "clusters": r.clusters,
+    })
+}
+
+fn f(x: f64) -> String {
+    if x.is_nan() {
+        "  -".to_owned()
+    } else {
+        format!("{x:3.0}")
+    }
+}
+
+/// Figures of one seed that the targets look at.
+struct Figures {
+    trained_mean: f64,
+    trained_min: f64,
+    global_mean: f64,
+    ceiling_mean: f64,
+    pass_mean: f64,
+    follow_gap: f64,
+    unseen: f64,
+    max_lost: f64,
+    product_answers: Vec<(String, usize, usize)>,
+    calls_per_log: f64,
+    agreement: f64,
+}
+
+fn figures(r: &SeedResult) -> Figures {
+    let rows: Vec<&TopicRow> = r.topics.values().collect();
+    let mean = |g: &dyn Fn(&TopicRow) -> f64| {
+        rows.iter().map(|row| g(row)).sum::<f64>() / rows.len().max(1) as f64
+    };
+    let (un, up) = r
+        .unseen
+        .values()
+        .fold((0, 0), |(a, b), (n, p)| (a + n, b + p));
+    Figures {
+        trained_mean: mean(&|row| pct(row.uno, row.n)),
+        trained_min: rows
+            .iter()
+            .map(|row| pct(row.uno, row.n))
+            .fold(f64::INFINITY, f64::min),
+        global_mean: mean(&|row| pct(row.global, row.n)),
+        ceiling_mean: mean(&|row| pct(row.ceiling, row.n)),
+        pass_mean: mean(&|row| pct(row.pass, row.n)),
+        follow_gap: mean(&|row| pct(row.uno, row.n))
+            - mean(&|row| pct(row.follow_uno, row.follow_n)),
+        unseen: pct(up, un),
+        max_lost: rows
+            .iter()
+            .map(|row| pct(row.lost, row.n))
+            .fold(0.0, f64::max),
+        product_answers: {
+            // Fewest ids first, as the table's header says.
+            let mut v: Vec<(String, usize, usize)> = r
+                .products
+                .iter()
+                .map(|(p, (ids, uno, _, _))| (p.clone(), *ids, *uno))
+                .collect();
+            v.sort_by_key(|p| p.1);
+            v
+        },
+        calls_per_log: r.worker_calls as f64 / r.feedback_logs.max(1) as f64,
+        agreement: pct(r.agreement.1, r.agreement.0),
+    }
+}
+
+fn print_seed(r: &SeedResult) {
+    println!(
+        "\nseed {} ({:.0} s): {} feedback logs ({} worker stage failures), {} worker LLM calls ({:.2} per log) {:?}",
+        r.seed,
+        r.secs,
+        r.feedback_logs,
+        r.stage_failures,
+        r.worker_calls,
+        r.worker_calls as f64 / r.feedback_logs.max(1) as f64,
+        r.worker_calls_by_kind
+    );
+    if r.unknown_prompts > 0 {
+        println!(
+            "UNKNOWN PROMPTS: the scripted model met {} prompt(s) of no known type",
+            r.unknown_prompts
+        );
+    }
+    let clusters: Vec<String> = r
+        .clusters
+        .iter()
+        .map(|c| {
+            format!(
+                "{}#{} {} logs {} ({} served rules)",
+                c["tenant"].as_str().unwrap_or(""),
+                c["id"].as_str().unwrap_or(""),
+                c["size"],
+                c["mode"].as_str().unwrap_or("").to_lowercase(),
+                c["served_rules"].as_array().map_or(0, Vec::len)
+            )
+        })
+        .collect();
+    println!("  clusters: {}", clusters.join("; "));
+    println!(
+        "  tenant  topic      preference       users   pass   uno global  ceil  follow  lost  paths"
+    );
+    for ((t, k), row) in &r.topics {
+        let paths: Vec<String> = row.paths.iter().map(|(p, n)| format!("{p}:{n}")).collect();
+        println!(
+            "  {t:<7} {k:<10} {:<16} {:>5}   {}   {}   {}   {}    {}   {}  {}",
+            row.pref,
+            row.users,
+            f(pct(row.pass, row.n)),
+            f(pct(row.uno, row.n)),
+            f(pct(row.global, row.n)),
+            f(pct(row.ceiling, row.n)),
+            f(pct(row.follow_uno, row.follow_n)),
+            f(pct(row.lost, row.n)),
+            paths.join(" ")
+        );
+    }
+    let g = figures(r);
+    let products: Vec<String> = r.products.iter().map(|(p, (ids, uno, global, rules))| {
+        format!("{p} ({ids} id{}): {uno} uno answers, {global} global-list answers, {rules} served rules", if *ids == 1 { "" } else { "s" })
+    }).collect();
+    println!(
+        "  unseen passed through {}%, routing agreement {}%; {}",
+        f(g.unseen),
+        f(g.agreement),
+        products.join("; ")
+    );
+}
+
+fn print_summary(args: &Args, results: &[SeedResult]) -> Value {
+    println!(
+        "\nsummary (system prompt {} bytes, embedder {}, holdout {}%, obedience {}): share of answers meeting the topic's preference, %",
+        args.system_prompt_bytes, args.embedder, args.holdout_percent, args.obedience
+    );
+    println!(
+        "  seed   pass   uno  uno-min  global  ceil  follow-gap  unseen-pt  max-lost  agree  product(1 id/3 ids)  calls/log"
+    );
+    let mut out = Vec::new();
+    for r in results {
+        let g = figures(r);
+        let prod: Vec<String> = g
+            .product_answers
+            .iter()
+            .map(|(_, _, n)| n.to_string())
+            .collect();
+        println!(
+            "  {:>4}   {}   {}     {}     {}   {}        {:>5.1}       {}       {}    {}   {:>18}   {:>8.2}",
+            r.seed,
+            f(g.pass_mean),
+            f(g.trained_mean),
+            f(g.trained_min),
+            f(g.global_mean),
+            f(g.ceiling_mean),
+            g.follow_gap,
+            f(g.unseen),
+            f(g.max_lost),
+            f(g.agreement),
+            prod.join("/"),
+            g.calls_per_log
+        );
+        let checks = [
+            ("trained uno mean >= 85", g.trained_mean >= 85.0),
+            ("every trained topic >= 75", g.trained_min >= 75.0),
+            (
+                "uno >= global list + 10",
+                g.trained_mean >= g.global_mean + 10.0,
+            ),
+            ("unseen passthrough >= 95", g.unseen >= 95.0),
+            (
+                "pushed products in 0 answers",
+                g.product_answers.iter().all(|p| p.2 == 0),
+            ),
+            ("no topic loses > 5% to another cluster", g.max_lost <= 5.0),
+            ("follow-up within 5 points", g.follow_gap.abs() <= 5.0),
+            ("<= 4 LLM calls per feedback log", g.calls_per_log <= 4.0),
+        ];
+        out.push(json!({"seed": r.seed, "checks": checks.iter().map(|(n, ok)| json!({"target": n, "met": ok})).collect::<Vec<_>>()}));
+        let failed: Vec<&str> = checks.iter().filter(|c| !c.1).map(|c| c.0).collect();
+        if failed.is_empty() {
+            println!("         every target met");
+        } else {
+            println!("         missed: {}", failed.join("; "));
+        }
+    }
+    let _ = Property::Brief;
+    Value::Array(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    /// The harness runs end to end on a small community: every prompt
+    /// the worker sends is one the scripted model knows, every trained
+    /// topic gets its queries, and stating a topic's preference works
+    /// (so the simulation can show a target met). It checks no target.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_community_runs_end_to_end() {
+        let args = Args::parse_from(["uno-bench", "--community", "--obedience", "1"]);
+        let sizes = Sizes {
+            queries_per_user: 3,
+            random_raters: 1,
+            pusher_queries: 6,
+            test_per_topic: 3,
+            follow_ups_per_topic: 1,
+            unseen_per_topic: 2,
+        };
+        let r = one_seed(&args, 1, sizes).await.expect("a community run");
+        assert_eq!(r.unknown_prompts, 0, "{:?}", r.worker_calls_by_kind);
+        assert!(r.feedback_logs > 50, "{} feedback logs", r.feedback_logs);
+        assert!(r.worker_calls > r.feedback_logs);
+        assert_eq!(r.topics.len(), 14);
+        for ((tenant, topic), row) in &r.topics {
+            assert_eq!(row.n, 3, "{tenant}/{topic}");
+            assert_eq!(
+                row.ceiling, 3,
+                "{tenant}/{topic}: the stated preference is followed"
+            );
+            assert_eq!(
+                row.pass, 0,
+                "{tenant}/{topic}: plain answers lack the preference"
+            );
+        }
+        assert_eq!(r.unseen.values().map(|u| u.0).sum::<usize>(), 20);
+        assert!(r.agreement.0 > 0);
+    }
+}
