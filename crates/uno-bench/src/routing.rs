@@ -72,6 +72,7 @@ fn snapshot(mode: Mode) -> anyhow::Result<Snapshot> {
         embedder_id: "bench".to_owned(),
         dim: 0,
         route_embedder: ROUTE_EMBEDDER.to_owned(),
+        routing: None,
         policy: Policy::Uno,
         settings: Settings {
             distance_threshold: 4.0,

@@ -129,7 +129,11 @@ pub struct Calibration {
 /// measures how the router then treats every point: `points` (row-major
 /// `n × dim`, unit vectors in the routing space) with their cluster
 /// `labels` (`< k`), which clusters are `routable`, and each one's distinct
-/// `users`. The calibration's false-accept step uses plain nearest-centroid
+/// `users`. `fresh`, when given (same shape as `points`), is each point as
+/// a *new* query would be embedded: when the space's weights were counted
+/// over the points themselves, a point's own words look less rare than a
+/// new query's words do, and the member and negative distances are taken
+/// from `fresh` so the radius fits new queries rather than logged ones. The calibration's false-accept step uses plain nearest-centroid
 /// routing; the reported rates and agreement use [`route_choice`] itself,
 /// margin included, so they are what the proxy will do.
 ///
@@ -144,8 +148,17 @@ pub fn calibrate(
     k: usize,
     routable: &[bool],
     users: &[u32],
+    fresh: Option<&[f32]>,
     options: &CalibrationOptions,
 ) -> Result<Calibration, ClusterError> {
+    let fresh = fresh.unwrap_or(points);
+    if fresh.len() != points.len() {
+        return Err(ClusterError::Length {
+            what: "fresh points",
+            got: fresh.len(),
+            expected: points.len(),
+        });
+    }
     for q in [options.quantile, options.false_accept] {
         if !(0.0..=1.0).contains(&q) {
             return Err(ClusterError::BadQuantile(q));
@@ -327,7 +340,17 @@ mod tests {
         }
         points.extend(&broad);
         let labels: Vec<usize> = (0..200).map(|i| i / 100).collect();
-        let cal = calibrate(&points, dim, &labels, 2, &[true, true], &[50, 50], &OPTIONS).unwrap();
+        let cal = calibrate(
+            &points,
+            dim,
+            &labels,
+            2,
+            &[true, true],
+            &[50, 50],
+            None,
+            &OPTIONS,
+        )
+        .unwrap();
         let zero = &cal.clusters[0];
         // The negatives constrain topic 0: its radius sits below the
         // members' own, and at most 2% of topic 1 is taken.
@@ -399,7 +422,7 @@ mod tests {
         let users = [80, 1, 50];
         let min_users = 3;
         let routable: Vec<bool> = users.iter().map(|&u| u >= min_users).collect();
-        let cal = calibrate(&points, dim, &labels, 3, &routable, &users, &OPTIONS).unwrap();
+        let cal = calibrate(&points, dim, &labels, 3, &routable, &users, None, &OPTIONS).unwrap();
         assert!(!cal.clusters[1].routable && cal.clusters[1].threshold == 0.0);
         let rows: Vec<usize> = (0..3).filter(|&c| routable[c]).collect();
         let matrix: Vec<f32> = rows

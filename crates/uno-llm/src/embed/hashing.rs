@@ -94,10 +94,24 @@ impl HashingEmbedder {
         parts: &[S],
         weights: Option<&FeatureWeights>,
     ) -> Vec<f32> {
+        match weights {
+            Some(w) => self.embed_parts_with(parts, |h| w.get(h)),
+            None => self.embed_parts_with(parts, |_| 1.0),
+        }
+    }
+
+    /// [`HashingEmbedder::embed_parts_weighted`] with any weight function
+    /// of the feature hash: the worker uses it to embed a logged text as a
+    /// new query would be embedded, with weights counted without that text.
+    pub fn embed_parts_with<S: AsRef<str>, W: Fn(u64) -> f32>(
+        &self,
+        parts: &[S],
+        weight: W,
+    ) -> Vec<f32> {
         let mut v = vec![0.0f32; self.dim];
         let mut features = Features {
             embedder: self,
-            weights,
+            weight,
             v: &mut v,
             word: FNV_OFFSET,
             pair: None,
@@ -211,9 +225,9 @@ fn scan_words(text: &str, sink: &mut impl WordSink) {
 /// Hashes each word's unigram and, with the word before it, its bigram
 /// (`"\x01" a " " b`), in one scan. Every feature adds ±1 or ±0.5, so the
 /// sums are exact in `f32` whatever the order features arrive in.
-struct Features<'a> {
+struct Features<'a, W> {
     embedder: &'a HashingEmbedder,
-    weights: Option<&'a FeatureWeights>,
+    weight: W,
     v: &'a mut [f32],
     /// The current word's unigram hash so far.
     word: u64,
@@ -223,20 +237,19 @@ struct Features<'a> {
     prefix: u64,
 }
 
-impl WordSink for Features<'_> {
+impl<W: Fn(u64) -> f32> WordSink for Features<'_, W> {
     fn byte(&mut self, b: u8) {
         self.word = fnv_byte(self.word, b);
         self.pair = self.pair.map(|h| fnv_byte(h, b));
         self.prefix = fnv_byte(self.prefix, b);
     }
     fn end(&mut self) {
-        let weight = |h: u64| self.weights.map_or(1.0, |w| w.get(h));
-        let unigram = weight(self.word);
+        let unigram = (self.weight)(self.word);
         if unigram != 0.0 {
             self.embedder.add(self.v, self.word, unigram);
         }
         if let Some(h) = self.pair {
-            let bigram = weight(h);
+            let bigram = (self.weight)(h);
             if bigram != 0.0 {
                 self.embedder.add(self.v, h, BIGRAM_WEIGHT * bigram);
             }
@@ -285,9 +298,11 @@ pub struct DocumentFrequencies {
 
 impl DocumentFrequencies {
     /// The weight of a feature not in [`DocumentFrequencies::common`]: that
-    /// of a feature seen in one text.
+    /// of a feature never seen, the largest. Features seen in one text
+    /// share it (they are as distinctive), and so, with one text counted,
+    /// a feature of that text is not mistaken for shared boilerplate.
     pub fn rare_weight(&self) -> f32 {
-        idf(self.texts, 1)
+        idf(self.texts, 0)
     }
 
     /// The features in at least two texts with their [`idf`] weights, the
@@ -579,8 +594,8 @@ mod tests {
         assert_eq!(weights.get(hash("politely")), 0.0);
         // In a third of them: ln(61/21).
         assert!((weights.get(hash("spaghetti")) - (61.0f32 / 21.0).ln()).abs() < 1e-6);
-        // Never seen: the rare weight ln(61/2).
-        assert!((weights.get(hash("quantum")) - (61.0f32 / 2.0).ln()).abs() < 1e-6);
+        // Never seen: the rare weight ln(61).
+        assert!((weights.get(hash("quantum")) - 61.0f32.ln()).abs() < 1e-6);
         // The prompt contributes nothing: with and without it, a query's
         // weighted vector differs only by the bigram joining the two.
         let q = "How do I boil spaghetti pasta for dinner case 99?";

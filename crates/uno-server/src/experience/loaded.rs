@@ -2,16 +2,18 @@
 //!
 //! Everything a request needs that can be computed once per snapshot is
 //! computed here, when the snapshot is loaded, never per request: the routing
-//! embedder rebuilt from its id, the routing centroids as one flat matrix,
+//! embedder rebuilt from its id with the tenant's feature weights (so the
+//! request path only reads a table), the routable clusters' centroids as
+//! one flat matrix with their radii and distinct users,
 //! each served rule's routing vector (so the critic's "rules most similar to
 //! the query" is a few dot products), and the header values.
 
 use std::sync::Arc;
 
 use http::HeaderValue;
-use uno_core::cluster::nearest;
+use uno_core::cluster::route_choice;
 use uno_core::snapshot::{Mode, Snapshot};
-use uno_llm::HashingEmbedder;
+use uno_llm::{FeatureWeights, HashingEmbedder};
 
 /// Why a snapshot cannot be served. The proxy keeps the tenant's previous
 /// snapshot then.
@@ -49,11 +51,20 @@ pub struct LoadedSnapshot {
 #[derive(Debug)]
 struct Router {
     embedder: HashingEmbedder,
+    /// The tenant's feature weights; `None` for snapshots from before them
+    /// (routed unweighted, as they were built).
+    weights: Option<FeatureWeights>,
     dim: usize,
     /// Row-major `k × dim`: the routable clusters' centroids.
     centroids: Vec<f32>,
     /// Row of `centroids` → index into `clusters`.
     rows: Vec<usize>,
+    /// Per row: the acceptance radius.
+    thresholds: Vec<f32>,
+    /// Per row: distinct users (0 in snapshots from before calibration).
+    users: Vec<u32>,
+    /// Ambiguity margin (0, plain nearest, in older snapshots).
+    margin: f32,
 }
 
 /// One cluster, as the request path uses it.
@@ -97,9 +108,17 @@ impl LoadedSnapshot {
             )
         };
         let dim = embedder.as_ref().map_or(0, uno_llm::Embedder::dim);
+        let weights = snapshot
+            .routing
+            .as_ref()
+            .map(|r| FeatureWeights::new(r.rare_weight, &r.common));
+        let margin = snapshot.routing.as_ref().map_or(0.0, |r| r.margin).max(0.0);
+        let margin = if margin.is_finite() { margin } else { 0.0 };
         let mut clusters = Vec::with_capacity(snapshot.clusters.len());
         let mut centroids = Vec::new();
         let mut rows = Vec::new();
+        let mut thresholds = Vec::new();
+        let mut users = Vec::new();
         for (i, c) in snapshot.clusters.iter().enumerate() {
             let bad = |problem: String| LoadError::BadCluster {
                 cluster: c.id.clone(),
@@ -107,8 +126,11 @@ impl LoadedSnapshot {
             };
             let rules: Vec<String> = c.served_rules().map(|r| r.text.clone()).collect();
             let mut rule_vectors = Vec::with_capacity(rules.len() * dim);
+            // A cluster calibrated as not routable (too few distinct
+            // users) keeps its data for audit but takes no queries.
+            let routable = c.route.as_ref().is_none_or(|r| r.routable);
             if let Some(embedder) = &embedder {
-                if !c.route_centroid.is_empty() {
+                if routable && !c.route_centroid.is_empty() {
                     if c.route_centroid.len() != dim {
                         return Err(bad(format!(
                             "routing centroid has {} values, the routing embedder {dim}",
@@ -122,9 +144,15 @@ impl LoadedSnapshot {
                     }
                     centroids.extend_from_slice(&c.route_centroid);
                     rows.push(i);
+                    thresholds.push(c.route_threshold);
+                    users.push(
+                        c.route
+                            .as_ref()
+                            .map_or(0, |r| u32::try_from(r.users).unwrap_or(u32::MAX)),
+                    );
                 }
                 for rule in &rules {
-                    rule_vectors.extend(embedder.embed_one(rule));
+                    rule_vectors.extend(embedder.embed_parts_weighted(&[rule], weights.as_ref()));
                 }
             }
             clusters.push(LoadedCluster {
@@ -143,9 +171,13 @@ impl LoadedSnapshot {
             version_header: HeaderValue::from(snapshot.version),
             router: embedder.map(|embedder| Router {
                 embedder,
+                weights,
                 dim,
                 centroids,
                 rows,
+                thresholds,
+                users,
+                margin,
             }),
             clusters,
         })
@@ -156,8 +188,10 @@ impl LoadedSnapshot {
         self.router.as_ref().is_some_and(|r| !r.rows.is_empty())
     }
 
-    /// The cluster `query` belongs to: the nearest centroid, if the query
-    /// lies within that cluster's unseen threshold.
+    /// The cluster `query` belongs to: the nearest routable centroid, if
+    /// the query lies within that cluster's calibrated radius, or the
+    /// cluster with more distinct users when the two nearest are within the
+    /// snapshot's margin ([`route_choice`]).
     pub fn route(&self, query: &str) -> Option<Routed> {
         self.route_parts(&[query])
     }
@@ -169,10 +203,19 @@ impl LoadedSnapshot {
         if router.rows.is_empty() {
             return None;
         }
-        let vector = router.embedder.embed_parts(parts);
-        let (row, distance) = nearest(&router.centroids, router.dim, &vector)?;
+        let vector = router
+            .embedder
+            .embed_parts_weighted(parts, router.weights.as_ref());
+        let row = route_choice(
+            &router.centroids,
+            router.dim,
+            &router.thresholds,
+            &router.users,
+            router.margin,
+            &vector,
+        )?;
         let cluster = *router.rows.get(row)?;
-        (distance <= self.clusters.get(cluster)?.threshold).then_some(Routed { cluster, vector })
+        Some(Routed { cluster, vector })
     }
 }
 
@@ -248,6 +291,7 @@ mod tests {
             embedder_id: "x".into(),
             dim: 0,
             route_embedder: route_embedder.into(),
+            routing: None,
             policy: Policy::Uno,
             settings: Settings {
                 distance_threshold: 4.0,
