@@ -108,6 +108,33 @@ impl HashingEmbedder {
         parts: &[S],
         weight: W,
     ) -> Vec<f32> {
+        let (v, _) = self.embed_inner(parts, weight);
+        v
+    }
+
+    /// [`HashingEmbedder::embed_parts_weighted`], or `None` when no feature
+    /// of the text weighs anything (it is empty, or says only what all the
+    /// tenant's traffic says): such a text has no topic, so the router
+    /// passes it through rather than place the fixed empty-text vector.
+    pub fn try_embed_parts_weighted<S: AsRef<str>>(
+        &self,
+        parts: &[S],
+        weights: Option<&FeatureWeights>,
+    ) -> Option<Vec<f32>> {
+        let (v, any) = match weights {
+            Some(w) => self.embed_inner(parts, |h| w.get(h)),
+            None => self.embed_inner(parts, |_| 1.0),
+        };
+        any.then_some(v)
+    }
+
+    /// The vector and whether it came from the text's features (rather
+    /// than the empty-text fallback).
+    fn embed_inner<S: AsRef<str>, W: Fn(u64) -> f32>(
+        &self,
+        parts: &[S],
+        weight: W,
+    ) -> (Vec<f32>, bool) {
         let mut v = vec![0.0f32; self.dim];
         let mut features = Features {
             embedder: self,
@@ -120,13 +147,14 @@ impl HashingEmbedder {
         for part in parts {
             scan_words(part.as_ref(), &mut features);
         }
-        if !l2_normalize(&mut v) {
+        let any = l2_normalize(&mut v);
+        if !any {
             // No words, or every feature cancelled out: a fixed unit vector.
             v.iter_mut().for_each(|x| *x = 0.0);
             self.add(&mut v, fnv_bytes(FNV_OFFSET, EMPTY_FEATURE), 1.0);
             l2_normalize(&mut v);
         }
-        v
+        (v, any)
     }
 
     /// The document frequency of each feature (word unigram or bigram, by
@@ -606,6 +634,15 @@ mod tests {
         assert_eq!(
             e.embed_parts_weighted(&[system_prompt()], Some(&weights)),
             e.embed_one("")
+        );
+        // ... and the router is told it has no topic.
+        assert!(
+            e.try_embed_parts_weighted(&[system_prompt()], Some(&weights))
+                .is_none()
+        );
+        assert_eq!(
+            e.try_embed_parts_weighted(&[q], Some(&weights)),
+            Some(without.clone())
         );
         // No weights: the plain embedding, bit for bit.
         assert_eq!(e.embed_parts_weighted(&[q], None), e.embed_one(q));

@@ -203,9 +203,11 @@ impl LoadedSnapshot {
         if router.rows.is_empty() {
             return None;
         }
+        // A text with no weighed feature (only what all the tenant's
+        // traffic says, or nothing) has no topic: pass it through.
         let vector = router
             .embedder
-            .embed_parts_weighted(parts, router.weights.as_ref());
+            .try_embed_parts_weighted(parts, router.weights.as_ref())?;
         let row = route_choice(
             &router.centroids,
             router.dim,
@@ -334,6 +336,65 @@ mod tests {
         let rules = loaded.clusters[1].rules_like(&tax.vector, 1);
         assert_eq!(rules, ["Cite the form number."]);
         assert_eq!(loaded.version_header, "3");
+    }
+
+    /// The worker's routing data as it publishes it: weights counted over
+    /// the members' texts, centroids and radii in that weighted space.
+    #[test]
+    fn routes_with_the_snapshots_weights_and_skips_unroutable_clusters() {
+        use uno_core::snapshot::{RouteCalibration, Routing};
+        let prompt = "You are Acme's assistant. Be brief and kind and helpful always.";
+        let topics = [
+            "boil pasta water salt",
+            "tax form freelance income",
+            "boil pasta water knife brand",
+        ];
+        let texts: Vec<String> = topics
+            .iter()
+            .flat_map(|t| (0..6).map(move |i| format!("{prompt}\n\n{t} case{i}")))
+            .collect();
+        let e = HashingEmbedder::new(64).unwrap();
+        let df = e.document_frequencies(&texts);
+        let (rare, common) = (df.rare_weight(), df.common(4096));
+        let weights = FeatureWeights::new(rare, &common);
+        let mut clusters = Vec::new();
+        for (k, members) in texts.chunks(6).enumerate() {
+            let points: Vec<f32> = members
+                .iter()
+                .flat_map(|t| e.embed_parts_weighted(&[t], Some(&weights)))
+                .collect();
+            let labels = vec![0; members.len()];
+            let centroid = uno_core::cluster::centroids(&points, 64, &labels, 1).unwrap();
+            let mut c = cluster(&k.to_string(), Mode::Primary, &[], &[]);
+            c.route_threshold =
+                uno_core::cluster::unseen_thresholds(&points, 64, &labels, &centroid, 1.0).unwrap()
+                    [0]
+                    * 1.5;
+            c.route_centroid = centroid;
+            c.route = Some(RouteCalibration {
+                routable: k != 2,
+                users: if k == 2 { 1 } else { 6 },
+                ..RouteCalibration::default()
+            });
+            clusters.push(c);
+        }
+        let mut s = snapshot("hashing:v1:64", clusters);
+        s.routing = Some(Routing {
+            texts: texts.len(),
+            rare_weight: rare,
+            common,
+            margin: 0.05,
+            min_users: 3,
+            ..Routing::default()
+        });
+        let loaded = LoadedSnapshot::load(&s).unwrap();
+        let route = |q: &str| loaded.route_parts(&[prompt, q]).map(|r| r.cluster);
+        assert_eq!(route("boil pasta water salt case9"), Some(0));
+        assert_eq!(route("tax form freelance income case9"), Some(1));
+        // The one-user cluster takes nothing, even its own wording.
+        assert_ne!(route("boil pasta water knife brand case9"), Some(2));
+        // The shared prompt alone routes nowhere.
+        assert_eq!(loaded.route(prompt).map(|r| r.cluster), None);
     }
 
     #[test]
