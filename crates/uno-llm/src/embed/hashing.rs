@@ -382,6 +382,17 @@ pub struct FeatureWeights {
     rare: f32,
     slots: Vec<Option<(u64, f32)>>,
     mask: usize,
+    /// `64 − log2(slots.len())`: the slot is the top bits of the hash's
+    /// Fibonacci product (one multiply; most features of a long shared
+    /// prompt weigh 0 and cost only this lookup).
+    shift: u32,
+}
+
+/// The slot of `h` in a table of `2^(64 − shift)` slots.
+fn slot(h: u64, shift: u32) -> usize {
+    h.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .checked_shr(shift)
+        .unwrap_or(0) as usize
 }
 
 impl FeatureWeights {
@@ -392,9 +403,10 @@ impl FeatureWeights {
         let size = (common.len() * 2).next_power_of_two().max(1);
         let mut slots: Vec<Option<(u64, f32)>> = vec![None; size];
         let mask = size - 1;
+        let shift = 64 - size.trailing_zeros();
         let clean = |w: f32| if w.is_finite() { w.max(0.0) } else { 0.0 };
         for &(h, w) in common {
-            let mut i = (mix(h) as usize) & mask;
+            let mut i = slot(h, shift);
             loop {
                 match slots[i] {
                     Some((k, _)) if k == h => break,
@@ -410,12 +422,13 @@ impl FeatureWeights {
             rare: clean(rare),
             slots,
             mask,
+            shift,
         }
     }
 
     /// The weight of the feature with hash `h`.
     pub fn get(&self, h: u64) -> f32 {
-        let mut i = (mix(h) as usize) & self.mask;
+        let mut i = slot(h, self.shift);
         // The table is at most half full, so a probe meets an empty slot.
         for _ in 0..self.slots.len() {
             match self.slots.get(i).copied().flatten() {
