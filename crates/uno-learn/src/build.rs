@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
-    CalibrationOptions, ClusterError, WardOptions, calibrate, centroids, combine,
+    CalibrationOptions, ClusterError, RoutePoints, WardOptions, calibrate, centroids, combine,
     unseen_thresholds, ward_auto,
 };
 use uno_core::config::LearnConfig;
@@ -163,13 +163,15 @@ pub fn plan_clusters(
         .map(|&u| u as usize >= config.route_min_users)
         .collect();
     let calibration = calibrate(
-        &route_queries,
-        route_dim,
-        labels,
+        &RoutePoints {
+            points: &route_queries,
+            dim: route_dim,
+            labels,
+            fresh: fresh.as_deref(),
+        },
         k,
         &routable,
         &users,
-        fresh.as_deref(),
         &CalibrationOptions {
             quantile: config.unseen_quantile,
             false_accept: config.route_false_accept,

@@ -77,6 +77,20 @@ pub fn route_choice(
     (d1 <= thresholds[i]).then_some(i)
 }
 
+/// The points [`calibrate`] works on.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePoints<'a> {
+    /// Row-major `n × dim` unit vectors in the routing space.
+    pub points: &'a [f32],
+    /// Vector length.
+    pub dim: usize,
+    /// Each point's cluster.
+    pub labels: &'a [usize],
+    /// Each point as a new query would be embedded (see [`calibrate`]);
+    /// `None` when that is `points` itself.
+    pub fresh: Option<&'a [f32]>,
+}
+
 /// What [`calibrate`] aims for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CalibrationOptions {
@@ -126,10 +140,10 @@ pub struct Calibration {
 }
 
 /// Calibrates each cluster's routing radius (see the module docs) and
-/// measures how the router then treats every point: `points` (row-major
-/// `n × dim`, unit vectors in the routing space) with their cluster
-/// `labels` (`< k`), which clusters are `routable`, and each one's distinct
-/// `users`. `fresh`, when given (same shape as `points`), is each point as
+/// measures how the router then treats every point: `data.points`
+/// (row-major `n × dim`, unit vectors in the routing space) with their
+/// cluster `labels` (`< k`), which clusters are `routable`, and each one's
+/// distinct `users`. `data.fresh`, when given (same shape), is each point as
 /// a *new* query would be embedded: when the space's weights were counted
 /// over the points themselves, a point's own words look less rare than a
 /// new query's words do, and the member and negative distances are taken
@@ -142,15 +156,18 @@ pub struct Calibration {
 /// A malformed matrix, labels or per-cluster slices of another length
 /// than `k`, or options outside `[0, 1]`.
 pub fn calibrate(
-    points: &[f32],
-    dim: usize,
-    labels: &[usize],
+    data: &RoutePoints<'_>,
     k: usize,
     routable: &[bool],
     users: &[u32],
-    fresh: Option<&[f32]>,
     options: &CalibrationOptions,
 ) -> Result<Calibration, ClusterError> {
+    let RoutePoints {
+        points,
+        dim,
+        labels,
+        fresh,
+    } = *data;
     let fresh = fresh.unwrap_or(points);
     if fresh.len() != points.len() {
         return Err(ClusterError::Length {
@@ -341,13 +358,15 @@ mod tests {
         points.extend(&broad);
         let labels: Vec<usize> = (0..200).map(|i| i / 100).collect();
         let cal = calibrate(
-            &points,
-            dim,
-            &labels,
+            &RoutePoints {
+                points: &points,
+                dim,
+                labels: &labels,
+                fresh: None,
+            },
             2,
             &[true, true],
             &[50, 50],
-            None,
             &OPTIONS,
         )
         .unwrap();
@@ -422,7 +441,19 @@ mod tests {
         let users = [80, 1, 50];
         let min_users = 3;
         let routable: Vec<bool> = users.iter().map(|&u| u >= min_users).collect();
-        let cal = calibrate(&points, dim, &labels, 3, &routable, &users, None, &OPTIONS).unwrap();
+        let cal = calibrate(
+            &RoutePoints {
+                points: &points,
+                dim,
+                labels: &labels,
+                fresh: None,
+            },
+            3,
+            &routable,
+            &users,
+            &OPTIONS,
+        )
+        .unwrap();
         assert!(!cal.clusters[1].routable && cal.clusters[1].threshold == 0.0);
         let rows: Vec<usize> = (0..3).filter(|&c| routable[c]).collect();
         let matrix: Vec<f32> = rows

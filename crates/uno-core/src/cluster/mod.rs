@@ -38,7 +38,9 @@ mod ward;
 
 pub use approx::{Approximation, WardOptions, ward_auto};
 pub use ari::adjusted_rand_index;
-pub use calibrate::{Calibration, CalibrationOptions, ClusterCalibration, calibrate, route_choice};
+pub use calibrate::{
+    Calibration, CalibrationOptions, ClusterCalibration, RoutePoints, calibrate, route_choice,
+};
 pub use dendrogram::{Clustering, Dendrogram, Merge};
 pub use error::ClusterError;
 pub use route::{add_to_centroid, centroids, nearest, unseen_thresholds};
