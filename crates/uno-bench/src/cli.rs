@@ -92,6 +92,13 @@ pub struct Args {
     /// each step (routing embed, nearest centroid, block injection).
     #[arg(long)]
     pub routing: bool,
+    /// With --routing: bytes of a fixed system prompt the app puts in front
+    /// of every request (0: the body's short system prompt only). The
+    /// snapshot's routing weights, counted over a tenant corpus carrying
+    /// the same prompt, give it zero weight, but the router still scans it:
+    /// the 2 kB default is the case the routing cost target is about.
+    #[arg(long, default_value_t = 2048, value_name = "BYTES")]
+    pub system_bytes: usize,
 
     /// Instead of the load comparison, run the simulated community
     /// (issue 23): users teach uno through feedback, the learning worker

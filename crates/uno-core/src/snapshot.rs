@@ -188,6 +188,66 @@ pub struct Lift {
     pub z: f64,
 }
 
+/// How a cluster's routing acceptance was calibrated (see
+/// `uno_core::cluster::calibrate`): what its radius costs in-topic and what
+/// it lets in from other topics, so a person can see why queries pass
+/// through or are taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RouteCalibration {
+    /// Whether the proxy routes to the cluster at all: its members come
+    /// from at least [`Routing::min_users`] distinct users. A cluster of a
+    /// few users' logs is not routable on its own.
+    pub routable: bool,
+    /// Distinct users among the members.
+    pub users: usize,
+    /// The radius the members alone ask for: the unseen quantile of their
+    /// leave-one-out distances.
+    pub member_radius: f32,
+    /// The largest radius at which at most the false-accept target of other
+    /// routable clusters' members would be taken; absent when they do not
+    /// constrain it.
+    pub negative_radius: Option<f32>,
+    /// Share of members within the radius of the other members' centroid
+    /// (an estimate of the share of new in-topic queries accepted).
+    pub true_accept: f64,
+    /// Share of other routable clusters' members the router sends here.
+    pub false_accept: f64,
+    /// How many such members there were.
+    pub negatives: usize,
+    /// Share of the members the router sends here.
+    pub agreement: f64,
+}
+
+/// A tenant's routing space and how well it agrees with the clusters.
+///
+/// The proxy routes with the hashing embedder, weighting each word and
+/// word pair by its rarity in the tenant's logged routing texts (smoothed
+/// IDF), so text that most of the tenant's traffic carries (a fixed system
+/// prompt, a template, "How do I…") decides nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Routing {
+    /// Routing texts the weights were counted over.
+    pub texts: usize,
+    /// Weight of a feature not in `common`.
+    pub rare_weight: f32,
+    /// (feature hash, weight) of the features in at least two texts (the
+    /// most frequent, bounded), sorted by hash.
+    pub common: Vec<(u64, f32)>,
+    /// The false-accept rate each radius was calibrated for.
+    pub false_accept_target: f64,
+    /// An ambiguous query (its two nearest clusters within this distance
+    /// of each other) goes to the cluster with more distinct users.
+    pub margin: f32,
+    /// Distinct users a cluster needs to be routable.
+    pub min_users: usize,
+    /// Share of logs the router sends to their own (Ward) cluster.
+    pub agreement: f64,
+    /// The same over logs of routable clusters.
+    pub agreement_routable: f64,
+    /// Share of logs the router passes through.
+    pub passthrough: f64,
+}
+
 /// Everything the proxy needs about one cluster.
 /// The default is an empty passthrough cluster, a base for tests and tools
 /// that set only what they need.
@@ -214,6 +274,11 @@ pub struct ClusterExperience {
     /// same quantile of the members' distances to `route_centroid`.
     #[serde(default)]
     pub route_threshold: f32,
+    /// How `route_threshold` was calibrated, and whether the cluster is
+    /// routable; absent in snapshots from before calibration (every cluster
+    /// with a routing centroid is routable then).
+    #[serde(default)]
+    pub route: Option<RouteCalibration>,
     /// What the proxy does here.
     pub mode: Mode,
     /// Why, in words (gap, win rate, support).
@@ -268,6 +333,10 @@ pub struct Snapshot {
     /// id such as `hashing:v1:256`); empty in snapshots from before routing.
     #[serde(default)]
     pub route_embedder: String,
+    /// The routing weights and the routing report; absent in snapshots
+    /// from before them (the proxy routes unweighted then).
+    #[serde(default)]
+    pub routing: Option<Routing>,
     /// UNO or UNO-Single.
     pub policy: Policy,
     /// Thresholds used.
@@ -402,6 +471,7 @@ mod tests {
             embedder_id: "hash:8".into(),
             dim: 2,
             route_embedder: "hashing:v1:2".into(),
+            routing: None,
             policy: Policy::Uno,
             settings: Settings {
                 distance_threshold: 4.0,
@@ -445,12 +515,16 @@ mod tests {
         let mut value =
             serde_json::to_value(snapshot(vec![cluster("0", Mode::Primary, &[("a", true)])]))
                 .expect("serialises");
-        value.as_object_mut().map(|o| o.remove("route_embedder"));
+        value.as_object_mut().map(|o| {
+            o.remove("route_embedder");
+            o.remove("routing")
+        });
         for c in value["clusters"].as_array_mut().into_iter().flatten() {
             c.as_object_mut().map(|o| {
                 o.remove("route_centroid");
                 o.remove("route_threshold");
-                o.remove("lift")
+                o.remove("lift");
+                o.remove("route")
             });
         }
         for r in value["clusters"][0]["rules"]
@@ -471,6 +545,7 @@ mod tests {
         assert!(old.route_embedder.is_empty());
         assert!(old.clusters[0].route_centroid.is_empty());
         assert!(old.clusters[0].lift.is_none());
+        assert!(old.routing.is_none() && old.clusters[0].route.is_none());
     }
 
     #[test]

@@ -7,12 +7,16 @@ use std::collections::{HashMap, HashSet};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
-    ClusterError, WardOptions, centroids, combine, unseen_thresholds, ward_auto,
+    CalibrationOptions, ClusterError, RoutePoints, WardOptions, calibrate, centroids, combine,
+    unseen_thresholds, ward_auto,
 };
 use uno_core::config::LearnConfig;
-use uno_core::snapshot::{Gap, Lesson, Mode, Policy, Rule, Snapshot, Validation};
-use uno_llm::HashingEmbedder;
+use uno_core::snapshot::{
+    Gap, Lesson, Mode, Policy, RouteCalibration, Routing, Rule, Snapshot, Validation,
+};
 use uno_llm::embed::Embedder;
+use uno_llm::embed::idf;
+use uno_llm::{FeatureWeights, HashingEmbedder};
 use uno_store::learn::LearnLog;
 use uuid::Uuid;
 
@@ -37,12 +41,24 @@ pub struct ClusterPlan {
     /// Routing centroid in the routing embedder's space (see
     /// [`route_embedder`]).
     pub route_centroid: Vec<f32>,
-    /// Unseen-distance threshold in the routing space.
+    /// Acceptance radius in the routing space, calibrated against
+    /// negatives (0 when the cluster is not routable).
     pub route_threshold: f32,
+    /// How `route_threshold` was calibrated.
+    pub route: RouteCalibration,
     /// Cognitive gap.
     pub gap: Gap,
     /// Majority language.
     pub lang: String,
+}
+
+/// The clusters of a tenant and its routing space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plans {
+    /// The clusters, in id order.
+    pub clusters: Vec<ClusterPlan>,
+    /// The routing weights and the routing report; `None` without logs.
+    pub routing: Option<Routing>,
 }
 
 /// The embedder the proxy routes with: feature hashing, microseconds per
@@ -55,13 +71,25 @@ pub fn route_embedder(config: &LearnConfig) -> Result<HashingEmbedder, ClusterEr
 /// Clusters the ready logs. All logs must carry vectors of one embedder
 /// (the store returns them so); logs whose vectors have another length are
 /// an error rather than silently mixed.
+///
+/// The clusters are then placed in the routing space: the logs' routing
+/// texts embedded with the hashing embedder, each feature weighted by its
+/// rarity among this tenant's routing texts (`learn.route_idf`), so what
+/// most of the traffic says (a fixed system prompt, a template, a common
+/// opening) moves no vector. Each cluster's routing centroid is its
+/// members' mean there, and its acceptance radius is calibrated against
+/// other clusters' members (`uno_core::cluster::calibrate`); clusters of
+/// fewer than `learn.route_min_users` distinct users are not routable.
 pub fn plan_clusters(
     logs: &[LearnLog],
     config: &LearnConfig,
     previous: Option<&Snapshot>,
-) -> Result<Vec<ClusterPlan>, ClusterError> {
+) -> Result<Plans, ClusterError> {
     let Some(first) = logs.first() else {
-        return Ok(Vec::new());
+        return Ok(Plans {
+            clusters: Vec::new(),
+            routing: None,
+        });
     };
     let dim = first.query_vec.len();
     let mut combined = Vec::with_capacity(logs.len() * dim * 2);
@@ -87,31 +115,93 @@ pub fn plan_clusters(
     let labels = &clustering.labels;
     let centres = centroids(&queries, dim, labels, k)?;
     let thresholds = unseen_thresholds(&queries, dim, labels, &centres, config.unseen_quantile)?;
-    // The same clusters, in the space the proxy routes in.
-    let route = route_embedder(config)?;
-    let route_dim = route.dim();
-    let mut route_queries = Vec::with_capacity(logs.len() * route_dim);
-    for log in logs {
-        route_queries.extend(route.embed_one(&crate::source::route_text(&log.input)));
-    }
-    let route_centres = centroids(&route_queries, route_dim, labels, k)?;
-    let route_thresholds = unseen_thresholds(
-        &route_queries,
-        route_dim,
-        labels,
-        &route_centres,
-        config.unseen_quantile,
-    )?;
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
     for (i, &l) in labels.iter().enumerate() {
         members[l].push(i);
     }
+    // The same clusters, in the space the proxy routes in.
+    let route = route_embedder(config)?;
+    let route_dim = route.dim();
+    // The users' own words, as the proxy routes (`uno_core::query`).
+    let owned: Vec<String> = logs
+        .iter()
+        .map(|l| crate::source::route_text(&l.input))
+        .collect();
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let df = config.route_idf.then(|| route.document_frequencies(&texts));
+    let (rare_weight, common) = match &df {
+        Some(df) => (df.rare_weight(), df.common(config.route_max_features)),
+        None => (1.0, Vec::new()),
+    };
+    let weights = FeatureWeights::new(rare_weight, &common);
+    let mut route_queries = Vec::with_capacity(logs.len() * route_dim);
+    for text in &texts {
+        route_queries.extend(route.embed_parts_weighted(&[text], Some(&weights)));
+    }
+    // Each log as a new query would look: weights counted without it (its
+    // features one text less frequent), so its own words are as rare as a
+    // new query's unseen words, and the calibrated radii fit new queries.
+    let fresh: Option<Vec<f32>> = df.as_ref().map(|df| {
+        let listed: HashSet<u64> = common.iter().map(|(h, _)| *h).collect();
+        let others = df.texts.saturating_sub(1);
+        let mut out = Vec::with_capacity(route_queries.len());
+        for text in &texts {
+            out.extend(
+                route.embed_parts_with(&[text], |h| match df.counts.get(&h) {
+                    Some(&d) if d >= 3 && listed.contains(&h) => idf(others, d - 1),
+                    _ => idf(others, 0),
+                }),
+            );
+        }
+        out
+    });
+    let users: Vec<u32> = members
+        .iter()
+        .map(|ms| {
+            let distinct: HashSet<String> =
+                ms.iter().map(|&i| contributor(&logs[i].input)).collect();
+            u32::try_from(distinct.len()).unwrap_or(u32::MAX)
+        })
+        .collect();
+    let routable: Vec<bool> = users
+        .iter()
+        .map(|&u| u as usize >= config.route_min_users)
+        .collect();
+    let calibration = calibrate(
+        &RoutePoints {
+            points: &route_queries,
+            dim: route_dim,
+            labels,
+            fresh: fresh.as_deref(),
+        },
+        k,
+        &routable,
+        &users,
+        &CalibrationOptions {
+            quantile: config.unseen_quantile,
+            false_accept: config.route_false_accept,
+            margin: config.route_margin,
+        },
+    )?;
+    let routing = Routing {
+        texts: logs.len(),
+        rare_weight,
+        common,
+        false_accept_target: config.route_false_accept,
+        margin: config.route_margin,
+        min_users: config.route_min_users,
+        agreement: calibration.agreement,
+        agreement_routable: calibration.agreement_routable,
+        passthrough: calibration.passthrough,
+    };
+    let route_centres = &calibration.centroids;
     let ids = stable_ids(logs, &members, previous);
     let mut plans: Vec<ClusterPlan> = members
         .into_iter()
         .enumerate()
         .map(|(c, members)| {
             let (train, holdout) = split(&members, logs, config.holdout, config.seed);
+            let cal = &calibration.clusters[c];
             ClusterPlan {
                 id: ids[c].clone(),
                 gap: gap(&members, logs),
@@ -119,7 +209,17 @@ pub fn plan_clusters(
                 centroid: centres[c * dim..(c + 1) * dim].to_vec(),
                 unseen_threshold: thresholds[c],
                 route_centroid: route_centres[c * route_dim..(c + 1) * route_dim].to_vec(),
-                route_threshold: route_thresholds[c],
+                route_threshold: cal.threshold,
+                route: RouteCalibration {
+                    routable: cal.routable,
+                    users: users[c] as usize,
+                    member_radius: cal.member_radius,
+                    negative_radius: cal.negative_radius,
+                    true_accept: cal.true_accept,
+                    false_accept: cal.false_accept,
+                    negatives: cal.negatives,
+                    agreement: cal.agreement,
+                },
                 members,
                 train,
                 holdout,
@@ -127,7 +227,10 @@ pub fn plan_clusters(
         })
         .collect();
     plans.sort_by(|a, b| natural(&a.id).cmp(&natural(&b.id)).then(a.id.cmp(&b.id)));
-    Ok(plans)
+    Ok(Plans {
+        clusters: plans,
+        routing: Some(routing),
+    })
 }
 
 fn natural(id: &str) -> u64 {

@@ -197,6 +197,7 @@ mod tests {
             embedder_id: "e".into(),
             dim: 1,
             route_embedder: String::new(),
+            routing: None,
             policy: Policy::Uno,
             settings: Settings {
                 distance_threshold: 4.0,

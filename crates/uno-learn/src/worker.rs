@@ -434,13 +434,36 @@ impl Worker {
         let logs = Arc::new(logs);
         let plan_logs = Arc::clone(&logs);
         let prev = previous.clone();
-        let plans = tokio::task::spawn_blocking(move || {
+        let build::Plans {
+            clusters: plans,
+            routing,
+        } = tokio::task::spawn_blocking(move || {
             build::plan_clusters(&plan_logs, &config, prev.as_ref())
         })
         .await
         .map_err(|err| WorkerError::Config(format!("clustering task failed: {err}")))?
         .map_err(|err| WorkerError::Config(format!("clustering failed: {err}")))?;
         progress.advance(logs.len() as u64);
+        if let Some(r) = &routing {
+            let routable = plans.iter().filter(|p| p.route.routable).count();
+            tracing::info!(
+                tenant,
+                agreement = r.agreement,
+                agreement_routable = r.agreement_routable,
+                passthrough = r.passthrough,
+                routable,
+                clusters = plans.len(),
+                "routing calibrated"
+            );
+            progress.note(&format!(
+                "tenant {tenant}: routing agreement {:.1}% of logs ({:.1}% in routable clusters), \
+                 {:.1}% pass through; {routable} of {} clusters routable",
+                100.0 * r.agreement,
+                100.0 * r.agreement_routable,
+                100.0 * r.passthrough,
+                plans.len()
+            ));
+        }
         progress.phase(&format!("build and validate {tenant}"), plans.len() as u64);
         let mut clusters = Vec::with_capacity(plans.len());
         for plan in &plans {
@@ -463,6 +486,7 @@ impl Worker {
             route_embedder: build::route_embedder(&self.config)
                 .map(|e| e.id().to_owned())
                 .map_err(|err| WorkerError::Config(format!("learn.route_dim: {err}")))?,
+            routing,
             policy: self.config.policy,
             settings: self.config.settings(),
             logs: logs.len(),
@@ -622,6 +646,7 @@ impl Worker {
             unseen_threshold: plan.unseen_threshold,
             route_centroid: plan.route_centroid.clone(),
             route_threshold: plan.route_threshold,
+            route: Some(plan.route.clone()),
             mode,
             decision,
             gap: plan.gap,

@@ -442,6 +442,7 @@ fn snapshot(tenant: &str, logs: usize, clusters: Vec<ClusterExperience>) -> Snap
         embedder_id: "hashing:v1:8".to_owned(),
         dim: 8,
         route_embedder: String::new(),
+        routing: None,
         policy: Policy::Uno,
         settings: settings(),
         logs,

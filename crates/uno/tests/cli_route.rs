@@ -66,6 +66,7 @@ fn snapshot() -> Snapshot {
         embedder_id: "hashing:v1:256+user-words:v1".into(),
         dim: 0,
         route_embedder: format!("hashing:v1:{}", LearnConfig::default().route_dim),
+        routing: None,
         policy: Policy::Uno,
         settings: Settings {
             distance_threshold: 4.0,

@@ -71,6 +71,7 @@ fn snapshot(tenant: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
         embedder_id: "hash:8".into(),
         dim: 2,
         route_embedder: "hashing:v1:2".into(),
+        routing: None,
         policy: Policy::Uno,
         settings: Settings {
             distance_threshold: 4.0,

@@ -14,7 +14,9 @@
 //! - [`adjusted_rand_index`]: scikit-learn's `adjusted_rand_score`, to compare
 //!   partitions.
 //! - [`nearest`], [`centroids`], [`unseen_thresholds`], [`add_to_centroid`]:
-//!   the routing side.
+//!   the routing side; [`calibrate`] and [`route_choice`]: acceptance radii
+//!   calibrated against negatives, and the router's decision with its
+//!   minority guard.
 //! - [`l2_normalize`], [`combine`]: the method's vector conventions.
 //!
 //! Functions that take a user-supplied matrix validate it and return
@@ -23,6 +25,7 @@
 
 mod approx;
 mod ari;
+mod calibrate;
 mod dendrogram;
 mod error;
 mod kmeans;
@@ -35,6 +38,9 @@ mod ward;
 
 pub use approx::{Approximation, WardOptions, ward_auto};
 pub use ari::adjusted_rand_index;
+pub use calibrate::{
+    Calibration, CalibrationOptions, ClusterCalibration, RoutePoints, calibrate, route_choice,
+};
 pub use dendrogram::{Clustering, Dendrogram, Merge};
 pub use error::ClusterError;
 pub use route::{add_to_centroid, centroids, nearest, unseen_thresholds};

@@ -127,6 +127,25 @@ pub struct LearnConfig {
     /// embedder (milliseconds), so each cluster also gets a centroid and a
     /// threshold in this space.
     pub route_dim: usize,
+    /// Weight the routing embedder's words and word pairs by their rarity
+    /// in the tenant's logged routing texts (smoothed IDF), so a shared
+    /// system prompt or template decides no route. Off routes unweighted,
+    /// as before.
+    pub route_idf: bool,
+    /// Most weighted features a snapshot stores; rarer ones share one
+    /// weight. Bounds the snapshot whatever the traffic.
+    pub route_max_features: usize,
+    /// Share of other routable clusters' logs a cluster's routing radius may
+    /// take: each radius is the smaller of the members' own (quantile
+    /// `unseen_quantile` of their leave-one-out distances) and the largest
+    /// meeting this target.
+    pub route_false_accept: f64,
+    /// A query whose two nearest routable clusters are within this distance
+    /// of each other goes to the one with more distinct users.
+    pub route_margin: f32,
+    /// Distinct users a cluster's members must come from before queries are
+    /// routed to it; a few users' comments cannot take over a topic.
+    pub route_min_users: usize,
     /// Seconds between the proxy's checks for a newly activated snapshot
     /// (Postgres also notifies at once).
     pub snapshot_poll_secs: u64,
@@ -208,6 +227,11 @@ impl Default for LearnConfig {
             max_attempts: 3,
             exact_max_points: 20_000,
             route_dim: 256,
+            route_idf: true,
+            route_max_features: 4096,
+            route_false_accept: 0.01,
+            route_margin: 0.05,
+            route_min_users: 3,
             snapshot_poll_secs: 2,
             holdout_percent: 10,
             reflective_step_timeout_ms: 60_000,
@@ -260,6 +284,13 @@ impl LearnConfig {
         unit("length_min_ratio", self.length_min_ratio)?;
         unit("unseen_quantile", self.unseen_quantile)?;
         unit("min_support_share", self.min_support_share)?;
+        unit("route_false_accept", self.route_false_accept)?;
+        if !(self.route_margin.is_finite() && self.route_margin >= 0.0) {
+            return Err(format!(
+                "learn.route_margin must be 0 or more, not {}",
+                self.route_margin
+            ));
+        }
         if !(self.holdout > 0.0 && self.holdout < 1.0) {
             return Err(format!(
                 "learn.holdout must be strictly between 0 and 1, not {}",

@@ -27,7 +27,7 @@ mod hashing;
 mod local;
 mod upstream;
 
-pub use hashing::HashingEmbedder;
+pub use hashing::{DocumentFrequencies, FeatureWeights, HashingEmbedder, idf};
 #[cfg(feature = "local-embed")]
 pub use local::LocalEmbedder;
 pub use upstream::{UpstreamEmbedder, UpstreamEmbedderBuilder};

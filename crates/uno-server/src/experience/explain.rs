@@ -354,6 +354,7 @@ mod tests {
             embedder_id: "x".into(),
             dim: 0,
             route_embedder: "hashing:v1:64".into(),
+            routing: None,
             policy: Policy::Uno,
             settings: Settings {
                 distance_threshold: 4.0,

@@ -2,16 +2,18 @@
 //!
 //! Everything a request needs that can be computed once per snapshot is
 //! computed here, when the snapshot is loaded, never per request: the routing
-//! embedder rebuilt from its id, the routing centroids as one flat matrix,
+//! embedder rebuilt from its id with the tenant's feature weights (so the
+//! request path only reads a table), the routable clusters' centroids as
+//! one flat matrix with their radii and distinct users,
 //! each served rule's routing vector (so the critic's "rules most similar to
 //! the query" is a few dot products), and the header values.
 
 use std::sync::Arc;
 
 use http::HeaderValue;
-use uno_core::cluster::nearest;
+use uno_core::cluster::route_choice;
 use uno_core::snapshot::{Mode, Snapshot};
-use uno_llm::HashingEmbedder;
+use uno_llm::{FeatureWeights, HashingEmbedder};
 
 /// Why a snapshot cannot be served. The proxy keeps the tenant's previous
 /// snapshot then.
@@ -49,11 +51,20 @@ pub struct LoadedSnapshot {
 #[derive(Debug)]
 struct Router {
     embedder: HashingEmbedder,
+    /// The tenant's feature weights; `None` for snapshots from before them
+    /// (routed unweighted, as they were built).
+    weights: Option<FeatureWeights>,
     dim: usize,
     /// Row-major `k × dim`: the routable clusters' centroids.
     centroids: Vec<f32>,
     /// Row of `centroids` → index into `clusters`.
     rows: Vec<usize>,
+    /// Per row: the acceptance radius.
+    thresholds: Vec<f32>,
+    /// Per row: distinct users (0 in snapshots from before calibration).
+    users: Vec<u32>,
+    /// Ambiguity margin (0, plain nearest, in older snapshots).
+    margin: f32,
 }
 
 /// One cluster, as the request path uses it.
@@ -97,9 +108,17 @@ impl LoadedSnapshot {
             )
         };
         let dim = embedder.as_ref().map_or(0, uno_llm::Embedder::dim);
+        let weights = snapshot
+            .routing
+            .as_ref()
+            .map(|r| FeatureWeights::new(r.rare_weight, &r.common));
+        let margin = snapshot.routing.as_ref().map_or(0.0, |r| r.margin).max(0.0);
+        let margin = if margin.is_finite() { margin } else { 0.0 };
         let mut clusters = Vec::with_capacity(snapshot.clusters.len());
         let mut centroids = Vec::new();
         let mut rows = Vec::new();
+        let mut thresholds = Vec::new();
+        let mut users = Vec::new();
         for (i, c) in snapshot.clusters.iter().enumerate() {
             let bad = |problem: String| LoadError::BadCluster {
                 cluster: c.id.clone(),
@@ -107,8 +126,11 @@ impl LoadedSnapshot {
             };
             let rules: Vec<String> = c.served_rules().map(|r| r.text.clone()).collect();
             let mut rule_vectors = Vec::with_capacity(rules.len() * dim);
+            // A cluster calibrated as not routable (too few distinct
+            // users) keeps its data for audit but takes no queries.
+            let routable = c.route.as_ref().is_none_or(|r| r.routable);
             if let Some(embedder) = &embedder {
-                if !c.route_centroid.is_empty() {
+                if routable && !c.route_centroid.is_empty() {
                     if c.route_centroid.len() != dim {
                         return Err(bad(format!(
                             "routing centroid has {} values, the routing embedder {dim}",
@@ -122,9 +144,15 @@ impl LoadedSnapshot {
                     }
                     centroids.extend_from_slice(&c.route_centroid);
                     rows.push(i);
+                    thresholds.push(c.route_threshold);
+                    users.push(
+                        c.route
+                            .as_ref()
+                            .map_or(0, |r| u32::try_from(r.users).unwrap_or(u32::MAX)),
+                    );
                 }
                 for rule in &rules {
-                    rule_vectors.extend(embedder.embed_one(rule));
+                    rule_vectors.extend(embedder.embed_parts_weighted(&[rule], weights.as_ref()));
                 }
             }
             clusters.push(LoadedCluster {
@@ -143,9 +171,13 @@ impl LoadedSnapshot {
             version_header: HeaderValue::from(snapshot.version),
             router: embedder.map(|embedder| Router {
                 embedder,
+                weights,
                 dim,
                 centroids,
                 rows,
+                thresholds,
+                users,
+                margin,
             }),
             clusters,
         })
@@ -156,8 +188,10 @@ impl LoadedSnapshot {
         self.router.as_ref().is_some_and(|r| !r.rows.is_empty())
     }
 
-    /// The cluster `query` belongs to: the nearest centroid, if the query
-    /// lies within that cluster's unseen threshold.
+    /// The cluster `query` belongs to: the nearest routable centroid, if
+    /// the query lies within that cluster's calibrated radius, or the
+    /// cluster with more distinct users when the two nearest are within the
+    /// snapshot's margin ([`route_choice`]).
     pub fn route(&self, query: &str) -> Option<Routed> {
         self.route_parts(&[query])
     }
@@ -169,10 +203,21 @@ impl LoadedSnapshot {
         if router.rows.is_empty() {
             return None;
         }
-        let vector = router.embedder.embed_parts(parts);
-        let (row, distance) = nearest(&router.centroids, router.dim, &vector)?;
+        // A text with no weighed feature (only what all the tenant's
+        // traffic says, or nothing) has no topic: pass it through.
+        let vector = router
+            .embedder
+            .try_embed_parts_weighted(parts, router.weights.as_ref())?;
+        let row = route_choice(
+            &router.centroids,
+            router.dim,
+            &router.thresholds,
+            &router.users,
+            router.margin,
+            &vector,
+        )?;
         let cluster = *router.rows.get(row)?;
-        (distance <= self.clusters.get(cluster)?.threshold).then_some(Routed { cluster, vector })
+        Some(Routed { cluster, vector })
     }
 }
 
@@ -185,13 +230,23 @@ impl LoadedSnapshot {
         let Some(router) = self.router.as_ref() else {
             return Vec::new();
         };
-        let vector = router.embedder.embed_parts(parts);
+        let Some(vector) = router
+            .embedder
+            .try_embed_parts_weighted(parts, router.weights.as_ref())
+        else {
+            return Vec::new();
+        };
         let mut out: Vec<(usize, f32)> = router
             .centroids
             .chunks_exact(router.dim.max(1))
             .zip(&router.rows)
-            .filter_map(|(centroid, &cluster)| {
-                nearest(centroid, router.dim, &vector).map(|(_, d)| (cluster, d))
+            .map(|(centroid, &cluster)| {
+                let squared: f32 = centroid
+                    .iter()
+                    .zip(&vector)
+                    .map(|(c, v)| (c - v) * (c - v))
+                    .sum();
+                (cluster, squared.sqrt())
             })
             .collect();
         out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
@@ -266,6 +321,7 @@ mod tests {
             embedder_id: "x".into(),
             dim: 0,
             route_embedder: route_embedder.into(),
+            routing: None,
             policy: Policy::Uno,
             settings: Settings {
                 distance_threshold: 4.0,
@@ -308,6 +364,65 @@ mod tests {
         let rules = loaded.clusters[1].rules_like(&tax.vector, 1);
         assert_eq!(rules, ["Cite the form number."]);
         assert_eq!(loaded.version_header, "3");
+    }
+
+    /// The worker's routing data as it publishes it: weights counted over
+    /// the members' texts, centroids and radii in that weighted space.
+    #[test]
+    fn routes_with_the_snapshots_weights_and_skips_unroutable_clusters() {
+        use uno_core::snapshot::{RouteCalibration, Routing};
+        let prompt = "You are Acme's assistant. Be brief and kind and helpful always.";
+        let topics = [
+            "boil pasta water salt",
+            "tax form freelance income",
+            "boil pasta water knife brand",
+        ];
+        let texts: Vec<String> = topics
+            .iter()
+            .flat_map(|t| (0..6).map(move |i| format!("{prompt}\n\n{t} case{i}")))
+            .collect();
+        let e = HashingEmbedder::new(64).unwrap();
+        let df = e.document_frequencies(&texts);
+        let (rare, common) = (df.rare_weight(), df.common(4096));
+        let weights = FeatureWeights::new(rare, &common);
+        let mut clusters = Vec::new();
+        for (k, members) in texts.chunks(6).enumerate() {
+            let points: Vec<f32> = members
+                .iter()
+                .flat_map(|t| e.embed_parts_weighted(&[t], Some(&weights)))
+                .collect();
+            let labels = vec![0; members.len()];
+            let centroid = uno_core::cluster::centroids(&points, 64, &labels, 1).unwrap();
+            let mut c = cluster(&k.to_string(), Mode::Primary, &[], &[]);
+            c.route_threshold =
+                uno_core::cluster::unseen_thresholds(&points, 64, &labels, &centroid, 1.0).unwrap()
+                    [0]
+                    * 1.5;
+            c.route_centroid = centroid;
+            c.route = Some(RouteCalibration {
+                routable: k != 2,
+                users: if k == 2 { 1 } else { 6 },
+                ..RouteCalibration::default()
+            });
+            clusters.push(c);
+        }
+        let mut s = snapshot("hashing:v1:64", clusters);
+        s.routing = Some(Routing {
+            texts: texts.len(),
+            rare_weight: rare,
+            common,
+            margin: 0.05,
+            min_users: 3,
+            ..Routing::default()
+        });
+        let loaded = LoadedSnapshot::load(&s).unwrap();
+        let route = |q: &str| loaded.route_parts(&[prompt, q]).map(|r| r.cluster);
+        assert_eq!(route("boil pasta water salt case9"), Some(0));
+        assert_eq!(route("tax form freelance income case9"), Some(1));
+        // The one-user cluster takes nothing, even its own wording.
+        assert_ne!(route("boil pasta water knife brand case9"), Some(2));
+        // The shared prompt alone routes nowhere.
+        assert_eq!(loaded.route(prompt).map(|r| r.cluster), None);
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub fn snapshot(tenant: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
         embedder_id: "hashing:v1:256".into(),
         dim: ROUTE_DIM,
         route_embedder: HashingEmbedder::new(ROUTE_DIM).unwrap().id().to_owned(),
+        routing: None,
         policy: Policy::Uno,
         settings: Settings {
             distance_threshold: 4.0,
