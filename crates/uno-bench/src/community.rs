@@ -168,6 +168,44 @@ async fn start_uno(
     Ok((addr, state, writer, vec![refresh, serving]))
 }
 
+/// The local embedder's model directory, checked before any traffic is
+/// sent (the worker would only find out after the training phase): `path`
+/// if given, else uno's default (`target/models/all-MiniLM-L6-v2`), which
+/// is relative to the workspace root and so is also looked for there (a
+/// test's or another directory's working directory is not the root).
+fn local_model_dir(path: Option<&str>) -> anyhow::Result<String> {
+    if !cfg!(feature = "local-embed") {
+        bail!(
+            "--embedder local needs the MiniLM embedder compiled in: \
+             cargo run -p uno-bench --features local-embed -- --community --embedder local"
+        );
+    }
+    let given = path.map_or_else(|| Config::default().learn.embedder_path, str::to_owned);
+    let mut candidates = vec![std::path::PathBuf::from(&given)];
+    if path.is_none() && std::path::Path::new(&given).is_relative() {
+        candidates.push(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(&given),
+        );
+    }
+    candidates
+        .iter()
+        .find(|dir| dir.join("config.json").is_file() && dir.join("tokenizer.json").is_file())
+        .map(|dir| dir.to_string_lossy().into_owned())
+        .with_context(|| {
+            format!(
+                "--embedder local: no all-MiniLM-L6-v2 model (config.json, tokenizer.json) in {}; \
+                 run scripts/install-models.sh, or give --embedder-path DIR",
+                candidates
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+        })
+}
+
 async fn one_seed(args: &Args, seed: u64, sizes: Sizes) -> anyhow::Result<SeedResult> {
     let started = Instant::now();
     let community = generate(seed, args.system_prompt_bytes, sizes);
@@ -216,8 +254,8 @@ async fn one_seed(args: &Args, seed: u64, sizes: Sizes) -> anyhow::Result<SeedRe
         "local" => EmbedderKind::Local,
         other => bail!("--embedder {other}: hashing or local"),
     };
-    if let Some(path) = &args.embedder_path {
-        config.learn.embedder_path.clone_from(path);
+    if config.learn.embedder == EmbedderKind::Local {
+        config.learn.embedder_path = local_model_dir(args.embedder_path.as_deref())?;
     }
     config.validate().context("invalid uno configuration")?;
     let (addr, state, writer, tasks) = start_uno(&config, store.clone()).await?;
@@ -928,6 +966,33 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    /// `--embedder local` fails before any traffic, saying what to do: build
+    /// with the feature, or install the model; a directory with the
+    /// model's files is taken.
+    #[test]
+    fn the_local_model_is_checked_before_the_run() {
+        let err = local_model_dir(Some("/nonexistent/minilm"))
+            .expect_err("no model there")
+            .to_string();
+        let hint = if cfg!(feature = "local-embed") {
+            "install-models.sh"
+        } else {
+            "--features local-embed"
+        };
+        assert!(err.contains(hint), "{err}");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for f in ["config.json", "tokenizer.json"] {
+            std::fs::write(dir.path().join(f), "{}").expect("a file");
+        }
+        let path = dir.path().to_string_lossy().into_owned();
+        let got = local_model_dir(Some(&path));
+        if cfg!(feature = "local-embed") {
+            assert_eq!(got.ok(), Some(path));
+        } else {
+            assert!(got.is_err());
+        }
+    }
 
     /// uno's own consolidation prompt (`uno_learn::prompts`), answered by
     /// the scripted model, passes uno's own validation
