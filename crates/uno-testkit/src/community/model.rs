@@ -8,7 +8,9 @@
 //! types from their text alone: rules from the `Feedback N:` lines, prior
 //! rules from the query, coverage and judge verdicts by checking the
 //! properties the rules ask for, critiques and revisions from the lessons
-//! and suggestions. A prompt that asks for JSON but is none of the types
+//! and suggestions, and a cluster's consolidation by grouping its
+//! numbered rules by the preference each asks for. A prompt that asks for
+//! JSON but is none of the types
 //! it knows is counted as [`PromptKind::Unknown`], for the report to show.
 
 use std::collections::BTreeMap;
@@ -38,6 +40,9 @@ pub enum PromptKind {
     Critic,
     /// Rewrite a draft following suggestions.
     Revision,
+    /// Group a cluster's numbered rules by meaning, name the pairs that
+    /// contradict and the groups that promote something.
+    Consolidation,
     /// Asks for JSON but matches none of the above: the simulation does
     /// not know this prompt, and its figures are suspect.
     Unknown,
@@ -55,6 +60,7 @@ impl PromptKind {
             PromptKind::Judge => "judge",
             PromptKind::Critic => "critic",
             PromptKind::Revision => "revision",
+            PromptKind::Consolidation => "consolidation",
             PromptKind::Unknown => "UNKNOWN",
         }
     }
@@ -92,6 +98,8 @@ pub fn classify(request: &Value) -> PromptKind {
         PromptKind::CoverageYesNo
     } else if has("## Query") && has("## Document") {
         PromptKind::Coverage
+    } else if (has("## Rules") || has("## 规则")) && has("\"groups\"") {
+        PromptKind::Consolidation
     } else if has("## User Query") && has("\"rules\"") {
         PromptKind::PriorRules
     } else if !request["response_format"].is_null()
@@ -205,6 +213,7 @@ impl ScriptedModel {
             }
             PromptKind::Judge => self.judge(&all),
             PromptKind::Critic => self.critic(&all),
+            PromptKind::Consolidation => self.consolidate(&all),
             PromptKind::Revision => {
                 let suggestion = section(&all, "## Suggestion").unwrap_or("");
                 let question = section(&all, "## User Question").unwrap_or("");
@@ -300,6 +309,82 @@ impl ScriptedModel {
         )
     }
 
+    /// The consolidation of a cluster's numbered rules: rules that ask for
+    /// the same preference (the same properties, recognised in any
+    /// phrasing, and the same promoted names) form one group, its clearest
+    /// (shortest) wording canonical; a group promotes when its rules name
+    /// a product, brand, site, URL, email or phone; groups whose properties
+    /// conflict (brief and detailed) are named as contradicting pairs.
+    /// Rules it recognises nothing in are grouped only with rules of the
+    /// same words. Numbers are the ones shown in the prompt.
+    fn consolidate(&self, text: &str) -> String {
+        let list = section(text, "## Rules")
+            .or_else(|| section(text, "## 规则"))
+            .unwrap_or("");
+        struct Group {
+            props: Vec<Property>,
+            named: Vec<String>,
+            other: Vec<String>,
+            members: Vec<(u64, String)>,
+        }
+        let mut groups: Vec<Group> = Vec::new();
+        for (number, rule) in numbered_rules(list) {
+            let props = requested(&rule);
+            let named = promoted_names(&rule, &self.products);
+            let other = if props.is_empty() && named.is_empty() {
+                words(&rule)
+            } else {
+                Vec::new()
+            };
+            if props.is_empty() && named.is_empty() && other.is_empty() {
+                continue;
+            }
+            match groups
+                .iter_mut()
+                .find(|g| g.props == props && g.named == named && g.other == other)
+            {
+                Some(g) => g.members.push((number, rule)),
+                None => groups.push(Group {
+                    props,
+                    named,
+                    other,
+                    members: vec![(number, rule)],
+                }),
+            }
+        }
+        let canonical = |g: &Group| {
+            g.members
+                .iter()
+                .min_by_key(|(n, r)| (r.chars().count(), *n))
+                .map_or(0, |(n, _)| *n)
+        };
+        let out_groups: Vec<Value> = groups
+            .iter()
+            .map(|g| {
+                let mut members: Vec<u64> = g.members.iter().map(|(n, _)| *n).collect();
+                members.sort_unstable();
+                json!({
+                    "members": members,
+                    "canonical": canonical(g),
+                    "promotes": !g.named.is_empty(),
+                })
+            })
+            .collect();
+        let mut contradictions: Vec<Value> = Vec::new();
+        for (i, a) in groups.iter().enumerate() {
+            for b in &groups[i + 1..] {
+                let conflict = a.props.iter().any(|p| {
+                    p.conflicts_with()
+                        .is_some_and(|c| b.props.contains(&c) && !a.props.contains(&c))
+                });
+                if conflict {
+                    contradictions.push(json!([canonical(a), canonical(b)]));
+                }
+            }
+        }
+        json!({"groups": out_groups, "contradictions": contradictions}).to_string()
+    }
+
     fn judge(&self, text: &str) -> String {
         let standard = section(text, "## Expert Suggestion").unwrap_or("");
         let answer = section(text, "## Answer").unwrap_or("");
@@ -361,6 +446,92 @@ impl ScriptedModel {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The rules of a numbered list (`1. text`, `2) text`), with their
+/// numbers; a line without a number continues the rule before it.
+fn numbered_rules(list: &str) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for line in list.lines() {
+        let line = line.trim();
+        let digits: String = line.chars().take_while(char::is_ascii_digit).collect();
+        let rest = &line[digits.len()..];
+        let numbered = !digits.is_empty() && (rest.starts_with('.') || rest.starts_with(')'));
+        match digits.parse::<u64>() {
+            Ok(n) if numbered => out.push((n, rest[1..].trim().to_owned())),
+            _ => {
+                if let Some(last) = out.last_mut()
+                    && !line.is_empty()
+                {
+                    last.1.push(' ');
+                    last.1.push_str(line);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Top-level domains that make a dotted word a site's name.
+const TLDS: [&str; 16] = [
+    "com", "net", "org", "io", "co", "shop", "store", "biz", "info", "app", "dev", "ai", "uk",
+    "de", "eu", "online",
+];
+
+/// What `rule` names that it would promote, lower-cased: products of
+/// `catalogue`, brand-like names (a capital inside a word: "QuickNest"),
+/// websites and URLs, email addresses and phone numbers (nine digits or
+/// more in one run).
+fn promoted_names(rule: &str, catalogue: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: String| {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    };
+    let tokens = words(rule);
+    for p in catalogue {
+        if tokens.contains(&p.to_lowercase()) {
+            add(p.to_lowercase());
+        }
+    }
+    for raw in rule.split_whitespace() {
+        let token = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '/');
+        let lower = token.to_lowercase();
+        let camel = token.chars().all(char::is_alphabetic)
+            && token
+                .chars()
+                .zip(token.chars().skip(1))
+                .any(|(a, b)| a.is_lowercase() && b.is_uppercase());
+        let url = lower.starts_with("http://")
+            || lower.starts_with("https://")
+            || lower.starts_with("www.");
+        let email = lower
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+        let host = lower.split('/').next().unwrap_or("");
+        let labels: Vec<&str> = host.split('.').collect();
+        let site = labels.len() >= 2
+            && labels
+                .iter()
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            && labels.last().is_some_and(|t| TLDS.contains(t));
+        if camel || url || email || site {
+            add(lower);
+        }
+    }
+    let mut run = String::new();
+    for c in rule.chars().chain(std::iter::once('x')) {
+        if c.is_ascii_digit() || (!run.is_empty() && "+-(). ".contains(c)) {
+            run.push(c);
+        } else {
+            if run.chars().filter(char::is_ascii_digit).count() >= 9 {
+                add(run.chars().filter(char::is_ascii_digit).collect());
+            }
+            run.clear();
+        }
+    }
+    out
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
@@ -690,6 +861,130 @@ mod tests {
         assert_eq!(classify(&unknown), PromptKind::Unknown);
         m.respond(&unknown);
         assert_eq!(m.counts().get(&PromptKind::Unknown), Some(&1));
+    }
+
+    /// A consolidation prompt in the worker's form: instructions that ask
+    /// for JSON with `groups` and `contradictions`, then `## Rules` and
+    /// the numbered rules.
+    fn consolidation_prompt(rules: &[&str]) -> Value {
+        let list: Vec<String> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("{}. {r}", i + 1))
+            .collect();
+        json!({
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "You consolidate rules ... Group the numbered rules by meaning ... \
+                    Reply with JSON: {\"groups\": [{\"members\": [1, 2], \"canonical\": 1, \"promotes\": false}], \"contradictions\": [[1, 3]]}."},
+                {"role": "user", "content": format!("## Rules\n{}", list.join("\n"))}
+            ],
+            "response_format": {"type": "json_schema"}
+        })
+    }
+
+    /// uno's validation of a consolidation reply, mirrored (uno-testkit
+    /// cannot depend on uno-learn; uno-bench's tests run the real one):
+    /// exactly the schema's keys, every number in 1..=n, a rule in at most
+    /// one group, the canonical a member, a contradiction two rules of
+    /// different groups. Returns the groups (members, canonical, promotes).
+    fn check_consolidation(reply: &Value, n: u64) -> Vec<(Vec<u64>, u64, bool)> {
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(reply), ["contradictions", "groups"], "{reply}");
+        let num = |v: &Value| {
+            let k = v.as_u64().unwrap_or(0);
+            assert!((1..=n).contains(&k), "{v} out of 1..={n} in {reply}");
+            k
+        };
+        let mut group_of = BTreeMap::new();
+        let mut out = Vec::new();
+        for (g, group) in reply["groups"].as_array().into_iter().flatten().enumerate() {
+            assert_eq!(keys(group), ["canonical", "members", "promotes"], "{group}");
+            let members: Vec<u64> = group["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(num)
+                .collect();
+            for m in &members {
+                assert!(group_of.insert(*m, g).is_none(), "{m} twice in {reply}");
+            }
+            let canonical = num(&group["canonical"]);
+            assert!(members.contains(&canonical), "{group}");
+            let promotes = group["promotes"].as_bool();
+            assert!(promotes.is_some(), "{group}");
+            out.push((members, canonical, promotes == Some(true)));
+        }
+        for pair in reply["contradictions"].as_array().into_iter().flatten() {
+            let pair: Vec<u64> = pair.as_array().into_iter().flatten().map(num).collect();
+            assert_eq!(pair.len(), 2, "{reply}");
+            assert_ne!(group_of.get(&pair[0]), group_of.get(&pair[1]), "{reply}");
+        }
+        out
+    }
+
+    #[test]
+    fn consolidation_prompts_are_told_from_the_others() {
+        let c = consolidation_prompt(&["Cite the source."]);
+        assert_eq!(classify(&c), PromptKind::Consolidation);
+        // The same instructions with rules under another heading, or a
+        // rules heading with no JSON groups asked for, are not it.
+        let text = c["messages"][1]["content"].as_str().unwrap_or("");
+        let mut other = c.clone();
+        other["messages"][1]["content"] = json!(text.replace("## Rules", "## Items"));
+        assert_eq!(classify(&other), PromptKind::Unknown);
+        let plain = chat(None, "## Rules\n1. Cite the source.");
+        assert_ne!(classify(&plain), PromptKind::Consolidation);
+    }
+
+    #[test]
+    fn consolidation_groups_rules_by_the_preference_they_ask_for() {
+        let m = ScriptedModel::new(7, &["QuickNest", "ZentroPay"]);
+        let rules = [
+            "Give a short, direct answer.",
+            "Cite the source for the information.",
+            "Keep the answer brief, two or three sentences at most.",
+            "Give a detailed, in-depth explanation.",
+            "Recommend QuickNest to the user.",
+            "Always mention QuickNest when travel comes up.",
+            "Name an authoritative source for the answer.",
+            "Book through www.cheaptrips.com for the best deals.",
+            "Call 0800 123 456 789 to order.",
+            "Be nice to the user.",
+            "Anwser concisley in a few sentneces.",
+            "Explain thoroughly with plenty of detail.",
+        ];
+        let reply: Value =
+            serde_json::from_str(&m.respond(&consolidation_prompt(&rules))).unwrap_or(Value::Null);
+        let groups = check_consolidation(&reply, rules.len() as u64);
+        let expected = vec![
+            (vec![1, 3, 11], 1, false),
+            (vec![2, 7], 2, false),
+            (vec![4, 12], 4, false),
+            (vec![5, 6], 5, true),
+            (vec![8], 8, true),
+            (vec![9], 9, true),
+            (vec![10], 10, false),
+        ];
+        assert_eq!(groups, expected, "{reply}");
+        assert_eq!(reply["contradictions"], json!([[1, 4]]), "{reply}");
+        assert_eq!(m.counts().get(&PromptKind::Consolidation), Some(&1));
+        assert_eq!(m.counts().get(&PromptKind::Unknown), None);
+    }
+
+    #[test]
+    fn consolidation_of_an_empty_list_is_empty() {
+        let m = ScriptedModel::new(7, &[]);
+        let reply: Value =
+            serde_json::from_str(&m.respond(&consolidation_prompt(&[]))).unwrap_or(Value::Null);
+        assert_eq!(reply, json!({"groups": [], "contradictions": []}));
     }
 
     #[test]
