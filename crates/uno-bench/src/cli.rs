@@ -131,6 +131,14 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub holdout_percent: u8,
 
+    /// In community runs, a `[learn]` setting to override for the run, as
+    /// `KEY=VALUE` with the key as in uno.toml's `[learn]` table (e.g.
+    /// `--learn distance_threshold=2.0 --learn min_support_share=0.15`);
+    /// repeatable, the last of a key wins. `embedder`, `embedder_path` and
+    /// `holdout_percent` have flags of their own.
+    #[arg(long = "learn", value_name = "KEY=VALUE")]
+    pub learn: Vec<String>,
+
     /// In community runs, the probability that the scripted model follows
     /// each instruction it recognises (a real model misses some).
     #[arg(long, default_value_t = 0.95)]

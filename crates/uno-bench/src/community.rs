@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use uno_core::config::{ApiKeyConfig, Config, EmbedderKind};
+use uno_core::config::{ApiKeyConfig, Config, EmbedderKind, LearnConfig};
 use uno_core::snapshot::Snapshot;
 use uno_learn::{LogProgress, Worker};
 use uno_server::connection::Limits;
@@ -98,11 +98,67 @@ fn pct(a: usize, n: usize) -> f64 {
     }
 }
 
+/// `--learn KEY=VALUE` overrides, parsed over uno's `[learn]` defaults the
+/// way uno.toml's `[learn]` table is (so an unknown key or a value of the
+/// wrong type is refused, naming it). A value that is not a TOML literal
+/// is taken as a string (`policy=uno-single`). Returns the settings and the
+/// overrides as given (the last of each key), for the report.
+fn learn_overrides(given: &[String]) -> anyhow::Result<(LearnConfig, Vec<(String, String)>)> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for item in given {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--learn {item}: give KEY=VALUE, e.g. distance_threshold=2.0");
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            bail!(
+                "--learn {item}: the key must be a [learn] setting's name, e.g. distance_threshold"
+            );
+        }
+        if let Some(flag) = match key {
+            "embedder" => Some("--embedder"),
+            "embedder_path" => Some("--embedder-path"),
+            "holdout_percent" => Some("--holdout-percent"),
+            _ => None,
+        } {
+            bail!("--learn {item}: use {flag}");
+        }
+        pairs.retain(|(k, _)| k != key);
+        pairs.push((key.to_owned(), value.to_owned()));
+    }
+    let mut lines = Vec::new();
+    for (key, value) in &pairs {
+        let literal = format!("{key} = {value}");
+        let line = if Config::from_toml(&format!("[learn]\n{literal}\n")).is_ok() {
+            literal
+        } else {
+            let quoted = format!("{key} = {}", Value::String(value.clone()));
+            if let Err(e) = Config::from_toml(&format!("[learn]\n{quoted}\n")) {
+                bail!("--learn {key}={value}: {e}");
+            }
+            quoted
+        };
+        lines.push(line);
+    }
+    let config = Config::from_toml(&format!("[learn]\n{}\n", lines.join("\n")))
+        .map_err(|e| anyhow::anyhow!("--learn: {e}"))?;
+    config
+        .learn
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--learn: {e}"))?;
+    Ok((config.learn, pairs))
+}
+
 /// Runs every seed and prints the table; `--json` gets the figures.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.seeds.is_empty() {
         bail!("--seeds: give one or more seeds, e.g. 1,2,3");
     }
+    let (_, overrides) = learn_overrides(&args.learn)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -114,9 +170,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         print_seed(&r);
         results.push(r);
     }
-    let verdicts = print_summary(args, &results);
+    let verdicts = print_summary(args, &overrides, &results);
     if let Some(path) = &args.json {
         let doc = json!({
+            "learn_overrides": overrides.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "system_prompt_bytes": args.system_prompt_bytes,
             "embedder": args.embedder,
             "holdout_percent": args.holdout_percent,
@@ -232,7 +289,10 @@ async fn one_seed(args: &Args, seed: u64, sizes: Sizes) -> anyhow::Result<SeedRe
         .await
         .context("cannot migrate the database")?;
     let journal = tempfile::tempdir()?;
-    let mut config = Config::default();
+    let mut config = Config {
+        learn: learn_overrides(&args.learn)?.0,
+        ..Config::default()
+    };
     config
         .upstreams
         .first_mut()
@@ -771,8 +831,22 @@ fn seed_json(r: &SeedResult) -> Value {
         "worker_calls_per_log": r.worker_calls as f64 / r.feedback_logs.max(1) as f64,
         "worker_calls_by_kind": r.worker_calls_by_kind,
         "unknown_prompts": r.unknown_prompts,
+        "clusters_per_tenant": clusters_per_tenant(r).iter().map(|(t, (n, served))| (t.clone(), json!({"clusters": n, "with_served_rules": served}))).collect::<serde_json::Map<_, _>>(),
         "clusters": r.clusters,
     })
+}
+
+/// Tenant → (clusters, clusters with at least one served rule).
+fn clusters_per_tenant(r: &SeedResult) -> BTreeMap<String, (usize, usize)> {
+    let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for c in &r.clusters {
+        let e = out
+            .entry(c["tenant"].as_str().unwrap_or_default().to_owned())
+            .or_default();
+        e.0 += 1;
+        e.1 += usize::from(c["served_rules"].as_array().is_some_and(|v| !v.is_empty()));
+    }
+    out
 }
 
 fn f(x: f64) -> String {
@@ -900,13 +974,22 @@ fn print_seed(r: &SeedResult) {
     );
 }
 
-fn print_summary(args: &Args, results: &[SeedResult]) -> Value {
+fn print_summary(args: &Args, overrides: &[(String, String)], results: &[SeedResult]) -> Value {
+    let learn = if overrides.is_empty() {
+        "defaults".to_owned()
+    } else {
+        overrides
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!(
-        "\nsummary (system prompt {} bytes, embedder {}, holdout {}%, obedience {}): share of answers meeting the topic's preference, %",
+        "\nsummary (system prompt {} bytes, embedder {}, holdout {}%, obedience {}, learn {learn}): share of answers meeting the topic's preference, %",
         args.system_prompt_bytes, args.embedder, args.holdout_percent, args.obedience
     );
     println!(
-        "  seed   pass   uno  uno-min  global  ceil  follow-gap  unseen-pt  max-lost  agree  product(1 id/3 ids)  calls/log"
+        "  seed   pass   uno  uno-min  global  ceil  follow-gap  unseen-pt  max-lost  agree  product(1 id/3 ids)  calls/log  clusters/tenant (with served rules)"
     );
     let mut out = Vec::new();
     for r in results {
@@ -916,8 +999,12 @@ fn print_summary(args: &Args, results: &[SeedResult]) -> Value {
             .iter()
             .map(|(_, _, n)| n.to_string())
             .collect();
+        let clusters: Vec<String> = clusters_per_tenant(r)
+            .iter()
+            .map(|(t, (n, served))| format!("{t} {n} ({served})"))
+            .collect();
         println!(
-            "  {:>4}   {}   {}     {}     {}   {}        {:>5.1}       {}       {}    {}   {:>18}   {:>8.2}",
+            "  {:>4}   {}   {}     {}     {}   {}        {:>5.1}       {}       {}    {}   {:>18}   {:>8.2}  {}",
             r.seed,
             f(g.pass_mean),
             f(g.trained_mean),
@@ -929,7 +1016,8 @@ fn print_summary(args: &Args, results: &[SeedResult]) -> Value {
             f(g.max_lost),
             f(g.agreement),
             prod.join("/"),
-            g.calls_per_log
+            g.calls_per_log,
+            clusters.join(", ")
         );
         let checks = [
             ("trained uno mean >= 85", g.trained_mean >= 85.0),
@@ -991,6 +1079,48 @@ mod tests {
             assert_eq!(got.ok(), Some(path));
         } else {
             assert!(got.is_err());
+        }
+    }
+
+    /// `--learn KEY=VALUE` sets the named `[learn]` settings over the
+    /// defaults (the last of a key wins, a bare word is a string) and
+    /// refuses an unknown key, a value of the wrong type, an invalid value
+    /// and the settings that have flags of their own.
+    #[test]
+    fn learn_overrides_parse_over_the_defaults() {
+        let given = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (learn, pairs) = learn_overrides(&given(&[
+            "distance_threshold=1.0",
+            "min_support_share = 0.15",
+            "distance_threshold=2",
+            "policy=uno-single",
+        ]))
+        .expect("valid overrides");
+        assert_eq!(learn.distance_threshold, 2.0);
+        assert_eq!(learn.min_support_share, 0.15);
+        assert_eq!(learn.policy, uno_core::snapshot::Policy::UnoSingle);
+        let defaults = LearnConfig::default();
+        assert_eq!(learn.min_support, defaults.min_support);
+        assert_ne!(learn.distance_threshold, defaults.distance_threshold);
+        assert_eq!(
+            pairs,
+            vec![
+                ("min_support_share".to_owned(), "0.15".to_owned()),
+                ("distance_threshold".to_owned(), "2".to_owned()),
+                ("policy".to_owned(), "uno-single".to_owned()),
+            ]
+        );
+        assert_eq!(learn_overrides(&[]).expect("none").0, defaults);
+        for (bad, says) in [
+            ("distanse_threshold=2", "distanse_threshold"),
+            ("distance_threshold=far", "distance_threshold"),
+            ("distance_threshold", "KEY=VALUE"),
+            ("min_support_share=1.5", "min_support_share"),
+            ("distance_threshold=0", "distance_threshold"),
+            ("embedder=local", "--embedder"),
+        ] {
+            let err = learn_overrides(&given(&[bad])).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 
