@@ -18,7 +18,7 @@
 mod cli_common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cli_common::{Run, fresh, scratch, uno_with_url};
 use serde_json::{Value, json};
@@ -56,7 +56,7 @@ mod local {
 }
 
 async fn worker_learns_three_topics_with_the_hashing_embedder(backend: Backend) {
-    scenario(backend, "embedder = \"hashing\"\nhashing_dim = 512\n").await;
+    scenario(backend, HASHING).await;
 }
 
 const TENANT: &str = "acme";
@@ -260,6 +260,38 @@ fn config_file(dir: &Path, upstream: &str, embedder: &str, policy: &str) -> Stri
     path.display().to_string()
 }
 
+/// What every scenario starts from: a fresh database and its store, a
+/// scratch dir, the mock upstream answering with `respond` (recording
+/// requests), and a `uno` config there with these `[learn]` lines.
+struct Setup {
+    db: TestDatabase,
+    store: Store,
+    dir: PathBuf,
+    mock: MockUpstream,
+    config: String,
+}
+
+async fn worker_setup(backend: Backend, respond: fn(&Value) -> String, learn_lines: &str) -> Setup {
+    let (db, store) = fresh(backend).await;
+    let dir = scratch(&db);
+    let mock = MockUpstream::builder()
+        .record_requests(true)
+        .default_reply(MockReply::respond(respond))
+        .start()
+        .await;
+    let config = config_file(&dir, &mock.base_url(), learn_lines, "uno");
+    Setup {
+        db,
+        store,
+        dir,
+        mock,
+        config,
+    }
+}
+
+/// The `[learn]` lines of the hashing embedder every default scenario uses.
+const HASHING: &str = "embedder = \"hashing\"\nhashing_dim = 512\n";
+
 async fn uno(db: &TestDatabase, args: &[&str]) -> Run {
     uno_with_url(&db.url, &scratch(db), args).await
 }
@@ -296,14 +328,13 @@ async fn topics_by_cluster<'s>(
 }
 
 async fn scenario(backend: Backend, embedder: &str) {
-    let (db, store) = fresh(backend).await;
-    let dir = scratch(&db);
-    let mock = MockUpstream::builder()
-        .record_requests(true)
-        .default_reply(MockReply::respond(model))
-        .start()
-        .await;
-    let config = config_file(&dir, &mock.base_url(), embedder, "uno");
+    let Setup {
+        db,
+        store,
+        dir,
+        mock,
+        config,
+    } = worker_setup(backend, model, embedder).await;
     let file = import_file(&dir);
     uno(&db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
         .await
@@ -483,18 +514,14 @@ async fn scenario(backend: Backend, embedder: &str) {
 /// `uno worker --metrics-listen`: while the worker runs, its /metrics page
 /// shows every log's three stages and the tenant's published rebuild.
 async fn a_running_worker_serves_its_stage_metrics(backend: Backend) {
-    let (db, _store) = fresh(backend).await;
-    let dir = scratch(&db);
-    let mock = MockUpstream::builder()
-        .default_reply(MockReply::respond(model))
-        .start()
-        .await;
-    let config = config_file(
-        &dir,
-        &mock.base_url(),
-        "embedder = \"hashing\"\nhashing_dim = 512\n",
-        "uno",
-    );
+    // `_mock` is held to the end: the running worker calls it.
+    let Setup {
+        db,
+        store: _store,
+        dir,
+        mock: _mock,
+        config,
+    } = worker_setup(backend, model, HASHING).await;
     let file = import_file(&dir);
     uno(&db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
         .await
@@ -667,19 +694,13 @@ fn noodle_file(dir: &Path) -> std::path::PathBuf {
 /// admin API serves it, and the next rebuild keeps it so without asking
 /// the model again (the consolidation is cached by its inputs).
 async fn paraphrases_merge_and_a_product_push_is_held_until_approved(backend: Backend) {
-    let (db, store) = fresh(backend).await;
-    let dir = scratch(&db);
-    let mock = MockUpstream::builder()
-        .record_requests(true)
-        .default_reply(MockReply::respond(noodle_model))
-        .start()
-        .await;
-    let config = config_file(
-        &dir,
-        &mock.base_url(),
-        "embedder = \"hashing\"\nhashing_dim = 512\n",
-        "uno",
-    );
+    let Setup {
+        db,
+        store,
+        dir,
+        mock,
+        config,
+    } = worker_setup(backend, noodle_model, HASHING).await;
     let file = noodle_file(&dir);
     uno(&db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
         .await
@@ -915,22 +936,18 @@ fn model_with_knife(request: &Value) -> String {
 async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backend) {
     use uno_server::experience::loaded::LoadedSnapshot;
 
-    let (db, store) = fresh(backend).await;
-    let dir = scratch(&db);
-    let mock = MockUpstream::builder()
-        .default_reply(MockReply::respond(model_with_knife))
-        .start()
-        .await;
-    // The clustering embedder (hashing, on system prompt + query) sees
-    // nearly the same query half in every log, so topics part on their
-    // rules alone: a lower Ward threshold than the method's 4 keeps the
-    // four rule sets apart (their merge heights are about 4.3).
-    let config = config_file(
-        &dir,
-        &mock.base_url(),
-        "embedder = \"hashing\"\nhashing_dim = 512\ndistance_threshold = 3.0\n",
-        "uno",
-    );
+    // The clustering embedder (hashing) reads the user's own words
+    // (`route_text`), not the app's system prompt, so the shared prompt
+    // does not pull the logs together: at the method's default Ward
+    // threshold (4) the knife user's cluster, worded like cooking's, still
+    // parts from it and the three topics stay apart.
+    let Setup {
+        db,
+        store,
+        dir,
+        mock,
+        config,
+    } = worker_setup(backend, model_with_knife, HASHING).await;
     let prompt = app_prompt();
     let mut lines = Vec::new();
     let mut push = |query: String, follow_up: &str, user: String| {
