@@ -348,6 +348,35 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot of `tenant` with nothing in it yet: version 0, time 0, no
+    /// embedder, routing or clusters, UNO policy and the method's default
+    /// thresholds (one validation log). A base to set fields on with
+    /// struct update (`Snapshot { clusters, ..Snapshot::empty("t") }`), so
+    /// a snapshot field added later needs no edit where snapshots are
+    /// built for tests.
+    pub fn empty(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            version: 0,
+            created_at: 0,
+            embedder_id: String::new(),
+            dim: 0,
+            route_embedder: String::new(),
+            routing: None,
+            policy: Policy::Uno,
+            settings: Settings {
+                distance_threshold: 4.0,
+                gap_threshold: 0.45,
+                win_threshold: 0.53,
+                min_support: 3,
+                min_validation_logs: 1,
+                unseen_quantile: 0.95,
+            },
+            logs: 0,
+            clusters: Vec::new(),
+        }
+    }
+
     /// How many clusters have each mode: (passthrough, primary, reflective).
     pub fn mode_counts(&self) -> (usize, usize, usize) {
         self.clusters
@@ -465,24 +494,14 @@ mod tests {
 
     fn snapshot(clusters: Vec<ClusterExperience>) -> Snapshot {
         Snapshot {
-            tenant: "t".into(),
             version: 1,
             created_at: 1,
             embedder_id: "hash:8".into(),
             dim: 2,
             route_embedder: "hashing:v1:2".into(),
-            routing: None,
-            policy: Policy::Uno,
-            settings: Settings {
-                distance_threshold: 4.0,
-                gap_threshold: 0.45,
-                win_threshold: 0.53,
-                min_support: 3,
-                min_validation_logs: 1,
-                unseen_quantile: 0.95,
-            },
             logs: 1,
             clusters,
+            ..Snapshot::empty("t")
         }
     }
 

@@ -163,7 +163,7 @@ fn apply_to_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uno_core::snapshot::{Lesson, Policy, Settings};
+    use uno_core::snapshot::Lesson;
     use uuid::Uuid;
 
     fn rule(text: &str, support: usize, source: u128) -> Rule {
@@ -191,24 +191,13 @@ mod tests {
             ..ClusterExperience::default()
         };
         Snapshot {
-            tenant: "t".into(),
             version: 1,
             created_at: 1,
             embedder_id: "e".into(),
             dim: 1,
-            route_embedder: String::new(),
-            routing: None,
-            policy: Policy::Uno,
-            settings: Settings {
-                distance_threshold: 4.0,
-                gap_threshold: 0.45,
-                win_threshold: 0.53,
-                min_support: 3,
-                min_validation_logs: 1,
-                unseen_quantile: 0.95,
-            },
             logs: 2,
             clusters: vec![cluster],
+            ..Snapshot::empty("t")
         }
     }
 

@@ -36,7 +36,7 @@ use uno_core::InteractionId;
 use uno_core::feedback::{ExplicitFeedback, Rating, explicit_feedback_id};
 use uno_core::interaction::{ExperienceTrace, InteractionRecord, Outcome, ResponseBody, ServePath};
 use uno_core::snapshot::{
-    ClusterExperience, Gap, Lesson, Lift, Mode, Policy, Rule, Settings, Snapshot, Validation,
+    ClusterExperience, Gap, Lesson, Lift, Mode, Rule, Settings, Snapshot, Validation,
 };
 use uno_store::Store;
 use uno_store::rows::{row_for_feedback, rows_for_interaction};
@@ -436,17 +436,12 @@ fn settings() -> Settings {
 
 fn snapshot(tenant: &str, logs: usize, clusters: Vec<ClusterExperience>) -> Snapshot {
     Snapshot {
-        tenant: tenant.to_owned(),
-        version: 0,
-        created_at: 0,
         embedder_id: "hashing:v1:8".to_owned(),
         dim: 8,
-        route_embedder: String::new(),
-        routing: None,
-        policy: Policy::Uno,
         settings: settings(),
         logs,
         clusters,
+        ..Snapshot::empty(tenant)
     }
 }
 

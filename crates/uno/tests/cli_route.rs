@@ -11,7 +11,7 @@ use cli_common::{fresh, scratch, uno};
 use serde_json::{Value, json};
 use uno_core::cluster::{centroids, unseen_thresholds};
 use uno_core::config::LearnConfig;
-use uno_core::snapshot::{ClusterExperience, Mode, Policy, Rule, Settings, Snapshot};
+use uno_core::snapshot::{ClusterExperience, Mode, Rule, Snapshot};
 use uno_testkit::{Backend, both_backends};
 
 both_backends! {
@@ -60,22 +60,8 @@ fn snapshot() -> Snapshot {
     let cooking: Vec<String> = (0..10).map(cooking).collect();
     let taxes: Vec<String> = (0..10).map(tax).collect();
     Snapshot {
-        tenant: "acme".into(),
-        version: 0,
-        created_at: 0,
         embedder_id: "hashing:v1:256+user-words:v1".into(),
-        dim: 0,
         route_embedder: format!("hashing:v1:{}", LearnConfig::default().route_dim),
-        routing: None,
-        policy: Policy::Uno,
-        settings: Settings {
-            distance_threshold: 4.0,
-            gap_threshold: 0.45,
-            win_threshold: 0.53,
-            min_support: 3,
-            min_validation_logs: 1,
-            unseen_quantile: 0.95,
-        },
         logs: 20,
         clusters: vec![
             cluster(
@@ -86,6 +72,7 @@ fn snapshot() -> Snapshot {
             ),
             cluster("1", Mode::Reflective, &taxes, &["Cite the form number."]),
         ],
+        ..Snapshot::empty("acme")
     }
 }
 

@@ -9,9 +9,7 @@ use uno_testkit::both_backends;
 
 use cli_common::{fresh, uno};
 use serde_json::Value;
-use uno_core::snapshot::{
-    ClusterExperience, Gap, Lift, Mode, Policy, Rule, Settings, Snapshot, Validation,
-};
+use uno_core::snapshot::{ClusterExperience, Gap, Lift, Mode, Rule, Snapshot, Validation};
 use uno_store::Store;
 use uno_testkit::Backend;
 use uuid::Uuid;
@@ -65,24 +63,12 @@ fn cluster(id: &str, mode: Mode, rules: &[(&str, usize, bool)]) -> ClusterExperi
 
 fn snapshot(tenant: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
     Snapshot {
-        tenant: tenant.into(),
-        version: 0,
-        created_at: 0,
         embedder_id: "hash:8".into(),
         dim: 2,
         route_embedder: "hashing:v1:2".into(),
-        routing: None,
-        policy: Policy::Uno,
-        settings: Settings {
-            distance_threshold: 4.0,
-            gap_threshold: 0.45,
-            win_threshold: 0.53,
-            min_support: 3,
-            min_validation_logs: 1,
-            unseen_quantile: 0.95,
-        },
         logs: 40,
         clusters,
+        ..Snapshot::empty(tenant)
     }
 }
 

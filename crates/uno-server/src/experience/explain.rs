@@ -320,7 +320,7 @@ impl fmt::Display for Explanation {
 mod tests {
     use http::HeaderMap;
     use uno_core::InteractionId;
-    use uno_core::snapshot::{ClusterExperience, Policy, Rule, Settings};
+    use uno_core::snapshot::{ClusterExperience, Rule};
     use uno_llm::HashingEmbedder;
 
     use super::*;
@@ -348,22 +348,9 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot {
-            tenant: "t".into(),
             version: 4,
-            created_at: 0,
             embedder_id: "x".into(),
-            dim: 0,
             route_embedder: "hashing:v1:64".into(),
-            routing: None,
-            policy: Policy::Uno,
-            settings: Settings {
-                distance_threshold: 4.0,
-                gap_threshold: 0.45,
-                win_threshold: 0.53,
-                min_support: 3,
-                min_validation_logs: 1,
-                unseen_quantile: 0.95,
-            },
             logs: 4,
             clusters: vec![
                 cluster(
@@ -379,6 +366,7 @@ mod tests {
                     &["Cite the form number.", "Mention the deadline."],
                 ),
             ],
+            ..Snapshot::empty("t")
         }
     }
 

@@ -282,7 +282,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use uno_core::snapshot::{ClusterExperience, Gap, Policy, Rule, Settings};
+    use uno_core::snapshot::{ClusterExperience, Gap, Rule};
 
     fn cluster(id: &str, mode: Mode, texts: &[&str], rules: &[&str]) -> ClusterExperience {
         let e = HashingEmbedder::new(64).unwrap();
@@ -315,24 +315,11 @@ mod tests {
 
     fn snapshot(route_embedder: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
         Snapshot {
-            tenant: "t".into(),
             version: 3,
-            created_at: 0,
             embedder_id: "x".into(),
-            dim: 0,
             route_embedder: route_embedder.into(),
-            routing: None,
-            policy: Policy::Uno,
-            settings: Settings {
-                distance_threshold: 4.0,
-                gap_threshold: 0.45,
-                win_threshold: 0.53,
-                min_support: 3,
-                min_validation_logs: 1,
-                unseen_quantile: 0.95,
-            },
-            logs: 0,
             clusters,
+            ..Snapshot::empty("t")
         }
     }
 

@@ -3,7 +3,7 @@
 //! that route to it.
 
 use uno_core::cluster::{centroids, unseen_thresholds};
-use uno_core::snapshot::{ClusterExperience, Gap, Mode, Policy, Rule, Settings, Snapshot};
+use uno_core::snapshot::{ClusterExperience, Gap, Mode, Rule, Snapshot};
 use uno_learn::prompts::{Lang, experience_block};
 use uno_llm::{Embedder, HashingEmbedder};
 
@@ -48,23 +48,11 @@ pub fn cluster(id: &str, mode: Mode, members: &[String], rules: &[&str]) -> Clus
 
 pub fn snapshot(tenant: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
     Snapshot {
-        tenant: tenant.into(),
-        version: 0,
-        created_at: 0,
         embedder_id: "hashing:v1:256".into(),
         dim: ROUTE_DIM,
         route_embedder: HashingEmbedder::new(ROUTE_DIM).unwrap().id().to_owned(),
-        routing: None,
-        policy: Policy::Uno,
-        settings: Settings {
-            distance_threshold: 4.0,
-            gap_threshold: 0.45,
-            win_threshold: 0.53,
-            min_support: 3,
-            min_validation_logs: 1,
-            unseen_quantile: 0.95,
-        },
         logs: 20,
         clusters,
+        ..Snapshot::empty(tenant)
     }
 }
