@@ -11,9 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{KEY, TestApp, chat_body, error_of, test_config};
-use serde_json::{Value, json};
+use common::{KEY, TestApp, error_of, test_config};
+use serde_json::Value;
 use uno_core::config::{ApiKeyConfig, Config};
+use uno_testkit::http::{self, interaction_id as id_of};
 use uno_testkit::stored::StoredAttempt;
 use uno_testkit::{Backend, MockUpstream, TcpRelay, TestDatabase, both_backends};
 
@@ -35,34 +36,11 @@ fn config(mock: &MockUpstream) -> Config {
 
 /// A chat completion with `key`, under `id` when given.
 async fn chat(app: &TestApp, key: &str, id: Option<&str>, content: &str) -> reqwest::Response {
-    let mut request = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&chat_body(content));
-    if let Some(id) = id {
-        request = request.header("x-uno-interaction-id", id);
-    }
-    request.send().await.unwrap()
-}
-
-fn id_of(response: &reqwest::Response) -> String {
-    response.headers()["x-uno-interaction-id"]
-        .to_str()
-        .unwrap()
-        .to_owned()
+    http::chat(&app.client, &app.url(""), key, id, content).await
 }
 
 async fn feedback(app: &TestApp, key: &str, id: &str) -> u16 {
-    app.client
-        .post(app.url("/v1/feedback"))
-        .bearer_auth(key)
-        .json(&json!({"interaction_id": id, "rating": "up"}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    http::feedback(&app.client, &app.url(""), key, id).await
 }
 
 /// Checks a refusal under `id`: 409 in OpenAI's shape, with the code, the
@@ -79,16 +57,6 @@ async fn assert_in_use(response: reqwest::Response, id: &str) {
         message.contains("omit") && message.contains("another UUID") && message.contains(id),
         "{message}"
     );
-}
-
-/// The rows of `id` once `done` holds (10 s at most).
-async fn rows_of(
-    db: &TestDatabase,
-    id: &str,
-    done: impl Fn(&[StoredAttempt]) -> bool,
-) -> Vec<StoredAttempt> {
-    db.attempts_when(uuid::Uuid::parse_str(id).unwrap(), done)
-        .await
 }
 
 fn asked(row: &StoredAttempt, content: &str) -> bool {
@@ -156,7 +124,8 @@ async fn a_retry_under_the_same_id_leaves_one_row_the_latest(backend: Backend) {
         let _ = response.bytes().await.unwrap();
     }
     assert_eq!(mock.chat_requests().len(), 3, "each attempt is forwarded");
-    rows_of(&db, &id, |rows| rows.iter().any(|r| asked(r, "attempt 3"))).await;
+    db.attempts_of(&id, |rows| rows.iter().any(|r| asked(r, "attempt 3")))
+        .await;
     // Give a wrongly kept attempt time to be written too, then check.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rows = db.attempts(uuid::Uuid::parse_str(&id).unwrap()).await;
@@ -170,7 +139,9 @@ async fn a_retry_under_the_same_id_leaves_one_row_the_latest(backend: Backend) {
     let response = chat(&again, KEY, Some(&id), "attempt 4").await;
     assert_eq!(response.status(), 200);
     assert_eq!(id_of(&response), id);
-    let rows = rows_of(&db, &id, |rows| rows.iter().any(|r| asked(r, "attempt 4"))).await;
+    let rows = db
+        .attempts_of(&id, |rows| rows.iter().any(|r| asked(r, "attempt 4")))
+        .await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(db.contents_of(uuid::Uuid::parse_str(&id).unwrap()).await, 1);
     assert_eq!(feedback(&again, KEY, &id).await, 200);
@@ -203,7 +174,7 @@ async fn an_id_whose_owner_cannot_be_checked_is_served_under_a_fresh_one() {
 
     // Back, the journaled row lands under the fresh id.
     relay.restore();
-    let rows = rows_of(&db, &served, |rows| !rows.is_empty()).await;
+    let rows = db.attempts_of(&served, |rows| !rows.is_empty()).await;
     assert_eq!(rows[0].tenant, "acme");
     assert!(
         db.attempts(uuid::Uuid::parse_str(&chosen).unwrap())

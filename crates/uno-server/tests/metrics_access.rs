@@ -16,20 +16,10 @@ use uno_core::config::Config;
 use uno_server::metrics::access::ScrapeToken;
 use uno_server::metrics::{MetricsListener, serve_worker_metrics, start_metrics_listener};
 use uno_testkit::MockUpstream;
+use uno_testkit::http::get;
 
 const TOKEN: &str = "metrics-scrape-token-5f3a";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-async fn get(url: &str, token: Option<&str>) -> reqwest::Response {
-    let request = reqwest::Client::new().get(url);
-    match token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    }
-    .send()
-    .await
-    .unwrap()
-}
 
 /// A 200 Prometheus page with uno's build info.
 async fn assert_page(response: reqwest::Response) -> String {

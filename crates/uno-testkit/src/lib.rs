@@ -15,6 +15,7 @@
 
 pub mod community;
 pub mod db;
+pub mod http;
 pub mod learn;
 pub mod mock;
 pub mod payload;

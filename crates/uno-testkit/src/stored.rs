@@ -97,6 +97,20 @@ impl TestDatabase {
         }
     }
 
+    /// [`Self::attempts_when`] for an id as a client sends it.
+    ///
+    /// # Panics
+    ///
+    /// When `id` is not a UUID, or as [`Self::attempts_when`] does.
+    pub async fn attempts_of(
+        &self,
+        id: &str,
+        done: impl Fn(&[StoredAttempt]) -> bool,
+    ) -> Vec<StoredAttempt> {
+        self.attempts_when(Uuid::parse_str(id).expect("a UUID"), done)
+            .await
+    }
+
     /// How many stored contents (request texts) interaction `id` has: on
     /// SQLite they are rows of their own, which must go with their
     /// interaction's row.

@@ -10,7 +10,8 @@ mod cli_common;
 use std::path::Path;
 
 use cli_common::ServeProcess;
-use serde_json::{Value, json};
+use serde_json::Value;
+use uno_testkit::http::{self, interaction_id as id_of};
 use uno_testkit::stored::StoredAttempt;
 use uno_testkit::{Backend, MockUpstream, TestDatabase, both_backends};
 
@@ -32,33 +33,11 @@ async fn serve(db: &TestDatabase, dir: &Path, upstream: &str) -> ServeProcess {
 }
 
 async fn chat(uno: &ServeProcess, key: &str, id: Option<&str>, content: &str) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", uno.base_url()))
-        .bearer_auth(key)
-        .json(&json!({"model": "mock-model", "messages": [{"role": "user", "content": content}]}));
-    if let Some(id) = id {
-        request = request.header("x-uno-interaction-id", id);
-    }
-    request.send().await.unwrap()
-}
-
-fn id_of(response: &reqwest::Response) -> String {
-    response.headers()["x-uno-interaction-id"]
-        .to_str()
-        .unwrap()
-        .to_owned()
+    http::chat(&reqwest::Client::new(), &uno.base_url(), key, id, content).await
 }
 
 async fn feedback(uno: &ServeProcess, key: &str, id: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}/v1/feedback", uno.base_url()))
-        .bearer_auth(key)
-        .json(&json!({"interaction_id": id, "rating": "up"}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    http::feedback(&reqwest::Client::new(), &uno.base_url(), key, id).await
 }
 
 /// Beta's request under acme's `id`: 409 with the code, nothing served.
@@ -70,16 +49,6 @@ async fn refused(uno: &ServeProcess, id: &str) {
     assert_eq!(body["error"]["param"], "x-uno-interaction-id", "{body}");
     assert_eq!(feedback(uno, BETA_KEY, id).await, 404, "not beta's");
     assert_eq!(feedback(uno, ACME_KEY, id).await, 200, "acme's");
-}
-
-/// The rows of `id` once `done` holds (10 s at most).
-async fn rows_of(
-    db: &TestDatabase,
-    id: &str,
-    done: impl Fn(&[StoredAttempt]) -> bool,
-) -> Vec<StoredAttempt> {
-    db.attempts_when(uuid::Uuid::parse_str(id).unwrap(), done)
-        .await
 }
 
 fn asked(rows: &[StoredAttempt], content: &str) -> bool {
@@ -102,8 +71,9 @@ async fn an_id_stays_its_first_tenants_and_a_retry_one_row_across_a_restart(back
     assert_eq!(id_of(&first), chosen);
     refused(&uno, &made).await;
     refused(&uno, &chosen).await;
-    rows_of(&db, &made, |rows| !rows.is_empty()).await;
-    rows_of(&db, &chosen, |rows| asked(rows, "attempt 1")).await;
+    db.attempts_of(&made, |rows| !rows.is_empty()).await;
+    db.attempts_of(&chosen, |rows| asked(rows, "attempt 1"))
+        .await;
     let _ = uno.stop();
 
     // A new process: its memory is empty, the rows name the owner.
@@ -113,7 +83,8 @@ async fn an_id_stays_its_first_tenants_and_a_retry_one_row_across_a_restart(back
     let retry = chat(&uno, ACME_KEY, Some(&chosen), "attempt 2").await;
     assert_eq!(retry.status(), 200);
     assert_eq!(id_of(&retry), chosen);
-    rows_of(&db, &chosen, |rows| asked(rows, "attempt 2")).await;
+    db.attempts_of(&chosen, |rows| asked(rows, "attempt 2"))
+        .await;
     assert_eq!(feedback(&uno, ACME_KEY, &chosen).await, 200);
     let (_, stderr) = uno.stop();
     assert!(!stderr.contains("panicked"), "{stderr}");

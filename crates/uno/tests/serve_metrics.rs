@@ -14,19 +14,9 @@ use std::time::{Duration, Instant};
 
 use cli_common::ServeProcess;
 use uno_testkit::TestDatabase;
+use uno_testkit::http::get;
 
 const TOKEN: &str = "serve-metrics-token-8c2e";
-
-async fn get(url: &str, token: Option<&str>) -> reqwest::Response {
-    let request = reqwest::Client::new().get(url);
-    match token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    }
-    .send()
-    .await
-    .unwrap()
-}
 
 /// The status and OpenAI-shaped error message of a refusal.
 async fn refusal(response: reqwest::Response) -> (u16, String) {
