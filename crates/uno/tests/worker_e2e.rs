@@ -296,6 +296,37 @@ async fn uno(db: &TestDatabase, args: &[&str]) -> Run {
     uno_with_url(&db.url, &scratch(db), args).await
 }
 
+/// `uno import` of `file` for [`TENANT`].
+async fn import(db: &TestDatabase, file: &Path) {
+    uno(db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
+        .await
+        .ok();
+}
+
+/// One `uno worker --once` with `config`, checked to succeed.
+async fn worker_once(db: &TestDatabase, config: &str) -> Run {
+    uno(db, &["--config", config, "worker", "--once"])
+        .await
+        .ok()
+}
+
+/// The chat completions the mock answered, as JSON.
+fn chat_requests(mock: &MockUpstream) -> Vec<Value> {
+    mock.requests()
+        .iter()
+        .filter(|r| r.is_chat_completion())
+        .map(|r| r.json())
+        .collect()
+}
+
+/// How many of `requests` asked for a consolidation.
+fn consolidation_calls(requests: &[Value]) -> usize {
+    requests
+        .iter()
+        .filter(|r| uno_testkit::message_texts(r).contains(CONSOLIDATION))
+        .count()
+}
+
 /// Which topic each cluster holds, checking each holds exactly one.
 async fn topics_by_cluster<'s>(
     store: &Store,
@@ -336,13 +367,9 @@ async fn scenario(backend: Backend, embedder: &str) {
         config,
     } = worker_setup(backend, model, embedder).await;
     let file = import_file(&dir);
-    uno(&db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
-        .await
-        .ok();
+    import(&db, &file).await;
 
-    let first = uno(&db, &["--config", &config, "worker", "--once"])
-        .await
-        .ok();
+    let first = worker_once(&db, &config).await;
     assert!(
         first.stdout.contains("60 logs ingested")
             && first.stdout.contains("snapshot version 1 is active"),
@@ -368,16 +395,8 @@ async fn scenario(backend: Backend, embedder: &str) {
     let by_topic = topics_by_cluster(&store, &snapshot).await;
     // LLM calls per feedback log: the per-log stages plus validation, and
     // one consolidation call per cluster.
-    let requests: Vec<Value> = mock
-        .requests()
-        .iter()
-        .filter(|r| r.is_chat_completion())
-        .map(|r| r.json())
-        .collect();
-    let consolidations = requests
-        .iter()
-        .filter(|r| uno_testkit::message_texts(r).contains(CONSOLIDATION))
-        .count();
+    let requests = chat_requests(&mock);
+    let consolidations = consolidation_calls(&requests);
     assert_eq!(consolidations, 3, "one consolidation call per cluster");
     eprintln!(
         "LLM calls: {} for {} logs ({:.2} per log), {consolidations} of them consolidation",
@@ -436,9 +455,7 @@ async fn scenario(backend: Backend, embedder: &str) {
 
     // Nothing changed: a second run asks the model nothing and publishes nothing.
     let calls = mock.request_count();
-    let second = uno(&db, &["--config", &config, "worker", "--once"])
-        .await
-        .ok();
+    let second = worker_once(&db, &config).await;
     assert!(
         second.stdout.contains("0 logs ingested, 0 stages done"),
         "{second:#?}"
@@ -464,9 +481,7 @@ async fn scenario(backend: Backend, embedder: &str) {
     .await
     .ok();
     assert!(store.learn_log(gone).await.unwrap().is_none());
-    let third = uno(&db, &["--config", &config, "worker", "--once"])
-        .await
-        .ok();
+    let third = worker_once(&db, &config).await;
     assert!(
         third.stdout.contains("snapshot version 2 is active"),
         "{third:#?}"
@@ -523,9 +538,7 @@ async fn a_running_worker_serves_its_stage_metrics(backend: Backend) {
         config,
     } = worker_setup(backend, model, HASHING).await;
     let file = import_file(&dir);
-    uno(&db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
-        .await
-        .ok();
+    import(&db, &file).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -702,12 +715,8 @@ async fn paraphrases_merge_and_a_product_push_is_held_until_approved(backend: Ba
         config,
     } = worker_setup(backend, noodle_model, HASHING).await;
     let file = noodle_file(&dir);
-    uno(&db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
-        .await
-        .ok();
-    let first = uno(&db, &["--config", &config, "worker", "--once"])
-        .await
-        .ok();
+    import(&db, &file).await;
+    let first = worker_once(&db, &config).await;
     assert!(
         first.stdout.contains("snapshot version 1 is active"),
         "{first:#?}"
@@ -715,16 +724,8 @@ async fn paraphrases_merge_and_a_product_push_is_held_until_approved(backend: Ba
     let snapshot = store.snapshot(TENANT, None).await.unwrap().unwrap();
     assert_eq!(snapshot.clusters.len(), 1, "one topic, one cluster");
     let cluster = &snapshot.clusters[0];
-    let chats: Vec<Value> = mock
-        .requests()
-        .iter()
-        .filter(|r| r.is_chat_completion())
-        .map(|r| r.json())
-        .collect();
-    let consolidations = chats
-        .iter()
-        .filter(|r| uno_testkit::message_texts(r).contains(CONSOLIDATION))
-        .count();
+    let chats = chat_requests(&mock);
+    let consolidations = consolidation_calls(&chats);
     assert_eq!(consolidations, 1, "one consolidation call for the cluster");
     eprintln!(
         "LLM calls: {} for {} logs ({:.2} per log)",
@@ -988,12 +989,8 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
     }
     let file = dir.join("history-knife.jsonl");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    uno(&db, &["import", file.to_str().unwrap(), "--tenant", TENANT])
-        .await
-        .ok();
-    let run = uno(&db, &["--config", &config, "worker", "--once"])
-        .await
-        .ok();
+    import(&db, &file).await;
+    let run = worker_once(&db, &config).await;
     assert!(
         run.stdout.contains("snapshot version 1 is active"),
         "{run:#?}"
