@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use uno_core::snapshot::{
-    ClusterExperience, Gap, Mode, Policy, RouteCalibration, Routing, Rule, Settings, Snapshot,
+    ClusterExperience, Gap, Mode, RouteCalibration, Routing, Rule, Settings, Snapshot,
 };
 use uno_server::experience::loaded::LoadedSnapshot;
 use uno_server::experience::rewrite::with_block;
@@ -156,22 +156,15 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    let empty = Snapshot::empty("bench");
     Ok(Snapshot {
-        tenant: "bench".to_owned(),
         version: 1,
-        created_at: 0,
         embedder_id: "bench".to_owned(),
-        dim: 0,
         route_embedder: ROUTE_EMBEDDER.to_owned(),
         routing: Some(routing),
-        policy: Policy::Uno,
         settings: Settings {
-            distance_threshold: 4.0,
-            gap_threshold: 0.45,
-            win_threshold: 0.53,
-            min_support: 3,
             min_validation_logs: 5,
-            unseen_quantile: 0.95,
+            ..empty.settings
         },
         logs: 100,
         clusters: vec![ClusterExperience {
@@ -199,6 +192,7 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
                 .collect(),
             ..ClusterExperience::default()
         }],
+        ..empty
     })
 }
 
