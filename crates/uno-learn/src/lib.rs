@@ -19,6 +19,7 @@
 //! - [`worker`]: scheduling, leases and publishing.
 
 pub mod build;
+mod content_key;
 pub mod lift;
 pub mod metrics;
 pub mod overrides;

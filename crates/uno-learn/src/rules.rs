@@ -33,7 +33,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uno_core::snapshot::Rule;
 use uno_llm::{ChatError, ChatModel, Sampling};
 use uno_store::Store;
@@ -379,22 +378,13 @@ pub async fn by_meaning(
 }
 
 fn cache_key(model: &str, lang: Lang, texts: &[String]) -> String {
-    let mut h = Sha256::new();
     let parts = [
         "consolidation:v1".to_owned(),
         model.to_owned(),
         lang.as_str().to_owned(),
         serde_json::to_string(texts).unwrap_or_default(),
     ];
-    for p in &parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::content_key::content_key(&parts)
 }
 
 /// How a group's support measures up in its region.

@@ -2,7 +2,6 @@
 //! (method §1.2): the query, the first answer, and the user's text feedback
 //! as `Feedback 1: …` lines.
 
-use sha2::{Digest, Sha256};
 use uno_core::conversation::{TextMessage, request_messages};
 use uno_store::learn::{LearnSource, NewLearnLog};
 
@@ -76,17 +75,8 @@ pub fn learn_log(source: &LearnSource) -> Option<NewLearnLog> {
         .iter()
         .map(|m| serde_json::json!({"role": m.role, "content": m.text}))
         .collect();
-    let mut hash = Sha256::new();
-    for part in [&source.model, &query, &source.response_text, &feedback] {
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part.as_bytes());
-    }
-    let feedback_hash = hash
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let feedback_hash =
+        crate::content_key::content_key(&[&source.model, &query, &source.response_text, &feedback]);
     Some(NewLearnLog {
         tenant: source.tenant.clone(),
         interaction_id: source.interaction_id,

@@ -9,7 +9,6 @@
 //! not pay for the same calls again.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uno_core::bleu::{passes_bleu_guard, passes_length_guard};
 use uno_core::config::LearnConfig;
 use uno_core::snapshot::Validation;
@@ -216,7 +215,6 @@ fn cache_key(
     standard: &[String],
     config: &LearnConfig,
 ) -> String {
-    let mut h = Sha256::new();
     let parts = [
         "validation:v1".to_owned(),
         model.to_owned(),
@@ -233,15 +231,7 @@ fn cache_key(
             config.seed
         ),
     ];
-    for p in &parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::content_key::content_key(&parts)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 use super::check_matrix;
 use super::error::ClusterError;
 use super::kmeans::sq_dist_f32;
-use super::route::centroids as mean_rows;
+use super::route::{centroids as mean_rows, linear_quantile as quantile};
 
 /// The router's decision for `query`: the row of `centroids` (row-major,
 /// `thresholds.len() × dim`) it is routed to, or `None` (pass through).
@@ -300,19 +300,6 @@ pub fn calibrate(
 
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
-}
-
-/// NumPy's default (linear) quantile; 0 for no values.
-fn quantile(values: &mut [f32], q: f64) -> f32 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_unstable_by(f32::total_cmp);
-    let pos = q * (values.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    let (a, b) = (f64::from(values[lo]), f64::from(values[hi]));
-    (a + (b - a) * (pos - lo as f64)) as f32
 }
 
 #[cfg(test)]

@@ -97,18 +97,22 @@ pub fn unseen_thresholds(
     }
     Ok(dists
         .into_iter()
-        .map(|mut d| {
-            if d.is_empty() {
-                return 0.0;
-            }
-            d.sort_unstable_by(f32::total_cmp);
-            let pos = quantile * (d.len() - 1) as f64;
-            let lo = pos.floor() as usize;
-            let hi = pos.ceil() as usize;
-            let (a, b) = (f64::from(d[lo]), f64::from(d[hi]));
-            (a + (b - a) * (pos - lo as f64)) as f32
-        })
+        .map(|mut d| linear_quantile(&mut d, quantile))
         .collect())
+}
+
+/// NumPy's default (linear) quantile of `values` (sorted in place); 0 for
+/// no values. Shared by the unseen thresholds and their calibration.
+pub(super) fn linear_quantile(values: &mut [f32], q: f64) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_unstable_by(f32::total_cmp);
+    let pos = q * (values.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let (a, b) = (f64::from(values[lo]), f64::from(values[hi]));
+    (a + (b - a) * (pos - lo as f64)) as f32
 }
 
 /// The online update of design §2.5 (`add`): folds `vector` into a
