@@ -103,15 +103,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let first = bufs.iter().find(|b| !b.is_empty());
-        if self.replacement.is_some()
-            || (self.state.reading_head() && first.is_some_and(|b| replacement_for(b).is_some()))
-        {
-            // Rare: handled one slice at a time by poll_write.
-            let Some(first) = first else {
-                return Poll::Ready(Ok(0));
+        if self.replacement.is_some() || self.state.reading_head() {
+            // Rare (no request in progress): one slice at a time through
+            // poll_write, which decides whether it is hyper's bare answer.
+            let first = bufs.iter().find(|b| !b.is_empty());
+            return match first {
+                Some(first) => self.poll_write(cx, first),
+                None => Poll::Ready(Ok(0)),
             };
-            return self.poll_write(cx, first);
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
