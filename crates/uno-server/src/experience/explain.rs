@@ -167,7 +167,7 @@ pub fn explain(
                 let c = loaded.clusters.get(i)?;
                 Some(ClusterDistance {
                     id: c.id.to_string(),
-                    mode: mode_name(c.mode),
+                    mode: c.mode.as_str(),
                     distance,
                     threshold: c.threshold,
                     within: distance <= c.threshold,
@@ -233,14 +233,6 @@ pub fn explain(
         ServePath::Passthrough | ServePath::Holdout => {}
     }
     out
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Passthrough => "passthrough",
-        Mode::Primary => "primary",
-        Mode::Reflective => "reflective",
-    }
 }
 
 impl fmt::Display for Explanation {
