@@ -136,14 +136,12 @@ impl HashingEmbedder {
         weight: W,
     ) -> (Vec<f32>, bool) {
         let mut v = vec![0.0f32; self.dim];
-        let mut features = Features {
-            embedder: self,
-            weight,
-            v: &mut v,
-            word: FNV_OFFSET,
-            pair: None,
-            prefix: bigram_start(),
-        };
+        let mut features = Features::new(|h, scale| {
+            let w = weight(h);
+            if w != 0.0 {
+                self.add(&mut v, h, scale * w);
+            }
+        });
         for part in parts {
             scan_words(part.as_ref(), &mut features);
         }
@@ -166,13 +164,7 @@ impl HashingEmbedder {
         let mut seen: Vec<u64> = Vec::new();
         for text in texts {
             seen.clear();
-            let mut sink = Hashes {
-                out: &mut seen,
-                word: FNV_OFFSET,
-                pair: None,
-                prefix: bigram_start(),
-            };
-            scan_words(text.as_ref(), &mut sink);
+            scan_words(text.as_ref(), &mut Features::new(|h, _| seen.push(h)));
             seen.sort_unstable();
             seen.dedup();
             for h in &seen {
@@ -251,12 +243,13 @@ fn scan_words(text: &str, sink: &mut impl WordSink) {
 }
 
 /// Hashes each word's unigram and, with the word before it, its bigram
-/// (`"\x01" a " " b`), in one scan. Every feature adds ±1 or ±0.5, so the
-/// sums are exact in `f32` whatever the order features arrive in.
-struct Features<'a, W> {
-    embedder: &'a HashingEmbedder,
-    weight: W,
-    v: &'a mut [f32],
+/// (`"\x01" a " " b`), in one scan, and hands each feature to `emit` with
+/// its scale (1 for a unigram, [`BIGRAM_WEIGHT`] for a bigram): the
+/// embedder adds it up (±1 or ±0.5 times its weight, so unweighted sums are
+/// exact in `f32` whatever the order features arrive in), document
+/// frequencies collect its hash.
+struct Features<F> {
+    emit: F,
     /// The current word's unigram hash so far.
     word: u64,
     /// `"\x01" prev " "` continued through the current word.
@@ -265,48 +258,27 @@ struct Features<'a, W> {
     prefix: u64,
 }
 
-impl<W: Fn(u64) -> f32> WordSink for Features<'_, W> {
+impl<F: FnMut(u64, f32)> Features<F> {
+    fn new(emit: F) -> Self {
+        Features {
+            emit,
+            word: FNV_OFFSET,
+            pair: None,
+            prefix: bigram_start(),
+        }
+    }
+}
+
+impl<F: FnMut(u64, f32)> WordSink for Features<F> {
     fn byte(&mut self, b: u8) {
         self.word = fnv_byte(self.word, b);
         self.pair = self.pair.map(|h| fnv_byte(h, b));
         self.prefix = fnv_byte(self.prefix, b);
     }
     fn end(&mut self) {
-        let unigram = (self.weight)(self.word);
-        if unigram != 0.0 {
-            self.embedder.add(self.v, self.word, unigram);
-        }
+        (self.emit)(self.word, 1.0);
         if let Some(h) = self.pair {
-            let bigram = (self.weight)(h);
-            if bigram != 0.0 {
-                self.embedder.add(self.v, h, BIGRAM_WEIGHT * bigram);
-            }
-        }
-        self.word = FNV_OFFSET;
-        self.pair = Some(fnv_byte(self.prefix, b' '));
-        self.prefix = bigram_start();
-    }
-}
-
-/// The same scan as [`Features`], collecting the feature hashes instead of
-/// adding them up (for document frequencies).
-struct Hashes<'a> {
-    out: &'a mut Vec<u64>,
-    word: u64,
-    pair: Option<u64>,
-    prefix: u64,
-}
-
-impl WordSink for Hashes<'_> {
-    fn byte(&mut self, b: u8) {
-        self.word = fnv_byte(self.word, b);
-        self.pair = self.pair.map(|h| fnv_byte(h, b));
-        self.prefix = fnv_byte(self.prefix, b);
-    }
-    fn end(&mut self) {
-        self.out.push(self.word);
-        if let Some(h) = self.pair {
-            self.out.push(h);
+            (self.emit)(h, BIGRAM_WEIGHT);
         }
         self.word = FNV_OFFSET;
         self.pair = Some(fnv_byte(self.prefix, b' '));
