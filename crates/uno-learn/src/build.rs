@@ -15,7 +15,6 @@ use uno_core::snapshot::{
     Gap, Lesson, Mode, Policy, RouteCalibration, Routing, Rule, Snapshot, Validation,
 };
 use uno_llm::embed::Embedder;
-use uno_llm::embed::idf;
 use uno_llm::{FeatureWeights, HashingEmbedder};
 use uno_store::learn::LearnLog;
 use uuid::Uuid;
@@ -142,16 +141,10 @@ pub fn plan_clusters(
     // features one text less frequent), so its own words are as rare as a
     // new query's unseen words, and the calibrated radii fit new queries.
     let fresh: Option<Vec<f32>> = df.as_ref().map(|df| {
-        let listed: HashSet<u64> = common.iter().map(|(h, _)| *h).collect();
-        let others = df.texts.saturating_sub(1);
+        let weight = df.leave_one_out(&common);
         let mut out = Vec::with_capacity(route_queries.len());
         for text in &texts {
-            out.extend(
-                route.embed_parts_with(&[text], |h| match df.counts.get(&h) {
-                    Some(&d) if d >= 3 && listed.contains(&h) => idf(others, d - 1),
-                    _ => idf(others, 0),
-                }),
-            );
+            out.extend(route.embed_parts_with(&[text], &weight));
         }
         out
     });

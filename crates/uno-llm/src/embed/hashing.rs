@@ -326,6 +326,21 @@ impl DocumentFrequencies {
             .collect()
     }
 
+    /// The weight of each feature of one of the counted texts as it would
+    /// be had that text not been counted (its features one text less
+    /// frequent), given the `common` list of [`DocumentFrequencies::common`]:
+    /// how a logged text is embedded as a new query would be. A feature
+    /// stays listed when it still is in two other texts.
+    pub fn leave_one_out<'a>(&'a self, common: &'a [(u64, f32)]) -> impl Fn(u64) -> f32 + 'a {
+        let others = self.texts.saturating_sub(1);
+        move |h| match self.counts.get(&h) {
+            Some(&d) if d >= 3 && common.binary_search_by_key(&h, |(k, _)| *k).is_ok() => {
+                idf(others, d - 1)
+            }
+            _ => idf(others, 0),
+        }
+    }
+
     /// [`FeatureWeights`] from [`DocumentFrequencies::common`] and
     /// [`DocumentFrequencies::rare_weight`].
     pub fn weights(&self, max: usize) -> FeatureWeights {
@@ -631,6 +646,27 @@ mod tests {
         );
         // No weights: the plain embedding, bit for bit.
         assert_eq!(e.embed_parts_weighted(&[q], None), e.embed_one(q));
+    }
+
+    #[test]
+    fn leave_one_out_weighs_a_counted_text_as_a_new_one() {
+        let e = HashingEmbedder::default();
+        let mut texts = corpus();
+        texts.push("zebra quokka".to_owned());
+        texts.push("zebra axolotl".to_owned());
+        let df = e.document_frequencies(&texts);
+        let common = df.common(4096);
+        let weight = df.leave_one_out(&common);
+        let hash = |w: &str| fnv1a(&[w.as_bytes()]);
+        // In every text but two: still in all of the 61 others but two.
+        assert_eq!(weight(hash("acme")), idf(61, 59));
+        // In 20 texts: one of them left out, 19.
+        assert_eq!(weight(hash("spaghetti")), idf(61, 19));
+        // In two texts: left in one other only, so no longer listed.
+        assert_eq!(df.counts[&hash("zebra")], 2);
+        assert_eq!(weight(hash("zebra")), idf(61, 0));
+        // In this text alone: as rare as a word never seen.
+        assert_eq!(weight(hash("quokka")), idf(61, 0));
     }
 
     #[test]
