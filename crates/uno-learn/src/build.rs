@@ -137,17 +137,6 @@ pub fn plan_clusters(
     for text in &texts {
         route_queries.extend(route.embed_parts_weighted(&[text], Some(&weights)));
     }
-    // Each log as a new query would look: weights counted without it (its
-    // features one text less frequent), so its own words are as rare as a
-    // new query's unseen words, and the calibrated radii fit new queries.
-    let fresh: Option<Vec<f32>> = df.as_ref().map(|df| {
-        let weight = df.leave_one_out(&common);
-        let mut out = Vec::with_capacity(route_queries.len());
-        for text in &texts {
-            out.extend(route.embed_parts_with(&[text], &weight));
-        }
-        out
-    });
     let users: Vec<u32> = members
         .iter()
         .map(|ms| {
@@ -165,7 +154,6 @@ pub fn plan_clusters(
             points: &route_queries,
             dim: route_dim,
             labels,
-            fresh: fresh.as_deref(),
         },
         k,
         &routable,

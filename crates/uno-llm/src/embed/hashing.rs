@@ -94,22 +94,7 @@ impl HashingEmbedder {
         parts: &[S],
         weights: Option<&FeatureWeights>,
     ) -> Vec<f32> {
-        match weights {
-            Some(w) => self.embed_parts_with(parts, |h| w.get(h)),
-            None => self.embed_parts_with(parts, |_| 1.0),
-        }
-    }
-
-    /// [`HashingEmbedder::embed_parts_weighted`] with any weight function
-    /// of the feature hash: the worker uses it to embed a logged text as a
-    /// new query would be embedded, with weights counted without that text.
-    pub fn embed_parts_with<S: AsRef<str>, W: Fn(u64) -> f32>(
-        &self,
-        parts: &[S],
-        weight: W,
-    ) -> Vec<f32> {
-        let (v, _) = self.embed_inner(parts, weight);
-        v
+        self.embed_weighted(parts, weights).0
     }
 
     /// [`HashingEmbedder::embed_parts_weighted`], or `None` when no feature
@@ -121,11 +106,21 @@ impl HashingEmbedder {
         parts: &[S],
         weights: Option<&FeatureWeights>,
     ) -> Option<Vec<f32>> {
-        let (v, any) = match weights {
+        let (v, any) = self.embed_weighted(parts, weights);
+        any.then_some(v)
+    }
+
+    /// [`HashingEmbedder::embed_inner`] with `weights`' lookup, or every
+    /// feature weighing 1.
+    fn embed_weighted<S: AsRef<str>>(
+        &self,
+        parts: &[S],
+        weights: Option<&FeatureWeights>,
+    ) -> (Vec<f32>, bool) {
+        match weights {
             Some(w) => self.embed_inner(parts, |h| w.get(h)),
             None => self.embed_inner(parts, |_| 1.0),
-        };
-        any.then_some(v)
+        }
     }
 
     /// The vector and whether it came from the text's features (rather
@@ -324,21 +319,6 @@ impl DocumentFrequencies {
             .into_iter()
             .map(|(h, df)| (h, idf(self.texts, df)))
             .collect()
-    }
-
-    /// The weight of each feature of one of the counted texts as it would
-    /// be had that text not been counted (its features one text less
-    /// frequent), given the `common` list of [`DocumentFrequencies::common`]:
-    /// how a logged text is embedded as a new query would be. A feature
-    /// stays listed when it still is in two other texts.
-    pub fn leave_one_out<'a>(&'a self, common: &'a [(u64, f32)]) -> impl Fn(u64) -> f32 + 'a {
-        let others = self.texts.saturating_sub(1);
-        move |h| match self.counts.get(&h) {
-            Some(&d) if d >= 3 && common.binary_search_by_key(&h, |(k, _)| *k).is_ok() => {
-                idf(others, d - 1)
-            }
-            _ => idf(others, 0),
-        }
     }
 
     /// [`FeatureWeights`] from [`DocumentFrequencies::common`] and
@@ -646,27 +626,6 @@ mod tests {
         );
         // No weights: the plain embedding, bit for bit.
         assert_eq!(e.embed_parts_weighted(&[q], None), e.embed_one(q));
-    }
-
-    #[test]
-    fn leave_one_out_weighs_a_counted_text_as_a_new_one() {
-        let e = HashingEmbedder::default();
-        let mut texts = corpus();
-        texts.push("zebra quokka".to_owned());
-        texts.push("zebra axolotl".to_owned());
-        let df = e.document_frequencies(&texts);
-        let common = df.common(4096);
-        let weight = df.leave_one_out(&common);
-        let hash = |w: &str| fnv1a(&[w.as_bytes()]);
-        // In every text but two: still in all of the 61 others but two.
-        assert_eq!(weight(hash("acme")), idf(61, 59));
-        // In 20 texts: one of them left out, 19.
-        assert_eq!(weight(hash("spaghetti")), idf(61, 19));
-        // In two texts: left in one other only, so no longer listed.
-        assert_eq!(df.counts[&hash("zebra")], 2);
-        assert_eq!(weight(hash("zebra")), idf(61, 0));
-        // In this text alone: as rare as a word never seen.
-        assert_eq!(weight(hash("quokka")), idf(61, 0));
     }
 
     #[test]
