@@ -190,9 +190,6 @@ pub fn explain(
             return out;
         }
     };
-    // The text serving routed on (the same rule as above, shown from the
-    // decision itself).
-    out.text = uno_core::query::join(&decision.text);
     let Some(routed) = decision.routed else {
         out.reason = match out.clusters.first() {
             Some(c) => format!(
