@@ -139,11 +139,7 @@ pub fn plan_clusters(
     }
     let users: Vec<u32> = members
         .iter()
-        .map(|ms| {
-            let distinct: HashSet<String> =
-                ms.iter().map(|&i| contributor(&logs[i].input)).collect();
-            u32::try_from(distinct.len()).unwrap_or(u32::MAX)
-        })
+        .map(|ms| u32::try_from(crate::rules::region_users(ms, logs).len()).unwrap_or(u32::MAX))
         .collect();
     let routable: Vec<bool> = users
         .iter()
