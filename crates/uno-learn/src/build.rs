@@ -355,33 +355,6 @@ pub fn candidates(train: &[usize], logs: &[LearnLog]) -> Vec<Candidate> {
         .collect()
 }
 
-/// Merges duplicate candidates into ranked rules with provenance and
-/// support. Two candidates are one rule when their normalised texts are
-/// equal or, given `vectors` (one unit vector per candidate), their cosine
-/// similarity is at least `similarity`; the rule keeps the first phrasing.
-/// Ranked by support, then sources, then first appearance; served when
-/// support reaches `min_support`. Returns the rules and, per candidate, the
-/// index of its rule. This is the merge without the consolidation by
-/// meaning, shares or holds of [`crate::rules`], which the worker adds.
-pub fn consolidate(
-    candidates: &[Candidate],
-    vectors: Option<&[Vec<f32>]>,
-    similarity: f32,
-    min_support: usize,
-) -> (Vec<Rule>, Vec<usize>) {
-    let (merged, of) = crate::rules::merge(candidates, vectors, similarity);
-    let everyone: HashSet<String> = candidates.iter().map(|c| c.contributor.clone()).collect();
-    let bars = crate::rules::Bars {
-        min_support,
-        min_share: 0.0,
-        hold_promotions: false,
-    };
-    let consolidation = crate::rules::Consolidation::singletons(merged.len());
-    let (rules, rank) = crate::rules::rank(&merged, &consolidation, &everyone, bars);
-    let index = of.into_iter().map(|m| rank[m]).collect();
-    (rules, index)
-}
-
 /// Estimated tokens of `text`, without the model's tokenizer (the worker
 /// serves many models and has none of them): a quarter token per ASCII
 /// byte, rounded up, plus one token per other character. English BPE
@@ -523,6 +496,33 @@ mod tests {
             source: Uuid::from_u128(source),
             contributor: who.into(),
         }
+    }
+
+    /// Test-only: merges duplicate candidates into ranked rules with provenance and
+    /// support. Two candidates are one rule when their normalised texts are
+    /// equal or, given `vectors` (one unit vector per candidate), their cosine
+    /// similarity is at least `similarity`; the rule keeps the first phrasing.
+    /// Ranked by support, then sources, then first appearance; served when
+    /// support reaches `min_support`. Returns the rules and, per candidate, the
+    /// index of its rule. This is the merge without the consolidation by
+    /// meaning, shares or holds of [`crate::rules`], which the worker adds.
+    fn consolidate(
+        candidates: &[Candidate],
+        vectors: Option<&[Vec<f32>]>,
+        similarity: f32,
+        min_support: usize,
+    ) -> (Vec<Rule>, Vec<usize>) {
+        let (merged, of) = crate::rules::merge(candidates, vectors, similarity);
+        let everyone: HashSet<String> = candidates.iter().map(|c| c.contributor.clone()).collect();
+        let bars = crate::rules::Bars {
+            min_support,
+            min_share: 0.0,
+            hold_promotions: false,
+        };
+        let consolidation = crate::rules::Consolidation::singletons(merged.len());
+        let (rules, rank) = crate::rules::rank(&merged, &consolidation, &everyone, bars);
+        let index = of.into_iter().map(|m| rank[m]).collect();
+        (rules, index)
     }
 
     #[test]
