@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use uno_core::query::is_cjk;
+
 use super::{EmbedError, EmbedFuture, Embedder, l2_normalize};
 
 /// Dimension of [`HashingEmbedder::default`]: large enough that unrelated
@@ -459,17 +461,6 @@ fn words(text: &str) -> Vec<String> {
         out.push(current);
     }
     out
-}
-
-/// CJK ideographs, kana and hangul: the scripts written without spaces.
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF   // hiragana, katakana
-        | 0x3400..=0x4DBF // CJK extension A
-        | 0x4E00..=0x9FFF // CJK unified ideographs
-        | 0xAC00..=0xD7AF // hangul syllables
-        | 0xF900..=0xFAFF // CJK compatibility ideographs
-        | 0x20000..=0x2FA1F)
 }
 
 #[cfg(test)]
