@@ -170,14 +170,16 @@ fn count_words(text: &str, cap: usize) -> usize {
     n.min(cap)
 }
 
-/// CJK ideographs, kana and hangul: the scripts written without spaces.
-fn is_cjk(c: char) -> bool {
+/// CJK ideographs, kana and hangul: the scripts written without spaces,
+/// where each character is a word of its own (here, and in the hashing
+/// embedder's features).
+pub fn is_cjk(c: char) -> bool {
     matches!(c as u32,
-        0x3040..=0x30FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xAC00..=0xD7AF
-        | 0xF900..=0xFAFF
+        0x3040..=0x30FF   // hiragana, katakana
+        | 0x3400..=0x4DBF // CJK extension A
+        | 0x4E00..=0x9FFF // CJK unified ideographs
+        | 0xAC00..=0xD7AF // hangul syllables
+        | 0xF900..=0xFAFF // CJK compatibility ideographs
         | 0x20000..=0x2FA1F)
 }
 

@@ -15,7 +15,6 @@ use uno_core::snapshot::{
     Gap, Lesson, Mode, Policy, RouteCalibration, Routing, Rule, Snapshot, Validation,
 };
 use uno_llm::embed::Embedder;
-use uno_llm::embed::idf;
 use uno_llm::{FeatureWeights, HashingEmbedder};
 use uno_store::learn::LearnLog;
 use uuid::Uuid;
@@ -138,30 +137,9 @@ pub fn plan_clusters(
     for text in &texts {
         route_queries.extend(route.embed_parts_weighted(&[text], Some(&weights)));
     }
-    // Each log as a new query would look: weights counted without it (its
-    // features one text less frequent), so its own words are as rare as a
-    // new query's unseen words, and the calibrated radii fit new queries.
-    let fresh: Option<Vec<f32>> = df.as_ref().map(|df| {
-        let listed: HashSet<u64> = common.iter().map(|(h, _)| *h).collect();
-        let others = df.texts.saturating_sub(1);
-        let mut out = Vec::with_capacity(route_queries.len());
-        for text in &texts {
-            out.extend(
-                route.embed_parts_with(&[text], |h| match df.counts.get(&h) {
-                    Some(&d) if d >= 3 && listed.contains(&h) => idf(others, d - 1),
-                    _ => idf(others, 0),
-                }),
-            );
-        }
-        out
-    });
     let users: Vec<u32> = members
         .iter()
-        .map(|ms| {
-            let distinct: HashSet<String> =
-                ms.iter().map(|&i| contributor(&logs[i].input)).collect();
-            u32::try_from(distinct.len()).unwrap_or(u32::MAX)
-        })
+        .map(|ms| u32::try_from(crate::rules::region_users(ms, logs).len()).unwrap_or(u32::MAX))
         .collect();
     let routable: Vec<bool> = users
         .iter()
@@ -172,7 +150,6 @@ pub fn plan_clusters(
             points: &route_queries,
             dim: route_dim,
             labels,
-            fresh: fresh.as_deref(),
         },
         k,
         &routable,
@@ -378,33 +355,6 @@ pub fn candidates(train: &[usize], logs: &[LearnLog]) -> Vec<Candidate> {
         .collect()
 }
 
-/// Merges duplicate candidates into ranked rules with provenance and
-/// support. Two candidates are one rule when their normalised texts are
-/// equal or, given `vectors` (one unit vector per candidate), their cosine
-/// similarity is at least `similarity`; the rule keeps the first phrasing.
-/// Ranked by support, then sources, then first appearance; served when
-/// support reaches `min_support`. Returns the rules and, per candidate, the
-/// index of its rule. This is the merge without the consolidation by
-/// meaning, shares or holds of [`crate::rules`], which the worker adds.
-pub fn consolidate(
-    candidates: &[Candidate],
-    vectors: Option<&[Vec<f32>]>,
-    similarity: f32,
-    min_support: usize,
-) -> (Vec<Rule>, Vec<usize>) {
-    let (merged, of) = crate::rules::merge(candidates, vectors, similarity);
-    let everyone: HashSet<String> = candidates.iter().map(|c| c.contributor.clone()).collect();
-    let bars = crate::rules::Bars {
-        min_support,
-        min_share: 0.0,
-        hold_promotions: false,
-    };
-    let consolidation = crate::rules::Consolidation::singletons(merged.len());
-    let (rules, rank) = crate::rules::rank(&merged, &consolidation, &everyone, bars);
-    let index = of.into_iter().map(|m| rank[m]).collect();
-    (rules, index)
-}
-
 /// Estimated tokens of `text`, without the model's tokenizer (the worker
 /// serves many models and has none of them): a quarter token per ASCII
 /// byte, rounded up, plus one token per other character. English BPE
@@ -546,6 +496,33 @@ mod tests {
             source: Uuid::from_u128(source),
             contributor: who.into(),
         }
+    }
+
+    /// Test-only: merges duplicate candidates into ranked rules with provenance and
+    /// support. Two candidates are one rule when their normalised texts are
+    /// equal or, given `vectors` (one unit vector per candidate), their cosine
+    /// similarity is at least `similarity`; the rule keeps the first phrasing.
+    /// Ranked by support, then sources, then first appearance; served when
+    /// support reaches `min_support`. Returns the rules and, per candidate, the
+    /// index of its rule. This is the merge without the consolidation by
+    /// meaning, shares or holds of [`crate::rules`], which the worker adds.
+    fn consolidate(
+        candidates: &[Candidate],
+        vectors: Option<&[Vec<f32>]>,
+        similarity: f32,
+        min_support: usize,
+    ) -> (Vec<Rule>, Vec<usize>) {
+        let (merged, of) = crate::rules::merge(candidates, vectors, similarity);
+        let everyone: HashSet<String> = candidates.iter().map(|c| c.contributor.clone()).collect();
+        let bars = crate::rules::Bars {
+            min_support,
+            min_share: 0.0,
+            hold_promotions: false,
+        };
+        let consolidation = crate::rules::Consolidation::singletons(merged.len());
+        let (rules, rank) = crate::rules::rank(&merged, &consolidation, &everyone, bars);
+        let index = of.into_iter().map(|m| rank[m]).collect();
+        (rules, index)
     }
 
     #[test]

@@ -138,11 +138,7 @@ fn apply_to_cluster(
     }
     cluster.lessons.retain(|l| !l.rules.is_empty());
     let ranked: Vec<String> = cluster.served_rules().map(|r| r.text.clone()).collect();
-    let lang = if cluster.lang == "zh" {
-        Lang::Zh
-    } else {
-        Lang::En
-    };
+    let lang = Lang::from_code(&cluster.lang);
     let (_, block) = fit_block(lang, &ranked, config.max_rules, config.block_max_tokens);
     cluster.block = block;
     let nothing_to_apply = match cluster.mode {

@@ -26,6 +26,16 @@ impl Lang {
         }
     }
 
+    /// The language stored as `code` ([`Lang::as_str`]): Chinese for `zh`,
+    /// else English.
+    pub fn from_code(code: &str) -> Lang {
+        if code == Lang::Zh.as_str() {
+            Lang::Zh
+        } else {
+            Lang::En
+        }
+    }
+
     /// `en` or `zh`, as stored.
     pub fn as_str(self) -> &'static str {
         match self {

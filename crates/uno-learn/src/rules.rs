@@ -124,6 +124,17 @@ pub struct Group {
     pub promotes: bool,
 }
 
+impl Group {
+    /// Merged rule `i` as a preference of its own.
+    pub fn single(i: usize) -> Group {
+        Group {
+            members: vec![i],
+            canonical: i,
+            promotes: false,
+        }
+    }
+}
+
 /// A partition of the merged rules into preferences, with contradictions
 /// between groups.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -139,13 +150,7 @@ impl Consolidation {
     /// and the fallback when the consolidation step fails.
     pub fn singletons(n: usize) -> Consolidation {
         Consolidation {
-            groups: (0..n)
-                .map(|i| Group {
-                    members: vec![i],
-                    canonical: i,
-                    promotes: false,
-                })
-                .collect(),
+            groups: (0..n).map(Group::single).collect(),
             contradictions: Vec::new(),
         }
     }
@@ -168,11 +173,7 @@ impl Consolidation {
             })
             .collect();
         let covered: HashSet<usize> = shown.iter().copied().collect();
-        groups.extend((0..n).filter(|i| !covered.contains(i)).map(|i| Group {
-            members: vec![i],
-            canonical: i,
-            promotes: false,
-        }));
+        groups.extend((0..n).filter(|i| !covered.contains(i)).map(Group::single));
         Consolidation {
             groups,
             contradictions: self.contradictions.clone(),
@@ -254,11 +255,7 @@ pub fn check(raw: &RawConsolidation, n: usize) -> Result<Consolidation, String> 
     for (i, slot) in group_of.iter_mut().enumerate() {
         if slot.is_none() {
             *slot = Some(groups.len());
-            groups.push(Group {
-                members: vec![i],
-                canonical: i,
-                promotes: false,
-            });
+            groups.push(Group::single(i));
         }
     }
     let mut contradictions = Vec::new();
@@ -294,6 +291,17 @@ pub fn check(raw: &RawConsolidation, n: usize) -> Result<Consolidation, String> 
 enum Cached {
     Ok(Consolidation),
     Invalid(String),
+}
+
+impl Cached {
+    /// The consolidation of all `n` merged rules this answer for the
+    /// `shown` ones gives: an invalid answer leaves every rule its own.
+    fn widen(&self, shown: &[usize], n: usize) -> Consolidation {
+        match self {
+            Cached::Ok(c) => c.widen(shown, n),
+            Cached::Invalid(_) => Consolidation::singletons(n),
+        }
+    }
 }
 
 /// The consolidation by meaning of `merged`: one JSON call to `model`
@@ -333,10 +341,7 @@ pub async fn by_meaning(
     if let Ok(Some(hit)) = store.learn_cache_get(tenant, &key).await
         && let Ok(cached) = serde_json::from_str::<Cached>(&hit)
     {
-        return match cached {
-            Cached::Ok(c) => c.widen(&shown, n),
-            Cached::Invalid(_) => Consolidation::singletons(n),
-        };
+        return cached.widen(&shown, n);
     }
     let reply = model
         .json::<RawConsolidation>(
@@ -371,10 +376,7 @@ pub async fn by_meaning(
     {
         tracing::warn!(%err, "could not cache a rule consolidation; it will be asked again");
     }
-    match cached {
-        Cached::Ok(c) => c.widen(&shown, n),
-        Cached::Invalid(_) => Consolidation::singletons(n),
-    }
+    cached.widen(&shown, n)
 }
 
 fn cache_key(model: &str, lang: Lang, texts: &[String]) -> String {

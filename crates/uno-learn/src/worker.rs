@@ -542,11 +542,7 @@ impl Worker {
                 None
             }
         };
-        let lang = if plan.lang == "zh" {
-            Lang::Zh
-        } else {
-            Lang::En
-        };
+        let lang = Lang::from_code(&plan.lang);
         // Exact and embedding merge, then one cached LLM call groups the
         // merged rules by meaning (paraphrases add up; contradictions and
         // promotions are named); see `crate::rules`.

@@ -15,7 +15,7 @@ use uno_core::cluster::nearest;
 use uno_core::config::{Config, EmbedderKind, LearnConfig, NoveltyKind};
 use uno_learn::source::learn_log;
 use uno_learn::{LogProgress, Worker};
-use uno_llm::{HashingEmbedder, UpstreamClient};
+use uno_llm::{FeatureWeights, HashingEmbedder, UpstreamClient};
 use uno_store::Store;
 use uno_store::learn::{LearnSource, SourceFeedback, StageOutput};
 use uno_testkit::{
@@ -205,9 +205,11 @@ async fn two_topics_under_one_long_system_prompt_form_two_clusters(backend: Back
     );
 
     // The routing centroids lie in the same space: a member's question,
-    // in the user's words alone (as the proxy routes it), is in its
-    // topic's cluster.
+    // in the user's words alone and weighted by the snapshot's feature
+    // weights (as the proxy routes it), is in its topic's cluster.
     let route = HashingEmbedder::from_id(&snapshot.route_embedder).unwrap();
+    let routing = snapshot.routing.as_ref().expect("routing weights");
+    let weights = FeatureWeights::new(routing.rare_weight, &routing.common);
     let dim = uno_llm::Embedder::dim(&route);
     let centroids: Vec<f32> = snapshot
         .clusters
@@ -215,7 +217,7 @@ async fn two_topics_under_one_long_system_prompt_form_two_clusters(backend: Back
         .flat_map(|c| c.route_centroid.clone())
         .collect();
     for question in [cooking(5), tax(5)] {
-        let vector = route.embed_one(&question);
+        let vector = route.embed_parts_weighted(&[&question], Some(&weights));
         let (row, distance) = nearest(&centroids, dim, &vector).unwrap();
         let cluster = &snapshot.clusters[row];
         let log = store.learn_log(cluster.members[0]).await.unwrap().unwrap();

@@ -86,9 +86,6 @@ pub struct RoutePoints<'a> {
     pub dim: usize,
     /// Each point's cluster.
     pub labels: &'a [usize],
-    /// Each point as a new query would be embedded (see [`calibrate`]);
-    /// `None` when that is `points` itself.
-    pub fresh: Option<&'a [f32]>,
 }
 
 /// What [`calibrate`] aims for.
@@ -143,12 +140,8 @@ pub struct Calibration {
 /// measures how the router then treats every point: `data.points`
 /// (row-major `n × dim`, unit vectors in the routing space) with their
 /// cluster `labels` (`< k`), which clusters are `routable`, and each one's
-/// distinct `users`. `data.fresh`, when given (same shape), is each point as
-/// a *new* query would be embedded: when the space's weights were counted
-/// over the points themselves, a point's own words look less rare than a
-/// new query's words do, and the member and negative distances are taken
-/// from `fresh` so the radius fits new queries rather than logged ones. The calibration's false-accept step uses plain nearest-centroid
-/// routing; the reported rates and agreement use [`route_choice`] itself,
+/// distinct `users`. The calibration's false-accept step uses plain
+/// nearest-centroid routing; the reported rates and agreement use [`route_choice`] itself,
 /// margin included, so they are what the proxy will do.
 ///
 /// # Errors
@@ -166,16 +159,7 @@ pub fn calibrate(
         points,
         dim,
         labels,
-        fresh,
     } = *data;
-    let fresh = fresh.unwrap_or(points);
-    if fresh.len() != points.len() {
-        return Err(ClusterError::Length {
-            what: "fresh points",
-            got: fresh.len(),
-            expected: points.len(),
-        });
-    }
     for q in [options.quantile, options.false_accept] {
         if !(0.0..=1.0).contains(&q) {
             return Err(ClusterError::BadQuantile(q));
@@ -349,7 +333,6 @@ mod tests {
                 points: &points,
                 dim,
                 labels: &labels,
-                fresh: None,
             },
             2,
             &[true, true],
@@ -433,7 +416,6 @@ mod tests {
                 points: &points,
                 dim,
                 labels: &labels,
-                fresh: None,
             },
             3,
             &routable,

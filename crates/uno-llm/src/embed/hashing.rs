@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use uno_core::query::is_cjk;
+
 use super::{EmbedError, EmbedFuture, Embedder, l2_normalize};
 
 /// Dimension of [`HashingEmbedder::default`]: large enough that unrelated
@@ -94,22 +96,7 @@ impl HashingEmbedder {
         parts: &[S],
         weights: Option<&FeatureWeights>,
     ) -> Vec<f32> {
-        match weights {
-            Some(w) => self.embed_parts_with(parts, |h| w.get(h)),
-            None => self.embed_parts_with(parts, |_| 1.0),
-        }
-    }
-
-    /// [`HashingEmbedder::embed_parts_weighted`] with any weight function
-    /// of the feature hash: the worker uses it to embed a logged text as a
-    /// new query would be embedded, with weights counted without that text.
-    pub fn embed_parts_with<S: AsRef<str>, W: Fn(u64) -> f32>(
-        &self,
-        parts: &[S],
-        weight: W,
-    ) -> Vec<f32> {
-        let (v, _) = self.embed_inner(parts, weight);
-        v
+        self.embed_weighted(parts, weights).0
     }
 
     /// [`HashingEmbedder::embed_parts_weighted`], or `None` when no feature
@@ -121,11 +108,21 @@ impl HashingEmbedder {
         parts: &[S],
         weights: Option<&FeatureWeights>,
     ) -> Option<Vec<f32>> {
-        let (v, any) = match weights {
+        let (v, any) = self.embed_weighted(parts, weights);
+        any.then_some(v)
+    }
+
+    /// [`HashingEmbedder::embed_inner`] with `weights`' lookup, or every
+    /// feature weighing 1.
+    fn embed_weighted<S: AsRef<str>>(
+        &self,
+        parts: &[S],
+        weights: Option<&FeatureWeights>,
+    ) -> (Vec<f32>, bool) {
+        match weights {
             Some(w) => self.embed_inner(parts, |h| w.get(h)),
             None => self.embed_inner(parts, |_| 1.0),
-        };
-        any.then_some(v)
+        }
     }
 
     /// The vector and whether it came from the text's features (rather
@@ -136,14 +133,12 @@ impl HashingEmbedder {
         weight: W,
     ) -> (Vec<f32>, bool) {
         let mut v = vec![0.0f32; self.dim];
-        let mut features = Features {
-            embedder: self,
-            weight,
-            v: &mut v,
-            word: FNV_OFFSET,
-            pair: None,
-            prefix: bigram_start(),
-        };
+        let mut features = Features::new(|h, scale| {
+            let w = weight(h);
+            if w != 0.0 {
+                self.add(&mut v, h, scale * w);
+            }
+        });
         for part in parts {
             scan_words(part.as_ref(), &mut features);
         }
@@ -166,13 +161,7 @@ impl HashingEmbedder {
         let mut seen: Vec<u64> = Vec::new();
         for text in texts {
             seen.clear();
-            let mut sink = Hashes {
-                out: &mut seen,
-                word: FNV_OFFSET,
-                pair: None,
-                prefix: bigram_start(),
-            };
-            scan_words(text.as_ref(), &mut sink);
+            scan_words(text.as_ref(), &mut Features::new(|h, _| seen.push(h)));
             seen.sort_unstable();
             seen.dedup();
             for h in &seen {
@@ -251,12 +240,13 @@ fn scan_words(text: &str, sink: &mut impl WordSink) {
 }
 
 /// Hashes each word's unigram and, with the word before it, its bigram
-/// (`"\x01" a " " b`), in one scan. Every feature adds ±1 or ±0.5, so the
-/// sums are exact in `f32` whatever the order features arrive in.
-struct Features<'a, W> {
-    embedder: &'a HashingEmbedder,
-    weight: W,
-    v: &'a mut [f32],
+/// (`"\x01" a " " b`), in one scan, and hands each feature to `emit` with
+/// its scale (1 for a unigram, [`BIGRAM_WEIGHT`] for a bigram): the
+/// embedder adds it up (±1 or ±0.5 times its weight, so unweighted sums are
+/// exact in `f32` whatever the order features arrive in), document
+/// frequencies collect its hash.
+struct Features<F> {
+    emit: F,
     /// The current word's unigram hash so far.
     word: u64,
     /// `"\x01" prev " "` continued through the current word.
@@ -265,48 +255,27 @@ struct Features<'a, W> {
     prefix: u64,
 }
 
-impl<W: Fn(u64) -> f32> WordSink for Features<'_, W> {
+impl<F: FnMut(u64, f32)> Features<F> {
+    fn new(emit: F) -> Self {
+        Features {
+            emit,
+            word: FNV_OFFSET,
+            pair: None,
+            prefix: bigram_start(),
+        }
+    }
+}
+
+impl<F: FnMut(u64, f32)> WordSink for Features<F> {
     fn byte(&mut self, b: u8) {
         self.word = fnv_byte(self.word, b);
         self.pair = self.pair.map(|h| fnv_byte(h, b));
         self.prefix = fnv_byte(self.prefix, b);
     }
     fn end(&mut self) {
-        let unigram = (self.weight)(self.word);
-        if unigram != 0.0 {
-            self.embedder.add(self.v, self.word, unigram);
-        }
+        (self.emit)(self.word, 1.0);
         if let Some(h) = self.pair {
-            let bigram = (self.weight)(h);
-            if bigram != 0.0 {
-                self.embedder.add(self.v, h, BIGRAM_WEIGHT * bigram);
-            }
-        }
-        self.word = FNV_OFFSET;
-        self.pair = Some(fnv_byte(self.prefix, b' '));
-        self.prefix = bigram_start();
-    }
-}
-
-/// The same scan as [`Features`], collecting the feature hashes instead of
-/// adding them up (for document frequencies).
-struct Hashes<'a> {
-    out: &'a mut Vec<u64>,
-    word: u64,
-    pair: Option<u64>,
-    prefix: u64,
-}
-
-impl WordSink for Hashes<'_> {
-    fn byte(&mut self, b: u8) {
-        self.word = fnv_byte(self.word, b);
-        self.pair = self.pair.map(|h| fnv_byte(h, b));
-        self.prefix = fnv_byte(self.prefix, b);
-    }
-    fn end(&mut self) {
-        self.out.push(self.word);
-        if let Some(h) = self.pair {
-            self.out.push(h);
+            (self.emit)(h, BIGRAM_WEIGHT);
         }
         self.word = FNV_OFFSET;
         self.pair = Some(fnv_byte(self.prefix, b' '));
@@ -492,17 +461,6 @@ fn words(text: &str) -> Vec<String> {
         out.push(current);
     }
     out
-}
-
-/// CJK ideographs, kana and hangul: the scripts written without spaces.
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF   // hiragana, katakana
-        | 0x3400..=0x4DBF // CJK extension A
-        | 0x4E00..=0x9FFF // CJK unified ideographs
-        | 0xAC00..=0xD7AF // hangul syllables
-        | 0xF900..=0xFAFF // CJK compatibility ideographs
-        | 0x20000..=0x2FA1F)
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ pub fn explain(
                 let c = loaded.clusters.get(i)?;
                 Some(ClusterDistance {
                     id: c.id.to_string(),
-                    mode: mode_name(c.mode),
+                    mode: c.mode.as_str(),
                     distance,
                     threshold: c.threshold,
                     within: distance <= c.threshold,
@@ -190,9 +190,6 @@ pub fn explain(
             return out;
         }
     };
-    // The text serving routed on (the same rule as above, shown from the
-    // decision itself).
-    out.text = uno_core::query::join(&decision.text);
     let Some(routed) = decision.routed else {
         out.reason = match out.clusters.first() {
             Some(c) => format!(
@@ -233,14 +230,6 @@ pub fn explain(
         ServePath::Passthrough | ServePath::Holdout => {}
     }
     out
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Passthrough => "passthrough",
-        Mode::Primary => "primary",
-        Mode::Reflective => "reflective",
-    }
 }
 
 impl fmt::Display for Explanation {

@@ -203,11 +203,7 @@ impl LoadedSnapshot {
         if router.rows.is_empty() {
             return None;
         }
-        // A text with no weighed feature (only what all the tenant's
-        // traffic says, or nothing) has no topic: pass it through.
-        let vector = router
-            .embedder
-            .try_embed_parts_weighted(parts, router.weights.as_ref())?;
+        let vector = router.embed(parts)?;
         let row = route_choice(
             &router.centroids,
             router.dim,
@@ -230,10 +226,7 @@ impl LoadedSnapshot {
         let Some(router) = self.router.as_ref() else {
             return Vec::new();
         };
-        let Some(vector) = router
-            .embedder
-            .try_embed_parts_weighted(parts, router.weights.as_ref())
-        else {
+        let Some(vector) = router.embed(parts) else {
             return Vec::new();
         };
         let mut out: Vec<(usize, f32)> = router
@@ -251,6 +244,17 @@ impl LoadedSnapshot {
             .collect();
         out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         out
+    }
+}
+
+impl Router {
+    /// The query of `parts` in the routing space, weighted by the tenant's
+    /// feature weights; `None` for a text with no weighed feature (only
+    /// what all the tenant's traffic says, or nothing): it has no topic,
+    /// so it passes through.
+    fn embed<S: AsRef<str>>(&self, parts: &[S]) -> Option<Vec<f32>> {
+        self.embedder
+            .try_embed_parts_weighted(parts, self.weights.as_ref())
     }
 }
 

@@ -17,7 +17,6 @@
 //! ([`super::explain`]) both call it, so an explanation cannot drift from
 //! what serving does.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -189,9 +188,7 @@ impl Skip {
 /// What a snapshot decides for a request before the holdout share, shadow
 /// mode and the switches of one request or tenant apply.
 #[derive(Debug)]
-pub struct Decision<'v> {
-    /// The routing text, as parts ([`uno_core::query::user_words`]).
-    pub text: Vec<Cow<'v, str>>,
+pub struct Decision {
     /// The cluster it was routed to; `None` when it is unseen (beyond its
     /// nearest cluster's threshold).
     pub routed: Option<Routed>,
@@ -200,12 +197,14 @@ pub struct Decision<'v> {
     pub treated: Option<ServePath>,
 }
 
-/// Routes `view` in `loaded`: the pure step serving and explanations share.
-pub fn decide<'v>(
+/// Routes `view` in `loaded` on its routing text
+/// ([`uno_core::query::user_words`]): the pure step serving and
+/// explanations share.
+pub fn decide(
     loaded: &LoadedSnapshot,
     policy: &ServingPolicy,
-    view: &'v ChatRequestView<'_>,
-) -> Result<Decision<'v>, Skip> {
+    view: &ChatRequestView<'_>,
+) -> Result<Decision, Skip> {
     if let Some(skip) = excluded(view, policy) {
         return Err(skip);
     }
@@ -218,11 +217,7 @@ pub fn decide<'v>(
         .as_ref()
         .and_then(|r| loaded.clusters.get(r.cluster))
         .and_then(treatment);
-    Ok(Decision {
-        text,
-        routed,
-        treated,
-    })
+    Ok(Decision { routed, treated })
 }
 
 /// The path a routed cluster's mode gives.
