@@ -73,6 +73,10 @@ struct SeedResult {
     unknown_prompts: u64,
     clusters: Vec<Value>,
     secs: f64,
+    /// `learn.min_support` of the run: topics with fewer genuine users
+    /// cannot have a rule served, so they are reported apart from the
+    /// trained topics (issue 23's two-user topic checks that guard).
+    min_support: usize,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -379,6 +383,7 @@ async fn one_seed(args: &Args, seed: u64, sizes: Sizes) -> anyhow::Result<SeedRe
         worker_calls: by_kind.values().sum(),
         unknown_prompts: after.get(&PromptKind::Unknown).copied().unwrap_or(0),
         worker_calls_by_kind: by_kind,
+        min_support: config.learn.min_support,
         ..SeedResult::default()
     };
     evaluate(
@@ -870,10 +875,24 @@ struct Figures {
     product_answers: Vec<(String, usize, usize)>,
     calls_per_log: f64,
     agreement: f64,
+    /// The most any topic with fewer than `min_support` users met its
+    /// preference through uno (NaN without such a topic).
+    under_support: f64,
 }
 
 fn figures(r: &SeedResult) -> Figures {
-    let rows: Vec<&TopicRow> = r.topics.values().collect();
+    // Trained topics: enough users for a rule to be served at all.
+    let rows: Vec<&TopicRow> = r
+        .topics
+        .values()
+        .filter(|row| row.users >= r.min_support)
+        .collect();
+    let under_support = r
+        .topics
+        .values()
+        .filter(|row| row.users < r.min_support)
+        .map(|row| pct(row.uno, row.n))
+        .fold(f64::NAN, f64::max);
     let mean = |g: &dyn Fn(&TopicRow) -> f64| {
         rows.iter().map(|row| g(row)).sum::<f64>() / rows.len().max(1) as f64
     };
@@ -909,6 +928,7 @@ fn figures(r: &SeedResult) -> Figures {
         },
         calls_per_log: r.worker_calls as f64 / r.feedback_logs.max(1) as f64,
         agreement: pct(r.agreement.1, r.agreement.0),
+        under_support,
     }
 }
 
@@ -989,7 +1009,7 @@ fn print_summary(args: &Args, overrides: &[(String, String)], results: &[SeedRes
         args.system_prompt_bytes, args.embedder, args.holdout_percent, args.obedience
     );
     println!(
-        "  seed   pass   uno  uno-min  global  ceil  follow-gap  unseen-pt  max-lost  agree  product(1 id/3 ids)  calls/log  clusters/tenant (with served rules)"
+        "  seed   pass   uno  uno-min  global  ceil  follow-gap  unseen-pt  max-lost  agree  product(1 id/3 ids)  calls/log  under-support  clusters/tenant (with served rules)"
     );
     let mut out = Vec::new();
     for r in results {
@@ -1004,7 +1024,7 @@ fn print_summary(args: &Args, overrides: &[(String, String)], results: &[SeedRes
             .map(|(t, (n, served))| format!("{t} {n} ({served})"))
             .collect();
         println!(
-            "  {:>4}   {}   {}     {}     {}   {}        {:>5.1}       {}       {}    {}   {:>18}   {:>8.2}  {}",
+            "  {:>4}   {}   {}     {}     {}   {}        {:>5.1}       {}       {}    {}   {:>18}   {:>8.2}  {:>13}  {}",
             r.seed,
             f(g.pass_mean),
             f(g.trained_mean),
@@ -1017,6 +1037,7 @@ fn print_summary(args: &Args, overrides: &[(String, String)], results: &[SeedRes
             f(g.agreement),
             prod.join("/"),
             g.calls_per_log,
+            f(g.under_support),
             clusters.join(", ")
         );
         let checks = [
@@ -1035,7 +1056,7 @@ fn print_summary(args: &Args, overrides: &[(String, String)], results: &[SeedRes
             ("follow-up within 5 points", g.follow_gap.abs() <= 5.0),
             ("<= 4 LLM calls per feedback log", g.calls_per_log <= 4.0),
         ];
-        out.push(json!({"seed": r.seed, "checks": checks.iter().map(|(n, ok)| json!({"target": n, "met": ok})).collect::<Vec<_>>()}));
+        out.push(json!({"seed": r.seed, "under_support_uno": g.under_support, "checks": checks.iter().map(|(n, ok)| json!({"target": n, "met": ok})).collect::<Vec<_>>()}));
         let failed: Vec<&str> = checks.iter().filter(|c| !c.1).map(|c| c.0).collect();
         if failed.is_empty() {
             println!("         every target met");

@@ -141,12 +141,54 @@ fn routing(system_bytes: usize) -> anyhow::Result<Routing> {
     })
 }
 
-/// A snapshot with one cluster centred on the bench query, in `mode`.
+/// Routable clusters in the bench snapshot, and examples in each: the
+/// most a cluster keeps by default (`learn.route_examples`), so the
+/// router searches 4,000 examples, many of them sharing the bench query's
+/// common words.
+const CLUSTERS: usize = 8;
+const EXAMPLES: usize = 500;
+
+/// Cluster `c`'s routing examples as the worker publishes them; cluster 0
+/// holds the bench query itself, so the query routes there.
+fn examples(
+    embedder: &uno_llm::HashingEmbedder,
+    weights: &uno_llm::FeatureWeights,
+    c: usize,
+    query: &str,
+) -> Vec<Vec<(u64, f32)>> {
+    let asks = [
+        "How do I fix",
+        "Why is there a problem with",
+        "What is the best way to set up",
+        "Can you explain",
+        "How much does it cost to change",
+    ];
+    let mut texts: Vec<String> = (0..EXAMPLES)
+        .map(|i| {
+            format!(
+                "{} the service {c} item {} for customer {i}?",
+                asks[i % asks.len()],
+                i / asks.len()
+            )
+        })
+        .collect();
+    if c == 0 {
+        texts[0] = query.to_owned();
+    }
+    texts
+        .iter()
+        .filter_map(|t| embedder.sparse_weighted(&[t], Some(weights)))
+        .collect()
+}
+
+/// A snapshot whose first cluster holds the bench query among its
+/// examples, in `mode`, beside seven other routable clusters.
 fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
     let embedder = uno_llm::HashingEmbedder::from_id(ROUTE_EMBEDDER).context("routing embedder")?;
     let routing = routing(system_bytes)?;
     let weights = uno_llm::FeatureWeights::new(routing.rare_weight, &routing.common);
-    let centroid = embedder.embed_parts_weighted(&[query_text(system_bytes)?], Some(&weights));
+    let query = query_text(system_bytes)?;
+    let centroid = embedder.embed_parts_weighted(&[&query], Some(&weights));
     let block = format!(
         "Lessons from past users on requests like this one. Follow them where they apply:\n{}",
         RULES
@@ -167,31 +209,34 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
             ..empty.settings
         },
         logs: 100,
-        clusters: vec![ClusterExperience {
-            id: "0".to_owned(),
-            size: 100,
-            lang: "en".to_owned(),
-            centroid: Vec::new(),
-            unseen_threshold: 0.0,
-            route_centroid: centroid,
-            route_threshold: 0.5,
-            route: Some(RouteCalibration {
-                routable: true,
-                users: 100,
-                ..RouteCalibration::default()
-            }),
-            mode,
-            decision: "bench".to_owned(),
-            gap: Gap::default(),
-            high_gap: false,
-            validation: None,
-            block,
-            rules: RULES
-                .iter()
-                .map(|r| Rule::new(*r, 5, Vec::new(), true))
-                .collect(),
-            ..ClusterExperience::default()
-        }],
+        clusters: (0..CLUSTERS)
+            .map(|c| ClusterExperience {
+                id: c.to_string(),
+                size: EXAMPLES,
+                lang: "en".to_owned(),
+                centroid: Vec::new(),
+                unseen_threshold: 0.0,
+                route_centroid: centroid.clone(),
+                route_threshold: 0.5,
+                route_examples: examples(&embedder, &weights, c, &query),
+                route: Some(RouteCalibration {
+                    routable: true,
+                    users: 100,
+                    ..RouteCalibration::default()
+                }),
+                mode,
+                decision: "bench".to_owned(),
+                gap: Gap::default(),
+                high_gap: false,
+                validation: None,
+                block: block.clone(),
+                rules: RULES
+                    .iter()
+                    .map(|r| Rule::new(*r, 5, Vec::new(), true))
+                    .collect(),
+                ..ClusterExperience::default()
+            })
+            .collect(),
         ..empty
     })
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 mod learn;
 mod metrics;
-pub use learn::{EmbedderKind, LearnConfig, NoveltyKind};
+pub use learn::{EmbedderKind, LearnConfig, Linkage, NoveltyKind};
 pub use metrics::{LOOPBACK_DEFAULT, MetricsConfig, MetricsPlacement};
 
 /// Everything `uno serve` needs.

@@ -246,6 +246,10 @@ pub struct Routing {
     pub agreement_routable: f64,
     /// Share of logs the router passes through.
     pub passthrough: f64,
+    /// With example routing: the share of routable clusters' members the
+    /// acceptance bar was allowed to leave out (0 in centroid routing).
+    #[serde(default)]
+    pub accept_quantile: f64,
 }
 
 /// Everything the proxy needs about one cluster.
@@ -271,9 +275,20 @@ pub struct ClusterExperience {
     #[serde(default)]
     pub route_centroid: Vec<f32>,
     /// [`ClusterExperience::unseen_threshold`] in the routing space: the
-    /// same quantile of the members' distances to `route_centroid`.
+    /// same quantile of the members' distances to `route_centroid`. With
+    /// [`ClusterExperience::route_examples`], the cosine distance to the
+    /// most similar example within which a query is taken instead.
     #[serde(default)]
     pub route_threshold: f32,
+    /// Logged queries of the cluster the proxy routes by (a request goes
+    /// to the cluster of its most similar example, within
+    /// `route_threshold`): each the sparse routing vector of one member's
+    /// text, `(feature hash, weight)` sorted by hash, unit length (see
+    /// `uno_core::cluster::examples`). Empty when the cluster is not
+    /// routable, and in snapshots from before example routing, which are
+    /// routed by `route_centroid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_examples: Vec<Vec<(u64, f32)>>,
     /// How `route_threshold` was calibrated, and whether the cluster is
     /// routable; absent in snapshots from before calibration (every cluster
     /// with a routing centroid is routable then).

@@ -7,10 +7,11 @@ use std::collections::{HashMap, HashSet};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
-    CalibrationOptions, ClusterError, RoutePoints, WardOptions, calibrate, centroids, combine,
-    unseen_thresholds, ward_auto,
+    CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, WardOptions, average_auto,
+    calibrate, calibrate_examples, centroids, combine, select_examples, unseen_thresholds,
+    ward_auto,
 };
-use uno_core::config::LearnConfig;
+use uno_core::config::{LearnConfig, Linkage};
 use uno_core::snapshot::{
     Gap, Lesson, Mode, Policy, RouteCalibration, Routing, Rule, Snapshot, Validation,
 };
@@ -45,6 +46,9 @@ pub struct ClusterPlan {
     pub route_threshold: f32,
     /// How `route_threshold` was calibrated.
     pub route: RouteCalibration,
+    /// Routing examples (sparse routing vectors of some members); empty
+    /// when not routable or when routing by centroid.
+    pub route_examples: Vec<Vec<(u64, f32)>>,
     /// Cognitive gap.
     pub gap: Gap,
     /// Majority language.
@@ -91,7 +95,6 @@ pub fn plan_clusters(
         });
     };
     let dim = first.query_vec.len();
-    let mut combined = Vec::with_capacity(logs.len() * dim * 2);
     let mut queries = Vec::with_capacity(logs.len() * dim);
     for log in logs {
         if log.query_vec.len() != dim || log.rules_vec.len() != dim {
@@ -101,7 +104,6 @@ pub fn plan_clusters(
                 expected: dim,
             });
         }
-        combined.extend(combine(&log.query_vec, &log.rules_vec));
         queries.extend_from_slice(&log.query_vec);
     }
     let options = WardOptions {
@@ -109,7 +111,19 @@ pub fn plan_clusters(
         seed: config.seed,
         ..WardOptions::default()
     };
-    let clustering = ward_auto(&combined, dim * 2, config.distance_threshold, &options)?;
+    let clustering = match config.linkage {
+        // Topics from what users asked: the rules stay out of it, so a few
+        // users pushing the same thing cannot pull a group of their own
+        // out of a topic (issue 23).
+        Linkage::Average => average_auto(&queries, dim, config.average_cut(), &options)?,
+        Linkage::Ward => {
+            let mut combined = Vec::with_capacity(logs.len() * dim * 2);
+            for log in logs {
+                combined.extend(combine(&log.query_vec, &log.rules_vec));
+            }
+            ward_auto(&combined, dim * 2, config.distance_threshold, &options)?
+        }
+    };
     let k = clustering.n_clusters;
     let labels = &clustering.labels;
     let centres = centroids(&queries, dim, labels, k)?;
@@ -160,7 +174,7 @@ pub fn plan_clusters(
             margin: config.route_margin,
         },
     )?;
-    let routing = Routing {
+    let mut routing = Routing {
         texts: logs.len(),
         rare_weight,
         common,
@@ -170,7 +184,51 @@ pub fn plan_clusters(
         agreement: calibration.agreement,
         agreement_routable: calibration.agreement_routable,
         passthrough: calibration.passthrough,
+        accept_quantile: 0.0,
     };
+    // Routing by examples: each routable cluster keeps some members'
+    // sparse routing vectors, and one bar, calibrated on the members,
+    // decides what is close enough to be taken.
+    let mut route_examples: Vec<Vec<Vec<(u64, f32)>>> = vec![Vec::new(); k];
+    let mut example_calibration = None;
+    if config.route_examples > 0 {
+        let sparse: Vec<Vec<(u64, f32)>> = texts
+            .iter()
+            .map(|t| {
+                route
+                    .sparse_weighted(&[t], Some(&weights))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let examples: Vec<Vec<usize>> = members
+            .iter()
+            .zip(&routable)
+            .map(|(ms, &r)| {
+                if r {
+                    select_examples(ms, config.route_examples)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let cal = calibrate_examples(&ExampleInputs {
+            vectors: &sparse,
+            labels,
+            routable: &routable,
+            users: &users,
+            examples: &examples,
+            quantile: config.route_accept_quantile,
+            margin: config.route_margin,
+        });
+        routing.agreement = cal.agreement;
+        routing.agreement_routable = cal.agreement_routable;
+        routing.passthrough = cal.passthrough;
+        routing.accept_quantile = config.route_accept_quantile;
+        for (c, ex) in examples.iter().enumerate() {
+            route_examples[c] = ex.iter().map(|&i| sparse[i].clone()).collect();
+        }
+        example_calibration = Some(cal);
+    }
     let route_centres = &calibration.centroids;
     let ids = stable_ids(logs, &members, previous);
     let mut plans: Vec<ClusterPlan> = members
@@ -179,6 +237,27 @@ pub fn plan_clusters(
         .map(|(c, members)| {
             let (train, holdout) = split(&members, logs, config.holdout, config.seed);
             let cal = &calibration.clusters[c];
+            let mut route = RouteCalibration {
+                routable: cal.routable,
+                users: users[c] as usize,
+                member_radius: cal.member_radius,
+                negative_radius: cal.negative_radius,
+                true_accept: cal.true_accept,
+                false_accept: cal.false_accept,
+                negatives: cal.negatives,
+                agreement: cal.agreement,
+            };
+            let mut route_threshold = cal.threshold;
+            if let Some(ex) = &example_calibration {
+                let e = &ex.clusters[c];
+                route_threshold = if cal.routable { ex.threshold } else { 0.0 };
+                route.member_radius = route_threshold;
+                route.negative_radius = None;
+                route.true_accept = e.true_accept;
+                route.false_accept = e.false_accept;
+                route.negatives = e.negatives;
+                route.agreement = e.agreement;
+            }
             ClusterPlan {
                 id: ids[c].clone(),
                 gap: gap(&members, logs),
@@ -186,17 +265,9 @@ pub fn plan_clusters(
                 centroid: centres[c * dim..(c + 1) * dim].to_vec(),
                 unseen_threshold: thresholds[c],
                 route_centroid: route_centres[c * route_dim..(c + 1) * route_dim].to_vec(),
-                route_threshold: cal.threshold,
-                route: RouteCalibration {
-                    routable: cal.routable,
-                    users: users[c] as usize,
-                    member_radius: cal.member_radius,
-                    negative_radius: cal.negative_radius,
-                    true_accept: cal.true_accept,
-                    false_accept: cal.false_accept,
-                    negatives: cal.negatives,
-                    agreement: cal.agreement,
-                },
+                route_threshold,
+                route,
+                route_examples: std::mem::take(&mut route_examples[c]),
                 members,
                 train,
                 holdout,

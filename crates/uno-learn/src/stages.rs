@@ -151,9 +151,27 @@ pub enum NoveltyScorer {
         samples: u32,
         /// Whether the upstream gave logprobs: 0 unknown, 1 yes, 2 no.
         logprobs: Arc<AtomicU8>,
+        /// Rules whose best cosine similarity to a prior rule falls
+        /// outside this band are scored by the embedding alone (`1 −
+        /// similarity`), without asking the judge: a rule nothing in R_0
+        /// resembles is novel, one R_0 states almost word for word is
+        /// covered. Only the rules in between cost judge calls.
+        prefilter: Option<Prefilter>,
     },
     /// One minus the best cosine similarity to a prior rule.
     Embedding(Arc<dyn Embedder>),
+}
+
+/// The embedding pre-filter of the LLM novelty judge; see
+/// [`NoveltyScorer::Llm`].
+#[derive(Clone)]
+pub struct Prefilter {
+    /// The embedder (the worker's).
+    pub embedder: Arc<dyn Embedder>,
+    /// Below this best similarity a rule is novel without a judge call.
+    pub novel_below: f32,
+    /// Above it, covered without a judge call.
+    pub covered_above: f32,
 }
 
 impl NoveltyScorer {
@@ -162,12 +180,32 @@ impl NoveltyScorer {
         NoveltyScorer::Llm {
             samples: samples.max(1),
             logprobs: Arc::new(AtomicU8::new(0)),
+            prefilter: None,
+        }
+    }
+
+    /// An LLM scorer that asks the judge only about rules whose best
+    /// embedding similarity to R_0 lies within `[novel_below,
+    /// covered_above]`.
+    pub fn llm_with_prefilter(samples: u32, prefilter: Prefilter) -> Self {
+        NoveltyScorer::Llm {
+            samples: samples.max(1),
+            logprobs: Arc::new(AtomicU8::new(0)),
+            prefilter: Some(prefilter),
         }
     }
 
     /// Stored with the scores, so a change of scorer re-scores.
     pub fn id(&self) -> String {
         match self {
+            NoveltyScorer::Llm {
+                prefilter: Some(p), ..
+            } => format!(
+                "llm-judge:v1+prefilter:{}:{}-{}",
+                p.embedder.id(),
+                p.novel_below,
+                p.covered_above
+            ),
             NoveltyScorer::Llm { .. } => "llm-judge:v1".to_owned(),
             NoveltyScorer::Embedding(e) => format!("embedding:{}", e.id()),
         }
@@ -187,10 +225,31 @@ impl NoveltyScorer {
                 NoveltyScorer::Embedding(embedder) => {
                     embedding_novelty(embedder.as_ref(), &log.rules_f, &log.rules_0).await?
                 }
-                NoveltyScorer::Llm { samples, logprobs } => {
+                NoveltyScorer::Llm {
+                    samples,
+                    logprobs,
+                    prefilter,
+                } => {
                     let lang = Lang::of(&log.input.query);
+                    let similar = match prefilter {
+                        Some(p) => Some(
+                            embedding_novelty(p.embedder.as_ref(), &log.rules_f, &log.rules_0)
+                                .await?,
+                        ),
+                        None => None,
+                    };
                     let mut out = Vec::with_capacity(log.rules_f.len());
-                    for rule in &log.rules_f {
+                    for (i, rule) in log.rules_f.iter().enumerate() {
+                        if let (Some(p), Some(novelty)) =
+                            (prefilter, similar.as_ref().and_then(|s| s.get(i)))
+                        {
+                            let best = 1.0 - *novelty;
+                            if best < f64::from(p.novel_below) || best > f64::from(p.covered_above)
+                            {
+                                out.push(*novelty);
+                                continue;
+                            }
+                        }
                         let covered =
                             p_covered(model, lang, rule, &log.rules_0, *samples, logprobs).await?;
                         out.push(1.0 - covered);

@@ -108,6 +108,18 @@ impl Worker {
         embedder: Arc<dyn Embedder>,
     ) -> Worker {
         let novelty = match config.novelty {
+            NoveltyKind::Llm
+                if config.novelty_novel_below > 0.0 || config.novelty_covered_above < 1.0 =>
+            {
+                NoveltyScorer::llm_with_prefilter(
+                    config.novelty_samples,
+                    crate::stages::Prefilter {
+                        embedder: Arc::clone(&embedder),
+                        novel_below: config.novelty_novel_below,
+                        covered_above: config.novelty_covered_above,
+                    },
+                )
+            }
             NoveltyKind::Llm => NoveltyScorer::llm(config.novelty_samples),
             NoveltyKind::Embedding => NoveltyScorer::Embedding(Arc::clone(&embedder)),
         };
@@ -643,6 +655,7 @@ impl Worker {
             route_centroid: plan.route_centroid.clone(),
             route_threshold: plan.route_threshold,
             route: Some(plan.route.clone()),
+            route_examples: plan.route_examples.clone(),
             mode,
             decision,
             gap: plan.gap,

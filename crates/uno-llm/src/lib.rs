@@ -19,7 +19,9 @@ pub use chat::{ChatError, ChatModel, Message, Sampling};
 pub use client::{UpstreamClient, UpstreamResponse};
 #[cfg(feature = "local-embed")]
 pub use embed::LocalEmbedder;
-pub use embed::{EmbedError, Embedder, FeatureWeights, HashingEmbedder, UpstreamEmbedder};
+pub use embed::{
+    EmbedError, Embedder, FeatureWeights, HashingEmbedder, UpstreamEmbedder, sparse_dot,
+};
 pub use error::UpstreamError;
 pub use path::{PathSegment, SegmentError};
 pub use upstream::{Endpoint, InvalidUpstream, Upstream};

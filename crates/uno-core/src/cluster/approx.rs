@@ -199,7 +199,7 @@ fn group_by(labels: &[u32], groups: usize) -> (Vec<u32>, Vec<usize>) {
 
 /// The micro-cluster id of every point (ids may have gaps: a fine centroid
 /// can end up with no points).
-fn micro_clusters(
+pub(super) fn micro_clusters(
     points: &[f32],
     dim: usize,
     target: usize,
@@ -255,15 +255,15 @@ fn micro_clusters(
 }
 
 /// Exact statistics of the non-empty micro-clusters.
-struct MicroStats {
+pub(super) struct MicroStats {
     /// `f64` means, row-major `k × dim`.
-    centroids: Vec<f64>,
+    pub(super) centroids: Vec<f64>,
     /// Member counts.
-    sizes: Vec<f64>,
+    pub(super) sizes: Vec<f64>,
     /// Micro-cluster id → index among the non-empty ones.
-    remap: Vec<usize>,
+    pub(super) remap: Vec<usize>,
     /// Largest estimated top eigenvalue of a micro-cluster's scatter matrix.
-    max_spread: f64,
+    pub(super) max_spread: f64,
 }
 
 /// Power iterations for the scatter-matrix eigenvalue estimate.
@@ -272,7 +272,7 @@ const SPREAD_ITERS: usize = 6;
 /// Means, sizes and the spread estimate of the micro-clusters, each summed
 /// over its members in index order (parallel over micro-clusters, so the
 /// result does not depend on the thread count).
-fn micro_stats(points: &[f32], dim: usize, micro: &[u32], threads: usize) -> MicroStats {
+pub(super) fn micro_stats(points: &[f32], dim: usize, micro: &[u32], threads: usize) -> MicroStats {
     let ids = micro.iter().map(|&m| m as usize + 1).max().unwrap_or(0);
     let (order, offsets) = group_by(micro, ids);
     let mut remap = vec![usize::MAX; ids];

@@ -25,9 +25,11 @@
 
 mod approx;
 mod ari;
+mod average;
 mod calibrate;
 mod dendrogram;
 mod error;
+mod examples;
 mod kmeans;
 mod parallel;
 mod projection;
@@ -38,11 +40,16 @@ mod ward;
 
 pub use approx::{Approximation, WardOptions, ward_auto};
 pub use ari::adjusted_rand_index;
+pub use average::{AVERAGE_EXACT_MAX, average_auto};
 pub use calibrate::{
     Calibration, CalibrationOptions, ClusterCalibration, RoutePoints, calibrate, route_choice,
 };
 pub use dendrogram::{Clustering, Dendrogram, Merge};
 pub use error::ClusterError;
+pub use examples::{
+    Candidate, ExampleCalibration, ExampleClusterCalibration, ExampleInputs, best_two,
+    calibrate_examples, choose_by_examples, select_examples, sparse_dot,
+};
 pub use route::{add_to_centroid, centroids, nearest, unseen_thresholds};
 pub use vector::{combine, combine_into, l2_normalize};
 pub use ward::{ward, ward_tree, ward_tree_weighted};

@@ -19,6 +19,19 @@ pub enum EmbedderKind {
     Hashing,
 }
 
+/// How the worker groups a tenant's logs into clusters.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Linkage {
+    /// Average linkage of the logs' query vectors (the user's own words)
+    /// by cosine distance, cut at [`LearnConfig::average_threshold`]: a
+    /// cut that means the same for a topic of 6 logs and one of 6,000.
+    Average,
+    /// The method's Ward clustering of the combined query-and-rules
+    /// vectors, cut at [`LearnConfig::distance_threshold`].
+    Ward,
+}
+
 /// How a feedback rule's novelty against the model's prior rules is scored.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +70,24 @@ pub struct LearnConfig {
     pub novelty: NoveltyKind,
     /// Sampled verdicts per rule when the upstream gives no logprobs.
     pub novelty_samples: u32,
+    /// With `novelty = "llm"`: a rule whose best embedding similarity to
+    /// the model's prior rules is below this is scored novel by the
+    /// embedding (`1 − similarity`) without a judge call...
+    pub novelty_novel_below: f32,
+    /// ...and one above this is scored covered the same way. Rules in
+    /// between go to the judge. `novel_below = 0` and `covered_above = 1`
+    /// ask the judge about every rule.
+    pub novelty_covered_above: f32,
+    /// How logs are grouped into clusters.
+    pub linkage: Linkage,
+    /// With `linkage = "average"`: the mean cosine distance between two
+    /// groups' queries below which they are one cluster. Unset, it depends
+    /// on the embedder ([`LearnConfig::average_cut`]): 0.8 for sentence
+    /// embedders (merge while the queries are on average at least 0.2
+    /// similar; calibrated on all-MiniLM-L6-v2, where it finds topics),
+    /// 0.5 for the hashing embedder, whose texts sharing only a template
+    /// ("should I … for …") are already 0.3 similar.
+    pub average_threshold: Option<f64>,
     /// Ward distance threshold (scikit-learn's height convention).
     pub distance_threshold: f64,
     /// High gap at a mean per-log minimum novelty at or above this.
@@ -140,6 +171,17 @@ pub struct LearnConfig {
     /// `unseen_quantile` of their leave-one-out distances) and the largest
     /// meeting this target.
     pub route_false_accept: f64,
+    /// Logged queries each routable cluster keeps as routing examples
+    /// (evenly spread over its members). The proxy routes a request to
+    /// the cluster of its most similar example, when that similarity
+    /// reaches the cluster's calibrated bar; 0 routes by centroid and
+    /// radius instead.
+    pub route_examples: usize,
+    /// Share of routable clusters' own members (each against the cluster's
+    /// other examples) the acceptance bar may leave out: the bar is this
+    /// quantile of their leave-one-out similarities, pooled over the
+    /// tenant's routable clusters.
+    pub route_accept_quantile: f64,
     /// A query whose two nearest routable clusters are within this distance
     /// of each other goes to the one with more distinct users.
     pub route_margin: f32,
@@ -198,6 +240,10 @@ impl Default for LearnConfig {
             hashing_dim: 256,
             novelty: NoveltyKind::Llm,
             novelty_samples: 3,
+            novelty_novel_below: 0.3,
+            novelty_covered_above: 0.9,
+            linkage: Linkage::Average,
+            average_threshold: None,
             distance_threshold: 4.0,
             gap_threshold: 0.45,
             win_threshold: 0.53,
@@ -230,6 +276,8 @@ impl Default for LearnConfig {
             route_idf: true,
             route_max_features: 4096,
             route_false_accept: 0.01,
+            route_examples: 500,
+            route_accept_quantile: 0.15,
             route_margin: 0.05,
             route_min_users: 3,
             snapshot_poll_secs: 2,
@@ -260,6 +308,15 @@ impl LearnConfig {
         }
     }
 
+    /// The average-linkage cut: [`LearnConfig::average_threshold`], or the
+    /// embedder's default.
+    pub fn average_cut(&self) -> f64 {
+        self.average_threshold.unwrap_or(match self.embedder {
+            EmbedderKind::Hashing => 0.5,
+            EmbedderKind::Local | EmbedderKind::Upstream => 0.8,
+        })
+    }
+
     /// Whether `tenant`'s promotion rules are held for approval.
     pub fn holds_promotions(&self, tenant: &str) -> bool {
         self.hold_promotions
@@ -285,6 +342,18 @@ impl LearnConfig {
         unit("unseen_quantile", self.unseen_quantile)?;
         unit("min_support_share", self.min_support_share)?;
         unit("route_false_accept", self.route_false_accept)?;
+        unit("route_accept_quantile", self.route_accept_quantile)?;
+        unit("novelty_novel_below", f64::from(self.novelty_novel_below))?;
+        unit(
+            "novelty_covered_above",
+            f64::from(self.novelty_covered_above),
+        )?;
+        let cut = self.average_cut();
+        if !(cut.is_finite() && cut > 0.0 && cut <= 2.0) {
+            return Err(format!(
+                "learn.average_threshold is a cosine distance: more than 0 and at most 2, not {cut}"
+            ));
+        }
         if !(self.route_margin.is_finite() && self.route_margin >= 0.0) {
             return Err(format!(
                 "learn.route_margin must be 0 or more, not {}",

@@ -112,6 +112,49 @@ impl HashingEmbedder {
         any.then_some(v)
     }
 
+    /// The text of `parts` as a sparse vector of its weighted features:
+    /// `(feature hash, weight)` sorted by hash, repeated features summed,
+    /// L2-normalised; `None` when no feature weighs anything (see
+    /// [`HashingEmbedder::try_embed_parts_weighted`]).
+    ///
+    /// The same features as the dense embedding, but not folded into
+    /// `dim` buckets: two texts are similar only through words they
+    /// share, never through a bucket collision, and a word the tenant's
+    /// traffic never used still counts in the norm (a text about something
+    /// new is far from every logged one). The proxy routes by the nearest
+    /// logged examples in this space ([`sparse_dot`]).
+    pub fn sparse_weighted<S: AsRef<str>>(
+        &self,
+        parts: &[S],
+        weights: Option<&FeatureWeights>,
+    ) -> Option<Vec<(u64, f32)>> {
+        let mut out: Vec<(u64, f32)> = Vec::new();
+        let mut features = Features::new(|h, scale| {
+            let w = weights.map_or(1.0, |w| w.get(h));
+            if w != 0.0 {
+                out.push((h, scale * w));
+            }
+        });
+        for part in parts {
+            scan_words(part.as_ref(), &mut features);
+        }
+        out.sort_unstable_by_key(|(h, _)| *h);
+        out.dedup_by(|next, kept| {
+            if next.0 == kept.0 {
+                kept.1 += next.1;
+                true
+            } else {
+                false
+            }
+        });
+        let norm = out.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        if !(norm > 0.0 && norm.is_finite()) {
+            return None;
+        }
+        out.iter_mut().for_each(|(_, w)| *w /= norm);
+        Some(out)
+    }
+
     /// [`HashingEmbedder::embed_inner`] with `weights`' lookup, or every
     /// feature weighing 1.
     fn embed_weighted<S: AsRef<str>>(
@@ -340,6 +383,8 @@ pub fn idf(texts: usize, df: u32) -> f32 {
         .ln()
         .max(0.0) as f32
 }
+
+pub use uno_core::cluster::sparse_dot;
 
 /// Per-feature weights of the routing embedder: the weights of the
 /// features common in a tenant's traffic, and one weight for every other

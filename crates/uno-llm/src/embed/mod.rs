@@ -27,7 +27,7 @@ mod hashing;
 mod local;
 mod upstream;
 
-pub use hashing::{DocumentFrequencies, FeatureWeights, HashingEmbedder, idf};
+pub use hashing::{DocumentFrequencies, FeatureWeights, HashingEmbedder, idf, sparse_dot};
 #[cfg(feature = "local-embed")]
 pub use local::LocalEmbedder;
 pub use upstream::{UpstreamEmbedder, UpstreamEmbedderBuilder};

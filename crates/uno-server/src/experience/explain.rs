@@ -33,7 +33,9 @@ pub struct ClusterDistance {
     pub id: String,
     /// Its mode.
     pub mode: &'static str,
-    /// The routing text's distance to its routing centroid.
+    /// The routing text's distance to the cluster: to its routing
+    /// centroid, or with example routing the cosine distance to its most
+    /// similar example.
     pub distance: f32,
     /// Its unseen threshold: farther texts are not its.
     pub threshold: f32,

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
-use uno_core::cluster::route_choice;
+use std::collections::HashMap;
+
+use uno_core::cluster::{best_two, choose_by_examples, route_choice};
 use uno_core::snapshot::{Mode, Snapshot};
 use uno_llm::{FeatureWeights, HashingEmbedder};
 
@@ -65,6 +67,44 @@ struct Router {
     users: Vec<u32>,
     /// Ambiguity margin (0, plain nearest, in older snapshots).
     margin: f32,
+    /// The routable clusters' examples, when the snapshot routes by
+    /// examples (else by `centroids`).
+    examples: Option<ExampleIndex>,
+}
+
+/// The routable clusters' routing examples as an inverted index: a query
+/// is scored against every example through the features it shares with
+/// them, so its cost follows the query's words, not the number of
+/// examples times a dimension.
+#[derive(Debug, Default)]
+struct ExampleIndex {
+    /// Feature hash → (example, weight).
+    postings: HashMap<u64, Vec<(u32, f32)>>,
+    /// Example → row (of `Router::rows`).
+    row_of: Vec<usize>,
+}
+
+impl ExampleIndex {
+    fn add(&mut self, row: usize, example: &[(u64, f32)]) {
+        let e = u32::try_from(self.row_of.len()).unwrap_or(u32::MAX);
+        self.row_of.push(row);
+        for &(h, w) in example {
+            self.postings.entry(h).or_default().push((e, w));
+        }
+    }
+
+    /// Each example's similarity to `query`.
+    fn scores(&self, query: &[(u64, f32)]) -> Vec<f32> {
+        let mut scores = vec![0.0f32; self.row_of.len()];
+        for (h, w) in query {
+            for &(e, we) in self.postings.get(h).map_or(&[][..], Vec::as_slice) {
+                if let Some(s) = scores.get_mut(e as usize) {
+                    *s += w * we;
+                }
+            }
+        }
+        scores
+    }
 }
 
 /// One cluster, as the request path uses it.
@@ -119,6 +159,11 @@ impl LoadedSnapshot {
         let mut rows = Vec::new();
         let mut thresholds = Vec::new();
         let mut users = Vec::new();
+        let by_examples = snapshot
+            .clusters
+            .iter()
+            .any(|c| !c.route_examples.is_empty());
+        let mut examples = ExampleIndex::default();
         for (i, c) in snapshot.clusters.iter().enumerate() {
             let bad = |problem: String| LoadError::BadCluster {
                 cluster: c.id.clone(),
@@ -130,7 +175,27 @@ impl LoadedSnapshot {
             // users) keeps its data for audit but takes no queries.
             let routable = c.route.as_ref().is_none_or(|r| r.routable);
             if let Some(embedder) = &embedder {
-                if routable && !c.route_centroid.is_empty() {
+                if routable && by_examples && !c.route_examples.is_empty() {
+                    if !c.route_threshold.is_finite()
+                        || c.route_examples
+                            .iter()
+                            .flatten()
+                            .any(|(_, w)| !w.is_finite())
+                    {
+                        return Err(bad("routing examples are not finite".to_owned()));
+                    }
+                    for example in &c.route_examples {
+                        examples.add(rows.len(), example);
+                    }
+                    centroids.extend(std::iter::repeat_n(0.0, dim));
+                    rows.push(i);
+                    thresholds.push(c.route_threshold);
+                    users.push(
+                        c.route
+                            .as_ref()
+                            .map_or(0, |r| u32::try_from(r.users).unwrap_or(u32::MAX)),
+                    );
+                } else if routable && !by_examples && !c.route_centroid.is_empty() {
                     if c.route_centroid.len() != dim {
                         return Err(bad(format!(
                             "routing centroid has {} values, the routing embedder {dim}",
@@ -178,6 +243,7 @@ impl LoadedSnapshot {
                 thresholds,
                 users,
                 margin,
+                examples: by_examples.then_some(examples),
             }),
             clusters,
         })
@@ -204,6 +270,22 @@ impl LoadedSnapshot {
             return None;
         }
         let vector = router.embed(parts)?;
+        if let Some(index) = &router.examples {
+            let query = router
+                .embedder
+                .sparse_weighted(parts, router.weights.as_ref())?;
+            let scores = index.scores(&query);
+            let (first, second) = best_two(scores.iter().copied().enumerate(), &index.row_of, None);
+            let row = choose_by_examples(
+                first,
+                second,
+                &router.thresholds,
+                &router.users,
+                router.margin,
+            )?;
+            let cluster = *router.rows.get(row)?;
+            return Some(Routed { cluster, vector });
+        }
         let row = route_choice(
             &router.centroids,
             router.dim,
@@ -229,6 +311,28 @@ impl LoadedSnapshot {
         let Some(vector) = router.embed(parts) else {
             return Vec::new();
         };
+        if let Some(index) = &router.examples {
+            // Per cluster: the cosine distance to its most similar example.
+            let query = router
+                .embedder
+                .sparse_weighted(parts, router.weights.as_ref())
+                .unwrap_or_default();
+            let mut best = vec![f32::NEG_INFINITY; router.rows.len()];
+            for (s, &row) in index.scores(&query).iter().zip(&index.row_of) {
+                if let Some(b) = best.get_mut(row) {
+                    *b = b.max(*s);
+                }
+            }
+            let mut out: Vec<(usize, f32)> = router
+                .rows
+                .iter()
+                .zip(best)
+                .filter(|(_, s)| s.is_finite())
+                .map(|(&cluster, s)| (cluster, 1.0 - s))
+                .collect();
+            out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            return out;
+        }
         let mut out: Vec<(usize, f32)> = router
             .centroids
             .chunks_exact(router.dim.max(1))

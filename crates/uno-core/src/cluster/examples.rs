@@ -1,0 +1,439 @@
+//! Routing by logged examples: a request goes to the cluster of the logged
+//! query most like it, when that likeness reaches a bar calibrated on the
+//! clusters' own members (issue 23, "route in a space that separates
+//! topics" and "unseen means unseen").
+//!
+//! Why examples rather than a centroid and a radius? A topic's queries are
+//! not a ball: "how much flour for banana bread" and "how long to rest a
+//! beef stew" share no word, and their mean is close to neither; a radius
+//! wide enough to take both takes in other topics and unseen ones too. The
+//! nearest logged example follows the shape of the topic, and a new query
+//! about something nobody asked is far from every example. Vectors are
+//! sparse (`(feature hash, weight)`, sorted by hash, unit length; see
+//! `uno_llm::HashingEmbedder::sparse_weighted`), so similarity counts
+//! only shared words, never bucket collisions.
+//!
+//! [`choose_by_examples`] is the decision the proxy makes; the worker's
+//! [`calibrate_examples`] runs the very same decision on every logged
+//! query with that query left out, so the figures it reports (agreement,
+//! false accepts) are what the proxy would do.
+
+/// The dot product of two sparse vectors sorted by feature hash (their
+/// cosine similarity when both are unit length).
+pub fn sparse_dot(a: &[(u64, f32)], b: &[(u64, f32)]) -> f32 {
+    let (mut i, mut j, mut sum) = (0, 0, 0.0f32);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match x.0.cmp(&y.0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                sum += x.1 * y.1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    sum
+}
+
+/// At most `max` of `members`, evenly spread over them (all when there are
+/// no more than `max`), in member order.
+pub fn select_examples(members: &[usize], max: usize) -> Vec<usize> {
+    if members.len() <= max {
+        return members.to_vec();
+    }
+    (0..max).map(|i| members[i * members.len() / max]).collect()
+}
+
+/// A routable cluster's best similarity to a query, for the decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// The cluster (index into the thresholds and users).
+    pub cluster: usize,
+    /// Its most similar example's cosine similarity to the query.
+    pub similarity: f32,
+}
+
+/// The proxy's decision from the two most similar clusters (`first` the
+/// more similar): `first` when its similarity reaches its bar (`1 −
+/// threshold`, thresholds being cosine distances), except that when
+/// `second` is within `margin` of it, also reaches its own bar and has
+/// more distinct users, `second` wins (a few users' examples cannot take
+/// a query the community's cluster is as close to). `None`: pass through.
+pub fn choose_by_examples(
+    first: Option<Candidate>,
+    second: Option<Candidate>,
+    thresholds: &[f32],
+    users: &[u32],
+    margin: f32,
+) -> Option<usize> {
+    let accepts = |c: &Candidate| {
+        thresholds
+            .get(c.cluster)
+            .is_some_and(|t| 1.0 - c.similarity <= *t)
+    };
+    let first = first?;
+    if let Some(second) = second
+        && first.similarity - second.similarity <= margin
+        && accepts(&second)
+        && users.get(second.cluster) > users.get(first.cluster)
+    {
+        return Some(second.cluster);
+    }
+    accepts(&first).then_some(first.cluster)
+}
+
+/// The two most similar clusters in `scores` (one similarity per example,
+/// `cluster_of` its cluster), skipping `skip` (the left-out example).
+pub fn best_two(
+    scores: impl Iterator<Item = (usize, f32)>,
+    cluster_of: &[usize],
+    skip: Option<usize>,
+) -> (Option<Candidate>, Option<Candidate>) {
+    let mut first: Option<Candidate> = None;
+    let mut second: Option<Candidate> = None;
+    for (e, s) in scores {
+        if Some(e) == skip || s.is_nan() {
+            continue;
+        }
+        let Some(&cluster) = cluster_of.get(e) else {
+            continue;
+        };
+        let candidate = Candidate {
+            cluster,
+            similarity: s,
+        };
+        match first {
+            Some(f) if f.cluster == cluster => {
+                if s > f.similarity {
+                    first = Some(candidate);
+                }
+            }
+            Some(f) if s > f.similarity => {
+                second = Some(f);
+                first = Some(candidate);
+            }
+            None => first = Some(candidate),
+            Some(_) => {
+                if second.is_none_or(|x| s > x.similarity) {
+                    second = Some(candidate);
+                }
+            }
+        }
+    }
+    (first, second)
+}
+
+/// What [`calibrate_examples`] needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ExampleInputs<'a> {
+    /// Every log's sparse routing vector.
+    pub vectors: &'a [Vec<(u64, f32)>],
+    /// Every log's cluster.
+    pub labels: &'a [usize],
+    /// Per cluster: routable.
+    pub routable: &'a [bool],
+    /// Per cluster: distinct users.
+    pub users: &'a [u32],
+    /// Per cluster: its examples (log indices; empty when not routable).
+    pub examples: &'a [Vec<usize>],
+    /// Share of members the bar may leave out.
+    pub quantile: f64,
+    /// The decision's margin.
+    pub margin: f32,
+}
+
+/// Per cluster, how its bar does on the logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExampleClusterCalibration {
+    /// Share of members whose most similar other example of the cluster
+    /// reaches the bar (an estimate of new in-topic queries accepted).
+    pub true_accept: f64,
+    /// Share of other clusters' logs the router sends here.
+    pub false_accept: f64,
+    /// How many such logs there were.
+    pub negatives: usize,
+    /// Share of the members the router sends here.
+    pub agreement: f64,
+}
+
+/// The calibration of a tenant's example router.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExampleCalibration {
+    /// The bar as a cosine distance (`1 − similarity`), shared by the
+    /// routable clusters; 0 when nothing is routable (nothing but an
+    /// identical text would pass, and nothing is indexed anyway).
+    pub threshold: f32,
+    /// Per cluster.
+    pub clusters: Vec<ExampleClusterCalibration>,
+    /// Share of logs routed to their own cluster (left out of the index).
+    pub agreement: f64,
+    /// The same over logs of routable clusters.
+    pub agreement_routable: f64,
+    /// Share of logs passed through.
+    pub passthrough: f64,
+}
+
+/// Calibrates the example router on the logs themselves: the bar is the
+/// `quantile` of the routable clusters' members' leave-one-out similarity
+/// to their own cluster's other examples (pooled, so a small cluster's few
+/// members do not set a bar of their own), then every log is routed with
+/// itself left out, as the proxy would route it, to report agreement and
+/// false accepts.
+pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
+    let k = inputs.routable.len();
+    let n = inputs.vectors.len().min(inputs.labels.len());
+    let mut example_logs: Vec<usize> = Vec::new();
+    let mut cluster_of: Vec<usize> = Vec::new();
+    for (c, ex) in inputs.examples.iter().enumerate() {
+        if inputs.routable.get(c).copied().unwrap_or(false) {
+            example_logs.extend_from_slice(ex);
+            cluster_of.extend(std::iter::repeat_n(c, ex.len()));
+        }
+    }
+    let mut own: Vec<f32> = Vec::new();
+    let mut best_own: Vec<Option<f32>> = vec![None; n];
+    let mut sims = vec![0.0f32; example_logs.len()];
+    for i in 0..n {
+        for (s, &e) in sims.iter_mut().zip(&example_logs) {
+            *s = sparse_dot(&inputs.vectors[i], &inputs.vectors[e]);
+        }
+        let skip = example_logs.iter().position(|&e| e == i);
+        let label = inputs.labels[i];
+        let own_best = sims
+            .iter()
+            .zip(&cluster_of)
+            .enumerate()
+            .filter(|(e, (_, c))| Some(*e) != skip && **c == label)
+            .map(|(_, (s, _))| *s)
+            .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
+        best_own[i] = own_best;
+        if inputs.routable.get(label).copied().unwrap_or(false)
+            && let Some(s) = own_best
+        {
+            own.push(s);
+        }
+    }
+    let bar = if own.is_empty() {
+        f32::INFINITY
+    } else {
+        super::route::linear_quantile(&mut own, inputs.quantile)
+    };
+    let threshold = if bar.is_finite() {
+        (1.0 - bar).max(0.0)
+    } else {
+        0.0
+    };
+    let thresholds = vec![threshold; k];
+    // Second pass: each log routed with itself left out, now that the bar
+    // is known.
+    let mut routed: Vec<Option<usize>> = vec![None; n];
+    for (i, r) in routed.iter_mut().enumerate() {
+        for (s, &e) in sims.iter_mut().zip(&example_logs) {
+            *s = sparse_dot(&inputs.vectors[i], &inputs.vectors[e]);
+        }
+        let skip = example_logs.iter().position(|&e| e == i);
+        let (first, second) = best_two(sims.iter().copied().enumerate(), &cluster_of, skip);
+        *r = if bar.is_finite() {
+            choose_by_examples(first, second, &thresholds, inputs.users, inputs.margin)
+        } else {
+            None
+        };
+    }
+    let share = |num: usize, den: usize| {
+        if den == 0 {
+            0.0
+        } else {
+            num as f64 / den as f64
+        }
+    };
+    let clusters = (0..k)
+        .map(|c| {
+            let members: Vec<usize> = (0..n).filter(|&i| inputs.labels[i] == c).collect();
+            let accepted = members
+                .iter()
+                .filter(|&&i| best_own[i].is_some_and(|s| bar.is_finite() && s >= bar))
+                .count();
+            let agreed = members.iter().filter(|&&i| routed[i] == Some(c)).count();
+            let negatives = n - members.len();
+            let taken = (0..n)
+                .filter(|&i| inputs.labels[i] != c && routed[i] == Some(c))
+                .count();
+            ExampleClusterCalibration {
+                true_accept: share(accepted, members.len()),
+                false_accept: share(taken, negatives),
+                negatives,
+                agreement: share(agreed, members.len()),
+            }
+        })
+        .collect();
+    let agreed = (0..n)
+        .filter(|&i| routed[i] == Some(inputs.labels[i]))
+        .count();
+    let routable_logs: Vec<usize> = (0..n)
+        .filter(|&i| {
+            inputs
+                .routable
+                .get(inputs.labels[i])
+                .copied()
+                .unwrap_or(false)
+        })
+        .collect();
+    let agreed_routable = routable_logs
+        .iter()
+        .filter(|&&i| routed[i] == Some(inputs.labels[i]))
+        .count();
+    ExampleCalibration {
+        threshold,
+        clusters,
+        agreement: share(agreed, n),
+        agreement_routable: share(agreed_routable, routable_logs.len()),
+        passthrough: share(routed.iter().filter(|r| r.is_none()).count(), n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(features: &[(u64, f32)]) -> Vec<(u64, f32)> {
+        let norm = features.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        features.iter().map(|(h, w)| (*h, w / norm)).collect()
+    }
+
+    #[test]
+    fn sparse_dot_counts_shared_features_only() {
+        let a = [(1, 0.6), (5, 0.8)];
+        let b = [(2, 1.0)];
+        let c = [(5, 1.0), (9, 0.0)];
+        assert_eq!(sparse_dot(&a, &b), 0.0);
+        assert!((sparse_dot(&a, &c) - 0.8).abs() < 1e-6);
+        assert!((sparse_dot(&a, &a) - 1.0).abs() < 1e-6);
+        assert_eq!(sparse_dot(&[], &a), 0.0);
+    }
+
+    #[test]
+    fn examples_are_spread_over_the_members() {
+        let members: Vec<usize> = (10..20).collect();
+        assert_eq!(select_examples(&members, 20), members);
+        assert_eq!(select_examples(&members, 5), vec![10, 12, 14, 16, 18]);
+        assert!(select_examples(&members, 0).is_empty());
+    }
+
+    #[test]
+    fn the_decision_takes_the_nearest_within_its_bar_and_guards_minorities() {
+        let thresholds = [0.5, 0.5];
+        let users = [6, 1];
+        let c = |cluster, similarity| {
+            Some(Candidate {
+                cluster,
+                similarity,
+            })
+        };
+        assert_eq!(
+            choose_by_examples(c(1, 0.9), c(0, 0.2), &thresholds, &users, 0.05),
+            Some(1)
+        );
+        assert_eq!(
+            choose_by_examples(c(1, 0.4), None, &thresholds, &users, 0.05),
+            None
+        );
+        // Within the margin, the cluster with more users wins.
+        assert_eq!(
+            choose_by_examples(c(1, 0.9), c(0, 0.88), &thresholds, &users, 0.05),
+            Some(0)
+        );
+        // But not when it does not reach its own bar.
+        assert_eq!(
+            choose_by_examples(c(1, 0.52), c(0, 0.49), &thresholds, &users, 0.05),
+            Some(1)
+        );
+        assert_eq!(
+            choose_by_examples(None, None, &thresholds, &users, 0.05),
+            None
+        );
+    }
+
+    #[test]
+    fn best_two_keeps_one_candidate_per_cluster() {
+        let cluster_of = [0, 0, 1, 2];
+        let scores = [0.9, 0.95, 0.3, 0.5];
+        let (a, b) = best_two(scores.iter().copied().enumerate(), &cluster_of, None);
+        assert_eq!(
+            a,
+            Some(Candidate {
+                cluster: 0,
+                similarity: 0.95
+            })
+        );
+        assert_eq!(
+            b,
+            Some(Candidate {
+                cluster: 2,
+                similarity: 0.5
+            })
+        );
+        let (a, b) = best_two(scores.iter().copied().enumerate(), &cluster_of, Some(1));
+        assert_eq!(a.map(|x| x.similarity), Some(0.9));
+        assert_eq!(b.map(|x| x.cluster), Some(2));
+    }
+
+    #[test]
+    fn calibration_accepts_the_topics_and_reports_what_the_router_does() {
+        // Two topics of three logs, each log sharing one word with each
+        // other log of its topic; one stray log; cluster 2 not routable.
+        let vectors = vec![
+            v(&[(1, 1.0), (2, 1.0), (100, 1.0)]),
+            v(&[(1, 1.0), (3, 1.0), (101, 1.0)]),
+            v(&[(2, 1.0), (3, 1.0), (102, 1.0)]),
+            v(&[(11, 1.0), (12, 1.0), (110, 1.0)]),
+            v(&[(11, 1.0), (13, 1.0), (111, 1.0)]),
+            v(&[(12, 1.0), (13, 1.0), (112, 1.0)]),
+            v(&[(50, 1.0), (51, 1.0)]),
+        ];
+        let labels = [0, 0, 0, 1, 1, 1, 2];
+        let routable = [true, true, false];
+        let users = [3, 3, 1];
+        let examples = vec![vec![0, 1, 2], vec![3, 4, 5], vec![]];
+        let cal = calibrate_examples(&ExampleInputs {
+            vectors: &vectors,
+            labels: &labels,
+            routable: &routable,
+            users: &users,
+            examples: &examples,
+            quantile: 0.1,
+            margin: 0.05,
+        });
+        // Every member is 1/3 similar to its nearest other member.
+        assert!(
+            (cal.threshold - (1.0 - 1.0 / 3.0)).abs() < 1e-5,
+            "{}",
+            cal.threshold
+        );
+        assert_eq!(cal.clusters[0].agreement, 1.0);
+        assert_eq!(cal.clusters[1].true_accept, 1.0);
+        assert_eq!(cal.clusters[0].false_accept, 0.0);
+        assert_eq!(cal.clusters[0].negatives, 4);
+        assert!((cal.agreement - 6.0 / 7.0).abs() < 1e-9);
+        assert_eq!(cal.agreement_routable, 1.0);
+        assert!(
+            (cal.passthrough - 1.0 / 7.0).abs() < 1e-9,
+            "the stray log passes"
+        );
+        // Nothing routable: no bar, everything passes.
+        let none = calibrate_examples(&ExampleInputs {
+            routable: &[false, false, false],
+            ..ExampleInputs {
+                vectors: &vectors,
+                labels: &labels,
+                routable: &routable,
+                users: &users,
+                examples: &examples,
+                quantile: 0.1,
+                margin: 0.05,
+            }
+        });
+        assert_eq!(none.passthrough, 1.0);
+        assert_eq!(none.threshold, 0.0);
+    }
+}
