@@ -121,13 +121,18 @@ fn routing(system_bytes: usize) -> anyhow::Result<Routing> {
         "Can you explain",
         "How much does it cost to change",
     ];
-    let mut texts = vec![query_text(system_bytes)?];
+    let query = query_text(system_bytes)?;
+    let mut texts = vec![query.clone()];
     for i in 0..500 {
         texts.push(format!(
             "{} {} for site {i}?",
             asks[i % asks.len()],
             subjects[(i / asks.len()) % subjects.len()]
         ));
+    }
+    // The routing examples are logged texts too, so they are counted.
+    for c in 0..CLUSTERS {
+        texts.extend(example_texts(c, &query));
     }
     let df = embedder.document_frequencies(&texts);
     Ok(Routing {
@@ -156,6 +161,14 @@ fn examples(
     c: usize,
     query: &str,
 ) -> Vec<Vec<(u64, f32)>> {
+    example_texts(c, query)
+        .iter()
+        .filter_map(|t| embedder.sparse_weighted(&[t], Some(weights)))
+        .collect()
+}
+
+/// The texts of cluster `c`'s routing examples.
+fn example_texts(c: usize, query: &str) -> Vec<String> {
     let asks = [
         "How do I fix",
         "Why is there a problem with",
@@ -176,9 +189,6 @@ fn examples(
         texts[0] = query.to_owned();
     }
     texts
-        .iter()
-        .filter_map(|t| embedder.sparse_weighted(&[t], Some(weights)))
-        .collect()
 }
 
 /// A snapshot whose first cluster holds the bench query among its

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use uno_core::cluster::nearest;
 use uno_core::config::{Config, EmbedderKind, LearnConfig, NoveltyKind};
 use uno_learn::source::learn_log;
 use uno_learn::{LogProgress, Worker};
@@ -204,22 +203,26 @@ async fn two_topics_under_one_long_system_prompt_form_two_clusters(backend: Back
         "the text is versioned"
     );
 
-    // The routing centroids lie in the same space: a member's question,
-    // in the user's words alone and weighted by the snapshot's feature
-    // weights (as the proxy routes it), is in its topic's cluster.
+    // The routing examples lie in the same space: a member's question, in
+    // the user's words alone and weighted by the snapshot's feature
+    // weights (as the proxy routes it), is most like an example of its
+    // topic's cluster, within that cluster's bar.
     let route = HashingEmbedder::from_id(&snapshot.route_embedder).unwrap();
     let routing = snapshot.routing.as_ref().expect("routing weights");
     let weights = FeatureWeights::new(routing.rare_weight, &routing.common);
-    let dim = uno_llm::Embedder::dim(&route);
-    let centroids: Vec<f32> = snapshot
-        .clusters
-        .iter()
-        .flat_map(|c| c.route_centroid.clone())
-        .collect();
     for question in [cooking(5), tax(5)] {
-        let vector = route.embed_parts_weighted(&[&question], Some(&weights));
-        let (row, distance) = nearest(&centroids, dim, &vector).unwrap();
-        let cluster = &snapshot.clusters[row];
+        let vector = route.sparse_weighted(&[&question], Some(&weights)).unwrap();
+        let vector = &vector;
+        let (cluster, similarity) = snapshot
+            .clusters
+            .iter()
+            .flat_map(|c| {
+                c.route_examples
+                    .iter()
+                    .map(move |e| (c, uno_llm::sparse_dot(vector, e)))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("routing examples");
         let log = store.learn_log(cluster.members[0]).await.unwrap().unwrap();
         assert_eq!(
             log.input.user_query.contains("tax"),
@@ -227,9 +230,9 @@ async fn two_topics_under_one_long_system_prompt_form_two_clusters(backend: Back
             "{question} routed to the other topic"
         );
         assert!(
-            distance <= cluster.route_threshold,
-            "{question}: {distance} beyond {}",
-            cluster.route_threshold
+            1.0 - similarity <= cluster.route_threshold,
+            "{question}: {similarity} below the bar {}",
+            1.0 - cluster.route_threshold
         );
     }
     mock.shutdown().await;

@@ -939,9 +939,10 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
 
     // The clustering embedder (hashing) reads the user's own words
     // (`route_text`), not the app's system prompt, so the shared prompt
-    // does not pull the logs together: at the method's default Ward
-    // threshold (4) the knife user's cluster, worded like cooking's, still
-    // parts from it and the three topics stay apart.
+    // does not pull the logs together: the three topics stay apart, and
+    // the knife user's questions, worded like cooking's, are cooking's
+    // (clusters are made of queries, not of the comments on them), where
+    // one user is far from the support a rule needs.
     let Setup {
         db,
         store,
@@ -1001,17 +1002,22 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
     // Which cluster is whose: by members' queries.
     let mut cluster_of: BTreeMap<&str, usize> = BTreeMap::new();
     for (c, cluster) in snapshot.clusters.iter().enumerate() {
-        let log = store.learn_log(cluster.members[0]).await.unwrap().unwrap();
-        let name = if log.input.query.contains("lunch") {
-            "knife"
-        } else {
-            topic_of(&log.input.user_query).expect("a known topic").name
-        };
-        cluster_of.insert(name, c);
+        let mut names = std::collections::BTreeSet::new();
+        for id in &cluster.members {
+            let log = store.learn_log(*id).await.unwrap().unwrap();
+            names.insert(topic_of(&log.input.user_query).expect("a known topic").name);
+        }
+        assert_eq!(
+            names.len(),
+            1,
+            "cluster {} mixes topics: {names:?}",
+            cluster.id
+        );
+        cluster_of.extend(names.into_iter().map(|n| (n, c)));
     }
     assert_eq!(
         cluster_of.len(),
-        4,
+        3,
         "{:#?}",
         snapshot
             .clusters
@@ -1019,25 +1025,32 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
             .map(|c| (&c.id, c.size, &c.rules, &c.route))
             .collect::<Vec<_>>()
     );
-    let knife = &snapshot.clusters[cluster_of["knife"]];
-    let route = knife.route.as_ref().expect("calibration reported");
-    assert!(!route.routable && route.users == 1, "{route:?}");
+    // The knife user is one of cooking's 21 users: their rule is not
+    // served, and cooking's is.
+    let cooking = &snapshot.clusters[cluster_of["cooking"]];
+    assert_eq!(cooking.size, LOGS_PER_TOPIC + 24);
+    assert!(
+        cooking.served_rules().all(|r| !r.text.contains("Zwilling"))
+            && cooking.served_rules().count() > 0,
+        "{:?}",
+        cooking.rules
+    );
 
     // The report: every cluster calibrated, agreement over the logs.
     let routing = snapshot.routing.as_ref().expect("routing reported");
     assert!(!routing.common.is_empty() && routing.texts == 84);
-    assert!(routing.agreement_routable >= 0.95, "agreement {routing:?}");
+    assert!(routing.agreement_routable >= 0.75, "agreement {routing:?}");
     for topic in &TOPICS {
         let c = &snapshot.clusters[cluster_of[topic.name]];
         let r = c.route.as_ref().unwrap();
-        assert!(r.routable && r.users == LOGS_PER_TOPIC, "{r:?}");
-        assert!(r.true_accept >= 0.9 && r.false_accept <= 0.01, "{r:?}");
-        assert!(r.agreement >= 0.95, "{} {r:?}", topic.name);
-        assert_eq!(
-            c.route_threshold,
-            r.negative_radius
-                .map_or(r.member_radius, |n| n.min(r.member_radius))
-        );
+        let users = LOGS_PER_TOPIC + usize::from(topic.name == "cooking");
+        assert!(r.routable && r.users == users, "{r:?}");
+        // The bar leaves out 15% of the members' leave-one-out
+        // similarities, pooled over the topics.
+        assert!(r.true_accept >= 0.75 && r.false_accept <= 0.01, "{r:?}");
+        assert!(r.agreement >= 0.75, "{} {r:?}", topic.name);
+        assert_eq!(c.route_threshold, r.member_radius);
+        assert!(!c.route_examples.is_empty());
     }
 
     let loaded = LoadedSnapshot::load(&snapshot).unwrap();
@@ -1060,7 +1073,7 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
             .and_then(|d| d.routed.map(|r| r.cluster))
     };
     // New queries on taught topics (numbers no log had) route home, at
-    // about the radius' quantile (0.95 of 20 logs: 80% at least, here),
+    // about the bar's quantile (0.85 of the members: 70% at least, here),
     // and never to another topic.
     for topic in &TOPICS {
         let home = cluster_of[topic.name];
@@ -1072,10 +1085,10 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
             "{}: {outcomes:?}",
             topic.name
         );
-        assert!(at_home >= 24, "{}: {at_home} of 30 routed home", topic.name);
+        assert!(at_home >= 21, "{}: {at_home} of 30 routed home", topic.name);
     }
-    // New cooking queries worded like the knife user's: never the knife
-    // cluster; cooking's, when routed.
+    // New cooking queries worded like the knife user's: cooking's, when
+    // routed, and its block never names the knife.
     for i in 5000..5030 {
         let q = format!("How long should I boil spaghetti pasta batch {i} for lunch today?");
         let r = routed(&q);

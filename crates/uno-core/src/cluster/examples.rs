@@ -67,10 +67,13 @@ pub fn choose_by_examples(
     users: &[u32],
     margin: f32,
 ) -> Option<usize> {
+    // A query sharing nothing with a cluster's examples is never its,
+    // whatever the bar.
     let accepts = |c: &Candidate| {
-        thresholds
-            .get(c.cluster)
-            .is_some_and(|t| 1.0 - c.similarity <= *t)
+        c.similarity > 0.0
+            && thresholds
+                .get(c.cluster)
+                .is_some_and(|t| 1.0 - c.similarity <= *t)
     };
     let first = first?;
     if let Some(second) = second
@@ -194,7 +197,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
     let mut own: Vec<f32> = Vec::new();
     let mut best_own: Vec<Option<f32>> = vec![None; n];
     let mut sims = vec![0.0f32; example_logs.len()];
-    for i in 0..n {
+    for (i, best) in best_own.iter_mut().enumerate() {
         for (s, &e) in sims.iter_mut().zip(&example_logs) {
             *s = sparse_dot(&inputs.vectors[i], &inputs.vectors[e]);
         }
@@ -207,7 +210,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             .filter(|(e, (_, c))| Some(*e) != skip && **c == label)
             .map(|(_, (s, _))| *s)
             .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
-        best_own[i] = own_best;
+        *best = own_best;
         if inputs.routable.get(label).copied().unwrap_or(false)
             && let Some(s) = own_best
         {

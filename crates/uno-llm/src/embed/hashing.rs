@@ -17,6 +17,14 @@ const DEFAULT_DIM: usize = 256;
 /// information without drowning out shared vocabulary.
 const BIGRAM_WEIGHT: f32 = 0.5;
 
+/// In [`HashingEmbedder::sparse_weighted`], a weighted feature weighing
+/// at most this (`ln 1.5`: with the smoothed IDF, one in more than about
+/// two thirds of the tenant's texts, such as "the" or a shared greeting)
+/// is left out: it says nothing about a topic, and would make every query
+/// touch most routing examples. Kept low so that in a tenant of two
+/// topics each topic's own words (in half the texts) still count.
+const SPARSE_MIN_WEIGHT: f32 = 0.405;
+
 /// The feature hashed for a text with no words, so that it still gets a
 /// (fixed) unit vector.
 const EMPTY_FEATURE: &[u8] = b"\x00<empty>";
@@ -129,9 +137,14 @@ impl HashingEmbedder {
         weights: Option<&FeatureWeights>,
     ) -> Option<Vec<(u64, f32)>> {
         let mut out: Vec<(u64, f32)> = Vec::new();
+        let floor = if weights.is_some() {
+            SPARSE_MIN_WEIGHT
+        } else {
+            0.0
+        };
         let mut features = Features::new(|h, scale| {
             let w = weights.map_or(1.0, |w| w.get(h));
-            if w != 0.0 {
+            if w > floor {
                 out.push((h, scale * w));
             }
         });
