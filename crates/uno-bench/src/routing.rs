@@ -148,10 +148,10 @@ fn routing(system_bytes: usize) -> anyhow::Result<Routing> {
 
 /// Routable clusters in the bench snapshot, and examples in each: the
 /// most a cluster keeps by default (`learn.route_examples`), so the
-/// router searches 4,000 examples, many of them sharing the bench query's
+/// router searches 1,600 examples, many of them sharing the bench query's
 /// common words.
 const CLUSTERS: usize = 8;
-const EXAMPLES: usize = 500;
+const EXAMPLES: usize = 200;
 
 /// Cluster `c`'s routing examples as the worker publishes them; cluster 0
 /// holds the bench query itself, so the query routes there.

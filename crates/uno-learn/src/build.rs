@@ -8,8 +8,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
     CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, WardOptions, average_auto,
-    calibrate, calibrate_examples, centroids, combine, select_examples, unseen_thresholds,
-    ward_auto,
+    calibrate, calibrate_examples, centroids, combine, merge_agreeing, select_examples,
+    unseen_thresholds, ward_auto,
 };
 use uno_core::config::{LearnConfig, Linkage};
 use uno_core::snapshot::{
@@ -115,7 +115,26 @@ pub fn plan_clusters(
         // Topics from what users asked: the rules stay out of it, so a few
         // users pushing the same thing cannot pull a group of their own
         // out of a topic (issue 23).
-        Linkage::Average => average_auto(&queries, dim, config.average_cut(), &options)?,
+        Linkage::Average => {
+            let mut c = average_auto(&queries, dim, config.average_cut(), &options)?;
+            if config.agree_threshold > config.average_cut() {
+                let rules: Vec<f32> = logs
+                    .iter()
+                    .flat_map(|l| l.rules_vec.iter().copied())
+                    .collect();
+                let (labels, k) = merge_agreeing(
+                    &c.labels,
+                    &queries,
+                    &rules,
+                    dim,
+                    config.agree_threshold,
+                    config.agree_similarity,
+                )?;
+                c.labels = labels;
+                c.n_clusters = k;
+            }
+            c
+        }
         Linkage::Ward => {
             let mut combined = Vec::with_capacity(logs.len() * dim * 2);
             for log in logs {

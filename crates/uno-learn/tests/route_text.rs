@@ -139,11 +139,12 @@ async fn two_topics_under_one_long_system_prompt_form_two_clusters(backend: Back
         embedder: EmbedderKind::Hashing,
         hashing_dim: 256,
         novelty: NoveltyKind::Embedding,
-        // With one rule for both topics only the query half of the
-        // clustering vector can part them, and at this size Ward's merge
-        // cost of two topics that share a few words is below the default
-        // threshold of 4.
-        distance_threshold: 2.0,
+        // With one rule for both topics only the users' words can part
+        // them: the agreeing merge would rightly join two neighbouring
+        // topics whose users asked for the same thing, so it is off here,
+        // where the question is whether the shared system prompt erases
+        // the topics.
+        agree_threshold: 0.0,
         // Every member within its cluster's routing threshold.
         unseen_quantile: 1.0,
         min_validation_logs: 3,

@@ -23,6 +23,7 @@
 //! [`ClusterError`] rather than panic, because a bad embedding batch must not
 //! take the worker down.
 
+mod agree;
 mod approx;
 mod ari;
 mod average;
@@ -38,6 +39,7 @@ mod route;
 mod vector;
 mod ward;
 
+pub use agree::merge_agreeing;
 pub use approx::{Approximation, WardOptions, ward_auto};
 pub use ari::adjusted_rand_index;
 pub use average::{AVERAGE_EXACT_MAX, average_auto};

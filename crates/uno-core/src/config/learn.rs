@@ -88,6 +88,15 @@ pub struct LearnConfig {
     /// 0.5 for the hashing embedder, whose texts sharing only a template
     /// ("should I … for …") are already 0.3 similar.
     pub average_threshold: Option<f64>,
+    /// After the average-linkage cut, two clusters whose queries are
+    /// within this mean cosine distance merge when their members'
+    /// feedback agrees ([`LearnConfig::agree_similarity`]): a task asked
+    /// about many subjects ("what is …?") is one group when its users
+    /// want the same thing. At or below the cut, nothing merges.
+    pub agree_threshold: f64,
+    /// How alike (cosine of the mean rule vectors) two clusters' feedback
+    /// must be for [`LearnConfig::agree_threshold`] to merge them.
+    pub agree_similarity: f64,
     /// Ward distance threshold (scikit-learn's height convention).
     pub distance_threshold: f64,
     /// High gap at a mean per-log minimum novelty at or above this.
@@ -244,6 +253,8 @@ impl Default for LearnConfig {
             novelty_covered_above: 0.9,
             linkage: Linkage::Average,
             average_threshold: None,
+            agree_threshold: 0.9,
+            agree_similarity: 0.8,
             distance_threshold: 4.0,
             gap_threshold: 0.45,
             win_threshold: 0.53,
@@ -276,7 +287,7 @@ impl Default for LearnConfig {
             route_idf: true,
             route_max_features: 4096,
             route_false_accept: 0.01,
-            route_examples: 500,
+            route_examples: 200,
             route_accept_quantile: 0.15,
             route_margin: 0.05,
             route_min_users: 3,
@@ -343,6 +354,13 @@ impl LearnConfig {
         unit("min_support_share", self.min_support_share)?;
         unit("route_false_accept", self.route_false_accept)?;
         unit("route_accept_quantile", self.route_accept_quantile)?;
+        unit("agree_similarity", self.agree_similarity)?;
+        if !(self.agree_threshold.is_finite() && (0.0..=2.0).contains(&self.agree_threshold)) {
+            return Err(format!(
+                "learn.agree_threshold is a cosine distance: 0 to 2, not {}",
+                self.agree_threshold
+            ));
+        }
         unit("novelty_novel_below", f64::from(self.novelty_novel_below))?;
         unit(
             "novelty_covered_above",

@@ -79,9 +79,33 @@ struct Router {
 #[derive(Debug, Default)]
 struct ExampleIndex {
     /// Feature hash → (example, weight).
-    postings: HashMap<u64, Vec<(u32, f32)>>,
+    postings: HashMap<u64, Vec<(u32, f32)>, BuildFeatureHasher>,
     /// Example → row (of `Router::rows`).
     row_of: Vec<usize>,
+}
+
+/// The keys are already hashes of the features' text: one multiply
+/// spreads them over the table, where SipHash would cost more than the
+/// rest of a lookup.
+type BuildFeatureHasher = std::hash::BuildHasherDefault<FeatureHasher>;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct FeatureHasher(u64);
+
+impl std::hash::Hasher for FeatureHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 impl ExampleIndex {
