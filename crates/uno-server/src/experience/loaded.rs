@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use std::collections::HashMap;
 
-use uno_core::cluster::{best_two, choose_by_examples, route_choice};
+use uno_core::cluster::{Candidate, best_two, choose_by_examples, route_choice};
 use uno_core::snapshot::{Mode, Snapshot};
 use uno_llm::{FeatureWeights, HashingEmbedder};
 
@@ -78,8 +78,11 @@ struct Router {
 /// examples times a dimension.
 #[derive(Debug, Default)]
 struct ExampleIndex {
-    /// Feature hash → (example, weight).
-    postings: HashMap<u64, Vec<(u32, f32)>, BuildFeatureHasher>,
+    /// Feature hash → its range of `postings`.
+    ranges: HashMap<u64, (u32, u32), BuildFeatureHasher>,
+    /// (example, weight), grouped by feature: one allocation, read in
+    /// order, so a query's few long lists stay in cache.
+    postings: Vec<(u32, f32)>,
     /// Example → row (of `Router::rows`).
     row_of: Vec<usize>,
 }
@@ -109,25 +112,72 @@ impl std::hash::Hasher for FeatureHasher {
 }
 
 impl ExampleIndex {
-    fn add(&mut self, row: usize, example: &[(u64, f32)]) {
-        let e = u32::try_from(self.row_of.len()).unwrap_or(u32::MAX);
-        self.row_of.push(row);
-        for &(h, w) in example {
-            self.postings.entry(h).or_default().push((e, w));
+    /// Indexes `(row, example)` pairs, examples numbered in order.
+    fn build<'a>(examples: impl Iterator<Item = (usize, &'a [(u64, f32)])>) -> Self {
+        let mut row_of = Vec::new();
+        let mut entries: Vec<(u64, u32, f32)> = Vec::new();
+        for (row, example) in examples {
+            let e = u32::try_from(row_of.len()).unwrap_or(u32::MAX);
+            row_of.push(row);
+            entries.extend(example.iter().map(|&(h, w)| (h, e, w)));
+        }
+        entries.sort_unstable_by_key(|&(h, e, _)| (h, e));
+        let mut ranges: HashMap<u64, (u32, u32), BuildFeatureHasher> = HashMap::default();
+        let mut postings = Vec::with_capacity(entries.len());
+        for (h, e, w) in entries {
+            let at = u32::try_from(postings.len()).unwrap_or(u32::MAX);
+            ranges.entry(h).or_insert((at, at)).1 = at + 1;
+            postings.push((e, w));
+        }
+        ExampleIndex {
+            ranges,
+            postings,
+            row_of,
+        }
+    }
+
+    /// Adds each example's similarity to `query` into `scores` (one slot
+    /// per example, zeroed by the caller).
+    fn score_into(&self, query: &[(u64, f32)], scores: &mut [f32]) {
+        for (h, w) in query {
+            let Some(&(start, end)) = self.ranges.get(h) else {
+                continue;
+            };
+            let list = self
+                .postings
+                .get(start as usize..end as usize)
+                .unwrap_or_default();
+            for &(e, we) in list {
+                if let Some(s) = scores.get_mut(e as usize) {
+                    *s += w * we;
+                }
+            }
         }
     }
 
     /// Each example's similarity to `query`.
     fn scores(&self, query: &[(u64, f32)]) -> Vec<f32> {
         let mut scores = vec![0.0f32; self.row_of.len()];
-        for (h, w) in query {
-            for &(e, we) in self.postings.get(h).map_or(&[][..], Vec::as_slice) {
-                if let Some(s) = scores.get_mut(e as usize) {
-                    *s += w * we;
-                }
-            }
-        }
+        self.score_into(query, &mut scores);
         scores
+    }
+
+    /// The two most similar rows to `query`, scored in a buffer reused by
+    /// the thread (the request path allocates nothing per example).
+    fn best_two(&self, query: &[(u64, f32)]) -> (Option<Candidate>, Option<Candidate>) {
+        thread_local! {
+            static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCORES.with(|cell| {
+            let Ok(mut scores) = cell.try_borrow_mut() else {
+                let scores = self.scores(query);
+                return best_two(scores.iter().copied().enumerate(), &self.row_of, None);
+            };
+            scores.clear();
+            scores.resize(self.row_of.len(), 0.0);
+            self.score_into(query, &mut scores);
+            best_two(scores.iter().copied().enumerate(), &self.row_of, None)
+        })
     }
 }
 
@@ -155,7 +205,8 @@ pub struct LoadedCluster {
 pub struct Routed {
     /// Index into [`LoadedSnapshot::clusters`].
     pub cluster: usize,
-    /// The query's routing vector, kept for the critic's rule choice.
+    /// The query's routing vector, kept for the critic's rule choice
+    /// (empty when the cluster is not reflective).
     pub vector: Vec<f32>,
 }
 
@@ -187,7 +238,7 @@ impl LoadedSnapshot {
             .clusters
             .iter()
             .any(|c| !c.route_examples.is_empty());
-        let mut examples = ExampleIndex::default();
+        let mut example_rows: Vec<(usize, &[(u64, f32)])> = Vec::new();
         for (i, c) in snapshot.clusters.iter().enumerate() {
             let bad = |problem: String| LoadError::BadCluster {
                 cluster: c.id.clone(),
@@ -209,7 +260,7 @@ impl LoadedSnapshot {
                         return Err(bad("routing examples are not finite".to_owned()));
                     }
                     for example in &c.route_examples {
-                        examples.add(rows.len(), example);
+                        example_rows.push((rows.len(), example.as_slice()));
                     }
                     centroids.extend(std::iter::repeat_n(0.0, dim));
                     rows.push(i);
@@ -267,7 +318,7 @@ impl LoadedSnapshot {
                 thresholds,
                 users,
                 margin,
-                examples: by_examples.then_some(examples),
+                examples: by_examples.then(|| ExampleIndex::build(example_rows.into_iter())),
             }),
             clusters,
         })
@@ -293,13 +344,11 @@ impl LoadedSnapshot {
         if router.rows.is_empty() {
             return None;
         }
-        let vector = router.embed(parts)?;
         if let Some(index) = &router.examples {
             let query = router
                 .embedder
                 .sparse_weighted(parts, router.weights.as_ref())?;
-            let scores = index.scores(&query);
-            let (first, second) = best_two(scores.iter().copied().enumerate(), &index.row_of, None);
+            let (first, second) = index.best_two(&query);
             let row = choose_by_examples(
                 first,
                 second,
@@ -308,8 +357,18 @@ impl LoadedSnapshot {
                 router.margin,
             )?;
             let cluster = *router.rows.get(row)?;
+            // The dense vector only serves the critic's choice of rules,
+            // so it is made only for a query routed to a reflective
+            // cluster (an empty one makes the critic take rules in rank
+            // order).
+            let vector = if self.clusters.get(cluster).map(|c| c.mode) == Some(Mode::Reflective) {
+                router.embed(parts)?
+            } else {
+                Vec::new()
+            };
             return Some(Routed { cluster, vector });
         }
+        let vector = router.embed(parts)?;
         let row = route_choice(
             &router.centroids,
             router.dim,
