@@ -307,6 +307,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             embedder.embed_parts_weighted(&[std::hint::black_box(&query)], weights.as_ref()),
         );
     });
+    let sparse_us = time_us(20_000, || {
+        std::hint::black_box(
+            embedder.sparse_weighted(&[std::hint::black_box(&query)], weights.as_ref()),
+        );
+    });
     let route_us = time_us(20_000, || {
         std::hint::black_box(loaded.route(std::hint::black_box(&query)));
     });
@@ -315,7 +320,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     });
     println!(
         "in process, per request: routing embed {plain_us:.1} µs unweighted, {embed_us:.1} µs weighted \
-         ({} weighted features), embed + route {route_us:.1} µs, block injection (parse + splice) \
+         ({} weighted features), sparse embed {sparse_us:.1} µs, embed + route {route_us:.1} µs, block injection (parse + splice) \
          {inject_us:.1} µs; query {} chars ({sys} B app prompt), body {} bytes, block {} chars",
         snapshot.routing.as_ref().map_or(0, |r| r.common.len()),
         query.len(),
