@@ -150,10 +150,33 @@ pub fn ward_auto(
     if n <= options.exact_max_points || n <= options.micro_clusters.max(1) {
         return Ok(ward_tree(points, dim, threads)?.cut(threshold));
     }
-    let micro = micro_clusters(points, dim, options.micro_clusters, options.seed, threads);
+    cut_over_micro_clusters(
+        points,
+        dim,
+        threshold,
+        options.micro_clusters,
+        options.seed,
+        threads,
+        |stats| ward_tree_weighted(&stats.centroids, &stats.sizes, dim, threads),
+    )
+}
+
+/// The approximation shared by the linkages: `points` grouped into about
+/// `target` seeded micro-clusters, `tree_of` builds the tree over their
+/// weighted means, and each point takes its micro-cluster's label at the
+/// cut.
+pub(super) fn cut_over_micro_clusters(
+    points: &[f32],
+    dim: usize,
+    threshold: f64,
+    target: usize,
+    seed: u64,
+    threads: usize,
+    tree_of: impl FnOnce(&MicroStats) -> Result<super::Dendrogram, ClusterError>,
+) -> Result<Clustering, ClusterError> {
+    let micro = micro_clusters(points, dim, target, seed, threads);
     let stats = micro_stats(points, dim, &micro, threads);
-    let tree = ward_tree_weighted(&stats.centroids, &stats.sizes, dim, threads)?;
-    let cut = tree.cut(threshold);
+    let cut = tree_of(&stats)?.cut(threshold);
     let point_labels: Vec<usize> = micro
         .iter()
         .map(|&m| cut.labels[stats.remap[m as usize]])
@@ -199,7 +222,7 @@ fn group_by(labels: &[u32], groups: usize) -> (Vec<u32>, Vec<usize>) {
 
 /// The micro-cluster id of every point (ids may have gaps: a fine centroid
 /// can end up with no points).
-pub(super) fn micro_clusters(
+fn micro_clusters(
     points: &[f32],
     dim: usize,
     target: usize,
@@ -272,7 +295,7 @@ const SPREAD_ITERS: usize = 6;
 /// Means, sizes and the spread estimate of the micro-clusters, each summed
 /// over its members in index order (parallel over micro-clusters, so the
 /// result does not depend on the thread count).
-pub(super) fn micro_stats(points: &[f32], dim: usize, micro: &[u32], threads: usize) -> MicroStats {
+fn micro_stats(points: &[f32], dim: usize, micro: &[u32], threads: usize) -> MicroStats {
     let ids = micro.iter().map(|&m| m as usize + 1).max().unwrap_or(0);
     let (order, offsets) = group_by(micro, ids);
     let mut remap = vec![usize::MAX; ids];

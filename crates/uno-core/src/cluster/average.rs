@@ -20,9 +20,9 @@
 //! [`ward_auto`](super::ward_auto), weighted by size, where the formula is
 //! still exact between micro-clusters.
 
-use super::approx::{WardOptions, micro_clusters, micro_stats};
+use super::approx::{WardOptions, cut_over_micro_clusters};
 use super::check_matrix;
-use super::dendrogram::{Clustering, Dendrogram, relabel_first_appearance};
+use super::dendrogram::{Clustering, Dendrogram};
 use super::error::ClusterError;
 use super::parallel::resolve_threads;
 
@@ -57,24 +57,21 @@ pub fn average_auto(
         let means: Vec<f64> = unit.iter().map(|&v| f64::from(v)).collect();
         return Ok(average_tree(means, vec![1.0; n], dim).cut(threshold));
     }
-    let threads = resolve_threads(options.threads);
-    let micro = micro_clusters(&unit, dim, exact_max, options.seed, threads);
-    let stats = micro_stats(&unit, dim, &micro, threads);
-    let cut = average_tree(stats.centroids.clone(), stats.sizes.clone(), dim).cut(threshold);
-    let point_labels: Vec<usize> = micro
-        .iter()
-        .map(|&m| cut.labels[stats.remap[m as usize]])
-        .collect();
-    let (labels, n_clusters) = relabel_first_appearance(&point_labels);
-    Ok(Clustering {
-        labels,
-        n_clusters,
-        heights: cut.heights,
-        approximation: Some(super::Approximation {
-            micro_clusters: stats.sizes.len(),
-            max_internal_height: (2.0 * stats.max_spread).sqrt(),
-        }),
-    })
+    cut_over_micro_clusters(
+        &unit,
+        dim,
+        threshold,
+        exact_max,
+        options.seed,
+        resolve_threads(options.threads),
+        |stats| {
+            Ok(average_tree(
+                stats.centroids.clone(),
+                stats.sizes.clone(),
+                dim,
+            ))
+        },
+    )
 }
 
 /// The average-linkage tree of clusters given by the means of their unit
