@@ -196,8 +196,12 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
     }
     let mut own: Vec<f32> = Vec::new();
     let mut best_own: Vec<Option<f32>> = vec![None; n];
+    // Each log's two most similar clusters, itself left out: they do not
+    // depend on the bar, so one pass of similarities serves both the bar
+    // and the decisions.
+    let mut nearest: Vec<(Option<Candidate>, Option<Candidate>)> = vec![(None, None); n];
     let mut sims = vec![0.0f32; example_logs.len()];
-    for (i, best) in best_own.iter_mut().enumerate() {
+    for (i, (best, near)) in best_own.iter_mut().zip(&mut nearest).enumerate() {
         for (s, &e) in sims.iter_mut().zip(&example_logs) {
             *s = sparse_dot(&inputs.vectors[i], &inputs.vectors[e]);
         }
@@ -211,6 +215,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             .map(|(_, (s, _))| *s)
             .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
         *best = own_best;
+        *near = best_two(sims.iter().copied().enumerate(), &cluster_of, skip);
         if inputs.routable.get(label).copied().unwrap_or(false)
             && let Some(s) = own_best
         {
@@ -228,21 +233,17 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
         0.0
     };
     let thresholds = vec![threshold; k];
-    // Second pass: each log routed with itself left out, now that the bar
-    // is known.
-    let mut routed: Vec<Option<usize>> = vec![None; n];
-    for (i, r) in routed.iter_mut().enumerate() {
-        for (s, &e) in sims.iter_mut().zip(&example_logs) {
-            *s = sparse_dot(&inputs.vectors[i], &inputs.vectors[e]);
-        }
-        let skip = example_logs.iter().position(|&e| e == i);
-        let (first, second) = best_two(sims.iter().copied().enumerate(), &cluster_of, skip);
-        *r = if bar.is_finite() {
-            choose_by_examples(first, second, &thresholds, inputs.users, inputs.margin)
-        } else {
-            None
-        };
-    }
+    // Each log routed with itself left out, now that the bar is known.
+    let routed: Vec<Option<usize>> = nearest
+        .iter()
+        .map(|&(first, second)| {
+            bar.is_finite()
+                .then(|| {
+                    choose_by_examples(first, second, &thresholds, inputs.users, inputs.margin)
+                })
+                .flatten()
+        })
+        .collect();
     let share = |num: usize, den: usize| {
         if den == 0 {
             0.0
@@ -398,7 +399,7 @@ mod tests {
         let routable = [true, true, false];
         let users = [3, 3, 1];
         let examples = vec![vec![0, 1, 2], vec![3, 4, 5], vec![]];
-        let cal = calibrate_examples(&ExampleInputs {
+        let inputs = ExampleInputs {
             vectors: &vectors,
             labels: &labels,
             routable: &routable,
@@ -406,7 +407,8 @@ mod tests {
             examples: &examples,
             quantile: 0.1,
             margin: 0.05,
-        });
+        };
+        let cal = calibrate_examples(&inputs);
         // Every member is 1/3 similar to its nearest other member.
         assert!(
             (cal.threshold - (1.0 - 1.0 / 3.0)).abs() < 1e-5,
@@ -426,15 +428,7 @@ mod tests {
         // Nothing routable: no bar, everything passes.
         let none = calibrate_examples(&ExampleInputs {
             routable: &[false, false, false],
-            ..ExampleInputs {
-                vectors: &vectors,
-                labels: &labels,
-                routable: &routable,
-                users: &users,
-                examples: &examples,
-                quantile: 0.1,
-                margin: 0.05,
-            }
+            ..inputs
         });
         assert_eq!(none.passthrough, 1.0);
         assert_eq!(none.threshold, 0.0);
