@@ -46,6 +46,16 @@ const RULES: [&str; 10] = [
     "End with the single most likely cause given the symptoms.",
 ];
 
+/// Openings of the tenant's logged questions (the weight corpus and the
+/// routing examples share them, as a tenant's traffic does).
+const ASKS: [&str; 5] = [
+    "How do I fix",
+    "Why is there a problem with",
+    "What is the best way to set up",
+    "Can you explain",
+    "How much does it cost to change",
+];
+
 /// `len` bytes of an app's fixed system prompt (plain ASCII, no JSON
 /// escapes), the same on every run.
 fn app_prompt(len: usize) -> String {
@@ -114,20 +124,13 @@ fn routing(system_bytes: usize) -> anyhow::Result<Routing> {
         "the load balancer",
         "disk usage alerts",
     ];
-    let asks = [
-        "How do I fix",
-        "Why is there a problem with",
-        "What is the best way to set up",
-        "Can you explain",
-        "How much does it cost to change",
-    ];
     let query = query_text(system_bytes)?;
     let mut texts = vec![query.clone()];
     for i in 0..500 {
         texts.push(format!(
             "{} {} for site {i}?",
-            asks[i % asks.len()],
-            subjects[(i / asks.len()) % subjects.len()]
+            ASKS[i % ASKS.len()],
+            subjects[(i / ASKS.len()) % subjects.len()]
         ));
     }
     // The routing examples are logged texts too, so they are counted.
@@ -169,19 +172,12 @@ fn examples(
 
 /// The texts of cluster `c`'s routing examples.
 fn example_texts(c: usize, query: &str) -> Vec<String> {
-    let asks = [
-        "How do I fix",
-        "Why is there a problem with",
-        "What is the best way to set up",
-        "Can you explain",
-        "How much does it cost to change",
-    ];
     let mut texts: Vec<String> = (0..EXAMPLES)
         .map(|i| {
             format!(
                 "{} the service {c} item {} for customer {i}?",
-                asks[i % asks.len()],
-                i / asks.len()
+                ASKS[i % ASKS.len()],
+                i / ASKS.len()
             )
         })
         .collect();

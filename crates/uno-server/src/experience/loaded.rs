@@ -57,7 +57,8 @@ struct Router {
     /// (routed unweighted, as they were built).
     weights: Option<FeatureWeights>,
     dim: usize,
-    /// Row-major `k × dim`: the routable clusters' centroids.
+    /// Row-major `k × dim`: the routable clusters' centroids (empty when
+    /// routing by examples).
     centroids: Vec<f32>,
     /// Row of `centroids` → index into `clusters`.
     rows: Vec<usize>,
@@ -285,39 +286,38 @@ impl LoadedSnapshot {
             // users) keeps its data for audit but takes no queries.
             let routable = c.route.as_ref().is_none_or(|r| r.routable);
             if let Some(embedder) = &embedder {
-                if routable && by_examples && !c.route_examples.is_empty() {
-                    if !c.route_threshold.is_finite()
-                        || c.route_examples
+                let has_route = if by_examples {
+                    !c.route_examples.is_empty()
+                } else {
+                    !c.route_centroid.is_empty()
+                };
+                if routable && has_route {
+                    if !c.route_threshold.is_finite() {
+                        return Err(bad("routing threshold is not finite".to_owned()));
+                    }
+                    if by_examples {
+                        if c.route_examples
                             .iter()
                             .flatten()
                             .any(|(_, w)| !w.is_finite())
-                    {
-                        return Err(bad("routing examples are not finite".to_owned()));
+                        {
+                            return Err(bad("routing examples are not finite".to_owned()));
+                        }
+                        for example in &c.route_examples {
+                            example_rows.push((rows.len(), example.as_slice()));
+                        }
+                    } else {
+                        if c.route_centroid.len() != dim {
+                            return Err(bad(format!(
+                                "routing centroid has {} values, the routing embedder {dim}",
+                                c.route_centroid.len()
+                            )));
+                        }
+                        if !c.route_centroid.iter().all(|v| v.is_finite()) {
+                            return Err(bad("routing data is not finite".to_owned()));
+                        }
+                        centroids.extend_from_slice(&c.route_centroid);
                     }
-                    for example in &c.route_examples {
-                        example_rows.push((rows.len(), example.as_slice()));
-                    }
-                    centroids.extend(std::iter::repeat_n(0.0, dim));
-                    rows.push(i);
-                    thresholds.push(c.route_threshold);
-                    users.push(
-                        c.route
-                            .as_ref()
-                            .map_or(0, |r| u32::try_from(r.users).unwrap_or(u32::MAX)),
-                    );
-                } else if routable && !by_examples && !c.route_centroid.is_empty() {
-                    if c.route_centroid.len() != dim {
-                        return Err(bad(format!(
-                            "routing centroid has {} values, the routing embedder {dim}",
-                            c.route_centroid.len()
-                        )));
-                    }
-                    if !c.route_centroid.iter().all(|v| v.is_finite())
-                        || !c.route_threshold.is_finite()
-                    {
-                        return Err(bad("routing data is not finite".to_owned()));
-                    }
-                    centroids.extend_from_slice(&c.route_centroid);
                     rows.push(i);
                     thresholds.push(c.route_threshold);
                     users.push(
