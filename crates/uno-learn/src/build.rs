@@ -178,105 +178,44 @@ pub fn plan_clusters(
         .iter()
         .map(|&u| u as usize >= config.route_min_users)
         .collect();
-    let calibration = calibrate(
-        &RoutePoints {
-            points: &route_queries,
-            dim: route_dim,
-            labels,
-        },
-        k,
-        &routable,
-        &users,
-        &CalibrationOptions {
-            quantile: config.unseen_quantile,
-            false_accept: config.route_false_accept,
-            margin: config.route_margin,
-        },
-    )?;
-    let mut routing = Routing {
+    let route_centres = centroids(&route_queries, route_dim, labels, k)?;
+    let placement = if config.route_examples > 0 {
+        place_by_examples(
+            &route, &weights, &texts, labels, &members, &routable, &users, config,
+        )
+    } else {
+        place_by_centroids(&route_queries, route_dim, labels, &routable, &users, config)?
+    };
+    let Placement {
+        thresholds: route_thresholds,
+        calibrations,
+        mut examples,
+        agreement,
+        agreement_routable,
+        passthrough,
+    } = placement;
+    let routing = Routing {
         texts: logs.len(),
         rare_weight,
         common,
         false_accept_target: config.route_false_accept,
         margin: config.route_margin,
         min_users: config.route_min_users,
-        agreement: calibration.agreement,
-        agreement_routable: calibration.agreement_routable,
-        passthrough: calibration.passthrough,
-        accept_quantile: 0.0,
+        agreement,
+        agreement_routable,
+        passthrough,
+        accept_quantile: if config.route_examples > 0 {
+            config.route_accept_quantile
+        } else {
+            0.0
+        },
     };
-    // Routing by examples: each routable cluster keeps some members'
-    // sparse routing vectors, and one bar, calibrated on the members,
-    // decides what is close enough to be taken.
-    let mut route_examples: Vec<Vec<Vec<(u64, f32)>>> = vec![Vec::new(); k];
-    let mut example_calibration = None;
-    if config.route_examples > 0 {
-        let sparse: Vec<Vec<(u64, f32)>> = texts
-            .iter()
-            .map(|t| {
-                route
-                    .sparse_weighted(&[t], Some(&weights))
-                    .unwrap_or_default()
-            })
-            .collect();
-        let examples: Vec<Vec<usize>> = members
-            .iter()
-            .zip(&routable)
-            .map(|(ms, &r)| {
-                if r {
-                    select_examples(ms, config.route_examples)
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
-        let cal = calibrate_examples(&ExampleInputs {
-            vectors: &sparse,
-            labels,
-            routable: &routable,
-            users: &users,
-            examples: &examples,
-            quantile: config.route_accept_quantile,
-            margin: config.route_margin,
-        });
-        routing.agreement = cal.agreement;
-        routing.agreement_routable = cal.agreement_routable;
-        routing.passthrough = cal.passthrough;
-        routing.accept_quantile = config.route_accept_quantile;
-        for (c, ex) in examples.iter().enumerate() {
-            route_examples[c] = ex.iter().map(|&i| sparse[i].clone()).collect();
-        }
-        example_calibration = Some(cal);
-    }
-    let route_centres = &calibration.centroids;
     let ids = stable_ids(logs, &members, previous);
     let mut plans: Vec<ClusterPlan> = members
         .into_iter()
         .enumerate()
         .map(|(c, members)| {
             let (train, holdout) = split(&members, logs, config.holdout, config.seed);
-            let cal = &calibration.clusters[c];
-            let mut route = RouteCalibration {
-                routable: cal.routable,
-                users: users[c] as usize,
-                member_radius: cal.member_radius,
-                negative_radius: cal.negative_radius,
-                true_accept: cal.true_accept,
-                false_accept: cal.false_accept,
-                negatives: cal.negatives,
-                agreement: cal.agreement,
-            };
-            let mut route_threshold = cal.threshold;
-            if let Some(ex) = &example_calibration {
-                let e = &ex.clusters[c];
-                route_threshold = if cal.routable { ex.threshold } else { 0.0 };
-                route.member_radius = route_threshold;
-                route.negative_radius = None;
-                route.true_accept = e.true_accept;
-                route.false_accept = e.false_accept;
-                route.negatives = e.negatives;
-                route.agreement = e.agreement;
-            }
             ClusterPlan {
                 id: ids[c].clone(),
                 gap: gap(&members, logs),
@@ -284,9 +223,9 @@ pub fn plan_clusters(
                 centroid: centres[c * dim..(c + 1) * dim].to_vec(),
                 unseen_threshold: thresholds[c],
                 route_centroid: route_centres[c * route_dim..(c + 1) * route_dim].to_vec(),
-                route_threshold,
-                route,
-                route_examples: std::mem::take(&mut route_examples[c]),
+                route_threshold: route_thresholds[c],
+                route: calibrations[c].clone(),
+                route_examples: std::mem::take(&mut examples[c]),
                 members,
                 train,
                 holdout,
@@ -297,6 +236,144 @@ pub fn plan_clusters(
     Ok(Plans {
         clusters: plans,
         routing: Some(routing),
+    })
+}
+
+/// Where a tenant's clusters sit in the routing space, as one router
+/// calibrated them: per cluster its acceptance threshold, calibration and
+/// routing examples (empty for the centroid router), and how the router
+/// does on the logs.
+struct Placement {
+    thresholds: Vec<f32>,
+    calibrations: Vec<RouteCalibration>,
+    examples: Vec<Vec<Vec<(u64, f32)>>>,
+    agreement: f64,
+    agreement_routable: f64,
+    passthrough: f64,
+}
+
+/// The example router (the default): each routable cluster keeps some
+/// members' sparse routing vectors, and one bar, calibrated on the
+/// members, decides what is close enough to be taken.
+#[allow(clippy::too_many_arguments)]
+fn place_by_examples(
+    route: &HashingEmbedder,
+    weights: &FeatureWeights,
+    texts: &[&str],
+    labels: &[usize],
+    members: &[Vec<usize>],
+    routable: &[bool],
+    users: &[u32],
+    config: &LearnConfig,
+) -> Placement {
+    let sparse: Vec<Vec<(u64, f32)>> = texts
+        .iter()
+        .map(|t| {
+            route
+                .sparse_weighted(&[t], Some(weights))
+                .unwrap_or_default()
+        })
+        .collect();
+    let chosen: Vec<Vec<usize>> = members
+        .iter()
+        .zip(routable)
+        .map(|(ms, &r)| {
+            if r {
+                select_examples(ms, config.route_examples)
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    let cal = calibrate_examples(&ExampleInputs {
+        vectors: &sparse,
+        labels,
+        routable,
+        users,
+        examples: &chosen,
+        quantile: config.route_accept_quantile,
+        margin: config.route_margin,
+    });
+    let thresholds: Vec<f32> = routable
+        .iter()
+        .map(|&r| if r { cal.threshold } else { 0.0 })
+        .collect();
+    let calibrations = cal
+        .clusters
+        .iter()
+        .zip(&thresholds)
+        .zip(routable.iter().zip(users))
+        .map(|((e, &threshold), (&routable, &users))| RouteCalibration {
+            routable,
+            users: users as usize,
+            member_radius: threshold,
+            negative_radius: None,
+            true_accept: e.true_accept,
+            false_accept: e.false_accept,
+            negatives: e.negatives,
+            agreement: e.agreement,
+        })
+        .collect();
+    Placement {
+        thresholds,
+        calibrations,
+        examples: chosen
+            .iter()
+            .map(|ex| ex.iter().map(|&i| sparse[i].clone()).collect())
+            .collect(),
+        agreement: cal.agreement,
+        agreement_routable: cal.agreement_routable,
+        passthrough: cal.passthrough,
+    }
+}
+
+/// The centroid router (`learn.route_examples = 0`): each cluster's
+/// radius around its routing centroid, calibrated against other clusters'
+/// members.
+fn place_by_centroids(
+    route_queries: &[f32],
+    route_dim: usize,
+    labels: &[usize],
+    routable: &[bool],
+    users: &[u32],
+    config: &LearnConfig,
+) -> Result<Placement, ClusterError> {
+    let cal = calibrate(
+        &RoutePoints {
+            points: route_queries,
+            dim: route_dim,
+            labels,
+        },
+        routable.len(),
+        routable,
+        users,
+        &CalibrationOptions {
+            quantile: config.unseen_quantile,
+            false_accept: config.route_false_accept,
+            margin: config.route_margin,
+        },
+    )?;
+    Ok(Placement {
+        thresholds: cal.clusters.iter().map(|c| c.threshold).collect(),
+        calibrations: cal
+            .clusters
+            .iter()
+            .zip(users)
+            .map(|(c, &users)| RouteCalibration {
+                routable: c.routable,
+                users: users as usize,
+                member_radius: c.member_radius,
+                negative_radius: c.negative_radius,
+                true_accept: c.true_accept,
+                false_accept: c.false_accept,
+                negatives: c.negatives,
+                agreement: c.agreement,
+            })
+            .collect(),
+        examples: vec![Vec::new(); routable.len()],
+        agreement: cal.agreement,
+        agreement_routable: cal.agreement_routable,
+        passthrough: cal.passthrough,
     })
 }
 
