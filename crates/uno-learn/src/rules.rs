@@ -400,7 +400,8 @@ pub struct Voice {
     pub region: usize,
     /// `support / region` (0 for an empty region).
     pub share: f64,
-    /// Whether the net support (`support − contrary`) reaches both bars.
+    /// Whether the support reaches `min_support` and the net support
+    /// (`support − contrary`) the share ([`voice`]).
     pub earned: bool,
 }
 
@@ -408,9 +409,17 @@ pub struct Voice {
 /// something it contradicts, `region` gave text feedback there (a region is
 /// a cluster's training logs today; taking the set lets overlapping
 /// clusters be reconciled over their union). A user in both sets cancels
-/// themself out. Net support must reach `min_support` users and
-/// `min_share` of the region's users (supporters and contradictors always
-/// count as the region's).
+/// themself out. The supporters must be at least `min_support` distinct
+/// users, and the net support (supporters − contradictors) at least one
+/// user and `min_share` of the region's users (supporters and
+/// contradictors always count as the region's).
+///
+/// Why `min_support` counts supporters, not the net: a region's random
+/// raters now and then ask for the opposite of what its community wants
+/// (one "keep it brief" among four "more detail" users). Taking that one
+/// voice off the minimum would veto a four-user topic's rule outright,
+/// while the share and the net still let a real opposing group (as large
+/// as the supporters, or enough to pull the net under the share) stop it.
 pub fn voice(
     supporters: &BTreeSet<String>,
     contrary: &BTreeSet<String>,
@@ -426,7 +435,7 @@ pub fn voice(
     // A small tolerance: 0.3 × 10 is 3.0000000000000004 in floating point,
     // and 3 of 10 users is 30%.
     let earned = region > 0
-        && net >= min_support as f64
+        && supporters.len() >= min_support
         && net >= 1.0
         && net >= min_share * region as f64 - 1e-9;
     Voice {
@@ -765,6 +774,31 @@ mod tests {
             0.3,
         );
         assert!(v.earned && v.contrary == 1);
+    }
+
+    #[test]
+    fn one_random_contrary_voice_does_not_veto_a_community() {
+        // Three users asked for detail; one random rater once asked for
+        // brevity; two more users gave other feedback in the region.
+        let region = region(&["a", "b", "c", "r", "o1", "o2"]);
+        let v = voice(&users(&["a", "b", "c"]), &users(&["r"]), &region, 3, 0.3);
+        assert!(v.earned, "3 supporters, net 2 of 6 users (33%): {v:?}");
+        // Two supporters never reach min_support 3, with or without contrary.
+        assert!(!voice(&users(&["a", "b"]), &BTreeSet::new(), &region, 3, 0.3).earned);
+        // The net must still reach the share: 3 − 2 = 1 of 6 is 17%.
+        assert!(
+            !voice(
+                &users(&["a", "b", "c"]),
+                &users(&["r", "o1"]),
+                &region,
+                3,
+                0.3
+            )
+            .earned
+        );
+        // As many against as for: never served.
+        let three = users(&["r", "o1", "o2"]);
+        assert!(!voice(&users(&["a", "b", "c"]), &three, &region, 3, 0.0).earned);
     }
 
     #[test]

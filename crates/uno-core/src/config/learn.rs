@@ -113,8 +113,9 @@ pub struct LearnConfig {
     pub holdout: f64,
     /// Seed of the member shuffle and of generation.
     pub seed: u64,
-    /// Distinct users a rule needs before it is served (net of the users
-    /// who asked for a contradicting rule).
+    /// Distinct users who must support a rule before it is served (the
+    /// users who asked for a contradicting rule count against its share,
+    /// [`LearnConfig::min_support_share`], not against this minimum).
     pub min_support: usize,
     /// Share of the distinct users who gave feedback in a cluster's region
     /// that a rule's net supporters must also reach before it is served.
@@ -288,7 +289,7 @@ impl Default for LearnConfig {
             route_max_features: 4096,
             route_false_accept: 0.01,
             route_examples: 200,
-            route_accept_quantile: 0.15,
+            route_accept_quantile: 0.1,
             route_margin: 0.05,
             route_min_users: 3,
             snapshot_poll_secs: 2,
