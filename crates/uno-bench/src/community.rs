@@ -72,6 +72,10 @@ struct SeedResult {
     worker_calls_by_kind: BTreeMap<String, u64>,
     unknown_prompts: u64,
     clusters: Vec<Value>,
+    /// Where each first-turn uno answer was routed, and whether that was
+    /// right (a trained topic's query to the cluster holding most of the
+    /// topic's genuine members, an unseen one through unchanged).
+    routes: Vec<Value>,
     secs: f64,
     /// `learn.min_support` of the run: topics with fewer genuine users
     /// cannot have a rule served, so they are reported apart from the
@@ -627,6 +631,7 @@ async fn evaluate(
             out.clusters.push(json!({
                 "tenant": tenant, "id": cl.id, "size": cl.size, "mode": format!("{:?}", cl.mode),
                 "decision": cl.decision, "members_by_topic": make_up,
+                "member_questions": cl.members.iter().filter_map(|id| event_of.get(id).map(|&i| json!([c.train[i].topic, c.train[i].question]))).collect::<Vec<_>>(),
                 "served_rules": cl.rules.iter().filter(|r| r.served).map(|r| json!({"text": r.text, "support": r.support})).collect::<Vec<_>>(),
                 "unserved_rules": cl.rules.iter().filter(|r| !r.served).map(|r| json!({"text": r.text, "support": r.support})).collect::<Vec<_>>(),
             }));
@@ -733,6 +738,8 @@ async fn evaluate(
             let e = out.unseen.entry(q.tenant.to_owned()).or_default();
             e.0 += 1;
             e.1 += usize::from(served.path == "passthrough");
+            out.routes
+                .push(route_row(q, &served, served.path == "passthrough"));
             continue;
         }
         let Some(spec) = c.tenant(q.tenant) else {
@@ -769,6 +776,8 @@ async fn evaluate(
                 {
                     row.lost += 1;
                 }
+                let right = served.cluster.is_some() && served.cluster.as_ref() == main;
+                out.routes.push(route_row(q, &served, right));
             }
             (false, "pass") => row.pass += usize::from(ok),
             (false, "global") => row.global += usize::from(ok),
@@ -815,6 +824,14 @@ async fn evaluate(
     Ok(())
 }
 
+/// One first-turn test query's route, for the JSON report.
+fn route_row(q: &uno_testkit::community::TestQuery, served: &Served, right: bool) -> Value {
+    json!({
+        "tenant": q.tenant, "topic": q.topic, "unseen": q.unseen, "question": q.question,
+        "path": served.path, "cluster": served.cluster, "right": right,
+    })
+}
+
 fn seed_json(r: &SeedResult) -> Value {
     json!({
         "seed": r.seed,
@@ -838,6 +855,7 @@ fn seed_json(r: &SeedResult) -> Value {
         "unknown_prompts": r.unknown_prompts,
         "clusters_per_tenant": clusters_per_tenant(r).iter().map(|(t, (n, served))| (t.clone(), json!({"clusters": n, "with_served_rules": served}))).collect::<serde_json::Map<_, _>>(),
         "clusters": r.clusters,
+        "routes": r.routes,
     })
 }
 

@@ -8,8 +8,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
     CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, WardOptions, average_auto,
-    calibrate, calibrate_examples, centroids, combine, merge_agreeing, select_examples,
-    unseen_thresholds, ward_auto,
+    calibrate, calibrate_examples, centroids, combine, edit_examples, merge_agreeing,
+    select_examples, unseen_thresholds, ward_auto,
 };
 use uno_core::config::{LearnConfig, Linkage};
 use uno_core::snapshot::{
@@ -162,7 +162,18 @@ pub fn plan_clusters(
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let df = config.route_idf.then(|| route.document_frequencies(&texts));
     let (rare_weight, common) = match &df {
-        Some(df) => (df.rare_weight(), df.common(config.route_max_features)),
+        Some(df) => {
+            // Openings every topic shares weigh nothing, however rare.
+            let features: Vec<Vec<u64>> =
+                texts.iter().map(|t| route.distinct_features(t)).collect();
+            let common = crate::route_weights::topic_scaled(
+                &df.common(config.route_max_features),
+                &features,
+                labels,
+                k,
+            );
+            (df.rare_weight(), common)
+        }
         None => (1.0, Vec::new()),
     };
     let weights = FeatureWeights::new(rare_weight, &common);
@@ -285,6 +296,8 @@ fn place_by_examples(
             }
         })
         .collect();
+    // Members that read like another topic's queries do not route.
+    let chosen = edit_examples(&sparse, &chosen, routable);
     let cal = calibrate_examples(&ExampleInputs {
         vectors: &sparse,
         labels,
@@ -622,8 +635,9 @@ pub fn decide(
         return (
             Mode::Passthrough,
             format!(
-                "no rule has net support from {} distinct users and {:.0}% of the cluster's \
-                 feedback users yet, or every such rule is held for approval; {gap_text}",
+                "no rule has support from {} distinct users and, net of contrary feedback, \
+                 {:.0}% of the cluster's feedback users yet, or every such rule is held for \
+                 approval; {gap_text}",
                 config.min_support,
                 config.min_support_share * 100.0
             ),

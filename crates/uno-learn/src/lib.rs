@@ -24,6 +24,7 @@ pub mod lift;
 pub mod metrics;
 pub mod overrides;
 pub mod prompts;
+pub mod route_weights;
 pub mod rules;
 pub mod source;
 pub mod stages;

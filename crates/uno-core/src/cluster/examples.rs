@@ -45,6 +45,67 @@ pub fn select_examples(members: &[usize], max: usize) -> Vec<usize> {
     (0..max).map(|i| members[i * members.len() / max]).collect()
 }
 
+/// The examples worth routing by: `examples` (per cluster, log indices
+/// into `vectors`) less every example that is more like another routable
+/// cluster's examples than like its own cluster's others (Wilson's editing
+/// of a nearest-neighbour classifier).
+///
+/// Why: clustering and routing use different spaces, so a cluster can hold
+/// a few members that, in the routing space, sit among another topic's
+/// queries ("What is an API?" clustered with the Python questions). As
+/// examples they would pull that other topic's new queries to the wrong
+/// cluster, a wrong route rather than a missed one. Left out, such a
+/// member still counts for its cluster's rules; it only stops deciding
+/// routes. A cluster with a single example keeps it (there is nothing of
+/// its own to compare with), and a cluster whose every example would go
+/// keeps them all rather than silently stop being routable.
+pub fn edit_examples(
+    vectors: &[Vec<(u64, f32)>],
+    examples: &[Vec<usize>],
+    routable: &[bool],
+) -> Vec<Vec<usize>> {
+    let is_routable = |c: usize| routable.get(c).copied().unwrap_or(false);
+    let indexed: Vec<(usize, usize)> = examples
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| is_routable(*c))
+        .flat_map(|(c, ex)| ex.iter().map(move |&e| (c, e)))
+        .filter(|&(_, e)| e < vectors.len())
+        .collect();
+    examples
+        .iter()
+        .enumerate()
+        .map(|(c, ex)| {
+            if !is_routable(c) || ex.len() < 2 {
+                return ex.clone();
+            }
+            let kept: Vec<usize> = ex
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let Some(v) = vectors.get(i) else {
+                        return false;
+                    };
+                    let (mut own, mut other) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+                    for &(cluster, e) in &indexed {
+                        if e == i {
+                            continue;
+                        }
+                        let s = sparse_dot(v, &vectors[e]);
+                        if cluster == c {
+                            own = own.max(s);
+                        } else {
+                            other = other.max(s);
+                        }
+                    }
+                    other <= own
+                })
+                .collect();
+            if kept.is_empty() { ex.clone() } else { kept }
+        })
+        .collect()
+}
+
 /// A routable cluster's best similarity to a query, for the decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -314,6 +375,42 @@ mod tests {
         assert!((sparse_dot(&a, &c) - 0.8).abs() < 1e-6);
         assert!((sparse_dot(&a, &a) - 1.0).abs() < 1e-6);
         assert_eq!(sparse_dot(&[], &a), 0.0);
+    }
+
+    #[test]
+    fn examples_among_another_clusters_queries_stop_routing() {
+        // Cluster 0: two "a" queries and one that reads like cluster 1's.
+        let vectors = vec![
+            v(&[(1, 1.0), (2, 0.5)]),
+            v(&[(1, 1.0), (3, 0.5)]),
+            v(&[(7, 1.0), (8, 0.9)]),
+            v(&[(7, 1.0), (9, 0.5)]),
+            v(&[(7, 1.0), (8, 0.2)]),
+            // Cluster 2 is not routable: its examples decide nothing.
+            v(&[(1, 1.0), (2, 0.5)]),
+        ];
+        let examples = vec![vec![0, 1, 2], vec![3, 4], vec![5]];
+        let routable = [true, true, false];
+        let edited = edit_examples(&vectors, &examples, &routable);
+        assert_eq!(edited, vec![vec![0, 1], vec![3, 4], vec![5]]);
+        // A cluster whose every example reads like another's keeps them.
+        let lost = vec![vec![0, 1], vec![2, 4]];
+        let mixed = vec![
+            v(&[(1, 1.0)]),
+            v(&[(2, 1.0)]),
+            v(&[(1, 1.0), (2, 0.1)]),
+            v(&[(9, 1.0)]),
+            v(&[(2, 1.0), (1, 0.1)]),
+        ];
+        assert_eq!(
+            edit_examples(&mixed, &lost, &[true, true]),
+            vec![vec![0, 1], vec![2, 4]]
+        );
+        // A single example stays.
+        assert_eq!(
+            edit_examples(&vectors, &[vec![2], vec![3, 4]], &[true, true]),
+            vec![vec![2], vec![3, 4]]
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub use dendrogram::{Clustering, Dendrogram, Merge};
 pub use error::ClusterError;
 pub use examples::{
     Candidate, ExampleCalibration, ExampleClusterCalibration, ExampleInputs, best_two,
-    calibrate_examples, choose_by_examples, select_examples, sparse_dot,
+    calibrate_examples, choose_by_examples, edit_examples, select_examples, sparse_dot,
 };
 pub use route::{add_to_centroid, centroids, nearest, unseen_thresholds};
 pub use vector::{combine, combine_into, l2_normalize};

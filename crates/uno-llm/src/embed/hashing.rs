@@ -230,6 +230,18 @@ impl HashingEmbedder {
         }
     }
 
+    /// The distinct features (hashes) of `text`, sorted: what
+    /// [`HashingEmbedder::document_frequencies`] counts once per text, for
+    /// callers that count them per group of texts (the worker, per
+    /// cluster: see `uno_learn::build`'s topic weights).
+    pub fn distinct_features(&self, text: &str) -> Vec<u64> {
+        let mut seen: Vec<u64> = Vec::new();
+        scan_words(text, &mut Features::new(|h, _| seen.push(h)));
+        seen.sort_unstable();
+        seen.dedup();
+        seen
+    }
+
     fn add(&self, v: &mut [f32], h: u64, weight: f32) {
         let m = mix(h);
         // A mask where the dimension is a power of two (the default 256):
