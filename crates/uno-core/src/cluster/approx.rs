@@ -1,7 +1,7 @@
 //! Ward clustering for large inputs: exact Ward over micro-clusters (the
 //! method and its error are documented on [`ward_auto`]).
 
-use super::check_matrix;
+use super::check_cut_input;
 use super::dendrogram::{Clustering, relabel_first_appearance};
 use super::error::ClusterError;
 use super::kmeans::{Centroids, dot, kmeans};
@@ -142,10 +142,7 @@ pub fn ward_auto(
     threshold: f64,
     options: &WardOptions,
 ) -> Result<Clustering, ClusterError> {
-    if threshold.is_nan() {
-        return Err(ClusterError::NanThreshold);
-    }
-    let n = check_matrix(points, dim)?;
+    let n = check_cut_input(points, dim, threshold)?;
     let threads = resolve_threads(options.threads);
     if n <= options.exact_max_points || n <= options.micro_clusters.max(1) {
         return Ok(ward_tree(points, dim, threads)?.cut(threshold));

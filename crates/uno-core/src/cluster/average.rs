@@ -21,7 +21,7 @@
 //! still exact between micro-clusters.
 
 use super::approx::{WardOptions, cut_over_micro_clusters};
-use super::check_matrix;
+use super::check_cut_input;
 use super::dendrogram::{Clustering, Dendrogram};
 use super::error::ClusterError;
 use super::parallel::resolve_threads;
@@ -44,10 +44,7 @@ pub fn average_auto(
     threshold: f64,
     options: &WardOptions,
 ) -> Result<Clustering, ClusterError> {
-    if threshold.is_nan() {
-        return Err(ClusterError::NanThreshold);
-    }
-    let n = check_matrix(points, dim)?;
+    let n = check_cut_input(points, dim, threshold)?;
     let mut unit: Vec<f32> = points.to_vec();
     for row in unit.chunks_exact_mut(dim) {
         super::l2_normalize(row);

@@ -56,6 +56,15 @@ pub use route::{add_to_centroid, centroids, nearest, unseen_thresholds};
 pub use vector::{combine, combine_into, l2_normalize};
 pub use ward::{ward, ward_tree, ward_tree_weighted};
 
+/// What every `*_auto` clustering checks first: a cut that is a number
+/// and a finite `n × dim` matrix of points; returns `n`.
+fn check_cut_input(points: &[f32], dim: usize, threshold: f64) -> Result<usize, ClusterError> {
+    if threshold.is_nan() {
+        return Err(ClusterError::NanThreshold);
+    }
+    check_matrix(points, dim)
+}
+
 /// Checks that `data` is a finite `n × dim` row-major matrix and returns `n`.
 fn check_matrix<T: Copy + Into<f64>>(data: &[T], dim: usize) -> Result<usize, ClusterError> {
     if dim == 0 {
