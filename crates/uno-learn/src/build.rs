@@ -16,7 +16,7 @@ use uno_core::snapshot::{
     Gap, Lesson, Mode, Policy, RouteCalibration, Routing, Rule, Snapshot, Validation,
 };
 use uno_llm::embed::Embedder;
-use uno_llm::{FeatureWeights, HashingEmbedder};
+use uno_llm::{DocumentFrequencies, FeatureWeights, HashingEmbedder};
 use uno_store::learn::LearnLog;
 use uuid::Uuid;
 
@@ -160,21 +160,21 @@ pub fn plan_clusters(
         .map(|l| crate::source::route_text(&l.input))
         .collect();
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let df = config.route_idf.then(|| route.document_frequencies(&texts));
-    let (rare_weight, common) = match &df {
-        Some(df) => {
-            // Openings every topic shares weigh nothing, however rare.
-            let features: Vec<Vec<u64>> =
-                texts.iter().map(|t| route.distinct_features(t)).collect();
-            let common = crate::route_weights::topic_scaled(
-                &df.common(config.route_max_features),
-                &features,
-                labels,
-                k,
-            );
-            (df.rare_weight(), common)
-        }
-        None => (1.0, Vec::new()),
+    let (rare_weight, common) = if config.route_idf {
+        // Each text's features, counted over the texts (IDF) and over the
+        // clusters (openings every topic shares weigh nothing, however
+        // rare).
+        let features: Vec<Vec<u64>> = texts.iter().map(|t| route.distinct_features(t)).collect();
+        let df = DocumentFrequencies::of_feature_sets(&features);
+        let common = crate::route_weights::topic_scaled(
+            &df.common(config.route_max_features),
+            &features,
+            labels,
+            k,
+        );
+        (df.rare_weight(), common)
+    } else {
+        (1.0, Vec::new())
     };
     let weights = FeatureWeights::new(rare_weight, &common);
     let mut route_queries = Vec::with_capacity(logs.len() * route_dim);

@@ -20,7 +20,8 @@ pub use client::{UpstreamClient, UpstreamResponse};
 #[cfg(feature = "local-embed")]
 pub use embed::LocalEmbedder;
 pub use embed::{
-    EmbedError, Embedder, FeatureWeights, HashingEmbedder, UpstreamEmbedder, sparse_dot,
+    DocumentFrequencies, EmbedError, Embedder, FeatureWeights, HashingEmbedder, UpstreamEmbedder,
+    sparse_dot,
 };
 pub use error::UpstreamError;
 pub use path::{PathSegment, SegmentError};

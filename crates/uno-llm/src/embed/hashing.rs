@@ -213,27 +213,18 @@ impl HashingEmbedder {
     /// The worker counts these over a tenant's logged routing texts to
     /// build the tenant's [`FeatureWeights`].
     pub fn document_frequencies<S: AsRef<str>>(&self, texts: &[S]) -> DocumentFrequencies {
-        let mut counts: HashMap<u64, u32> = HashMap::new();
-        let mut seen: Vec<u64> = Vec::new();
-        for text in texts {
-            seen.clear();
-            scan_words(text.as_ref(), &mut Features::new(|h, _| seen.push(h)));
-            seen.sort_unstable();
-            seen.dedup();
-            for h in &seen {
-                *counts.entry(*h).or_default() += 1;
-            }
-        }
-        DocumentFrequencies {
-            texts: texts.len(),
-            counts,
-        }
+        let sets: Vec<Vec<u64>> = texts
+            .iter()
+            .map(|t| self.distinct_features(t.as_ref()))
+            .collect();
+        DocumentFrequencies::of_feature_sets(&sets)
     }
 
     /// The distinct features (hashes) of `text`, sorted: what
-    /// [`HashingEmbedder::document_frequencies`] counts once per text, for
-    /// callers that count them per group of texts (the worker, per
-    /// cluster: see `uno_learn::build`'s topic weights).
+    /// [`HashingEmbedder::document_frequencies`] counts once per text. A
+    /// caller that also counts them per group of texts (the worker, per
+    /// cluster: `uno_learn::route_weights`) scans each text once and
+    /// counts both from these ([`DocumentFrequencies::of_feature_sets`]).
     pub fn distinct_features(&self, text: &str) -> Vec<u64> {
         let mut seen: Vec<u64> = Vec::new();
         scan_words(text, &mut Features::new(|h, _| seen.push(h)));
@@ -362,6 +353,21 @@ pub struct DocumentFrequencies {
 }
 
 impl DocumentFrequencies {
+    /// The frequencies over texts given by their distinct features (one
+    /// set per text, as [`HashingEmbedder::distinct_features`] gives).
+    pub fn of_feature_sets(sets: &[Vec<u64>]) -> DocumentFrequencies {
+        let mut counts: HashMap<u64, u32> = HashMap::new();
+        for set in sets {
+            for h in set {
+                *counts.entry(*h).or_default() += 1;
+            }
+        }
+        DocumentFrequencies {
+            texts: sets.len(),
+            counts,
+        }
+    }
+
     /// The weight of a feature not in [`DocumentFrequencies::common`]: that
     /// of a feature never seen, the largest. Features seen in one text
     /// share it (they are as distinctive), and so, with one text counted,
