@@ -72,7 +72,6 @@ pub fn merge_agreeing(
     // Group of each cluster (union by merging into the lower id).
     let mut group: Vec<usize> = (0..k).collect();
     let mut alive: Vec<bool> = size.iter().map(|s| *s > 0.0).collect();
-    let mean = |sum: &[f64], w: f64| -> Vec<f64> { sum.iter().map(|s| s / w.max(1.0)).collect() };
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     let cosine = |a: &[f64], b: &[f64]| {
         let d = dot(a, a).sqrt() * dot(b, b).sqrt();
@@ -88,7 +87,9 @@ pub fn merge_agreeing(
                 if !alive[b] || rsize[a] == 0.0 || rsize[b] == 0.0 {
                     continue;
                 }
-                let d = 1.0 - dot(&mean(&q[a], size[a]), &mean(&q[b], size[b]));
+                // The mean pairwise cosine is the dot product of the two
+                // mean vectors: of the sums, scaled by both sizes.
+                let d = 1.0 - dot(&q[a], &q[b]) / (size[a].max(1.0) * size[b].max(1.0));
                 if d < cut && cosine(&r[a], &r[b]) >= agree && best.is_none_or(|(_, _, x)| d < x) {
                     best = Some((a, b, d));
                 }
