@@ -426,15 +426,16 @@ impl LoadedSnapshot {
         let Some(router) = self.router.as_ref() else {
             return Vec::new();
         };
-        let Some(vector) = router.embed(parts) else {
-            return Vec::new();
-        };
         if let Some(index) = &router.examples {
-            // Per cluster: the cosine distance to its most similar example.
-            let query = router
+            // Per cluster: the cosine distance to its most similar
+            // example, from the sparse query routing builds (a text with
+            // no weighed feature has none, and is not routed).
+            let Some(query) = router
                 .embedder
                 .sparse_weighted(parts, router.weights.as_ref())
-                .unwrap_or_default();
+            else {
+                return Vec::new();
+            };
             let mut best = vec![f32::NEG_INFINITY; router.rows.len()];
             for (s, &row) in index.scores(&query).iter().zip(&index.row_of) {
                 if let Some(b) = best.get_mut(row) {
@@ -451,6 +452,9 @@ impl LoadedSnapshot {
             out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             return out;
         }
+        let Some(vector) = router.embed(parts) else {
+            return Vec::new();
+        };
         let mut out: Vec<(usize, f32)> = router
             .centroids
             .chunks_exact(router.dim.max(1))
