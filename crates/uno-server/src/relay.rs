@@ -3,8 +3,9 @@
 //! Each upstream frame is passed on the moment it is read, with no buffering
 //! and no parsing; a reference-counted copy of it is kept for the log. The
 //! relay also owns the stream's edge cases: it adds `data: [DONE]` when an
-//! upstream ends cleanly without it, turns an upstream break or a read timeout
-//! into an OpenAI-shaped error event, and logs the exchange however it ends,
+//! upstream ends cleanly without it (its answer has a finish reason), turns
+//! an upstream break, a close before the answer finished (whatever the
+//! framing) or a read timeout into an OpenAI-shaped error event, and logs the exchange however it ends,
 //! including when the client goes away (the body is then dropped unfinished).
 
 use std::pin::Pin;
@@ -104,13 +105,22 @@ impl Body for RelayBody {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Poll::Ready(None) => {
-                    let complete = this.chunks.last().is_some_and(|c| ends_with_done(c));
-                    let tail = (!complete).then(|| Bytes::from_static(DONE_EVENT));
-                    if let Some(tail) = &tail {
-                        this.chunks.push(tail.clone());
+                    if this.chunks.last().is_some_and(|c| ends_with_done(c)) {
+                        finish(&mut this, Outcome::Completed, None);
+                        return Poll::Ready(None);
                     }
+                    if !finished_a_choice(this.chunks) {
+                        // Closed mid-answer: whatever the framing, a stream
+                        // with neither `[DONE]` nor a finish reason was cut.
+                        let error = ApiError::bad_gateway(
+                            "the upstream closed the stream before the answer finished: no finish_reason and no end-of-stream event",
+                        );
+                        return Poll::Ready(Some(Ok(fail(&mut this, error))));
+                    }
+                    let tail = Bytes::from_static(DONE_EVENT);
+                    this.chunks.push(tail.clone());
                     finish(&mut this, Outcome::Completed, None);
-                    return Poll::Ready(tail.map(|t| Ok(Frame::data(t))));
+                    return Poll::Ready(Some(Ok(Frame::data(tail))));
                 }
                 Poll::Ready(Some(Err(err))) => {
                     let error =
@@ -136,6 +146,16 @@ impl Body for RelayBody {
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
     }
+}
+
+/// Whether the stream so far gave its answer a finish reason: an upstream
+/// that ends cleanly without `[DONE]` then finished, and gets the `[DONE]`
+/// clients wait for. Parsed only for a stream that lacks `[DONE]`, which is
+/// rare, so the usual stream is never parsed on the request path.
+fn finished_a_choice(chunks: &[Bytes]) -> bool {
+    uno_core::sse::ResponseSummary::from_sse_chunks(chunks)
+        .finish_reason
+        .is_some()
 }
 
 /// Ends the stream with an error event; the status line went out long ago.

@@ -240,3 +240,143 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_and_is_logged() {
     assert_eq!(record.outcome, Outcome::Cancelled);
     assert!(record.summary().text.starts_with("w0"));
 }
+
+/// An upstream that answers a stream with `Connection: close` framing (no
+/// length, no chunks), sends `events`, then closes: the stream's end is
+/// only the connection closing.
+async fn close_delimited_upstream(events: &'static [&'static str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Read the request head and body (small JSON) before answering.
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut seen = Vec::new();
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen);
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let length = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())
+                                    .flatten()
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= head_end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                for event in events {
+                    let _ = socket
+                        .write_all(format!("data: {event}\n\n").as_bytes())
+                        .await;
+                    let _ = socket.flush().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn a_close_delimited_stream_cut_before_its_finish_is_partial_with_an_error_event() {
+    let base = close_delimited_upstream(&[
+        r#"{"choices":[{"index":0,"delta":{"content":"half "}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"an answer"}}]}"#,
+    ])
+    .await;
+    let app = TestApp::start(&base).await;
+    let text = app
+        .post("/v1/chat/completions")
+        .json(&stream_body("x", false))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("[DONE]"),
+        "a cut stream must not claim completion: {text}"
+    );
+    let events = sse_data(&text);
+    assert_eq!(
+        events.len(),
+        3,
+        "two relayed events then the error: {events:?}"
+    );
+    let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "upstream_error", "{text}");
+    let record = &app.sink.wait_for(1).await[0];
+    assert_eq!(record.outcome, Outcome::Partial);
+    assert!(
+        record
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("before the answer finished")
+    );
+    assert_eq!(
+        record.summary().text,
+        "half an answer",
+        "partial answer is kept"
+    );
+}
+
+#[tokio::test]
+async fn a_close_delimited_stream_that_finished_gets_done_and_is_completed() {
+    let base = close_delimited_upstream(&[
+        r#"{"choices":[{"index":0,"delta":{"content":"whole"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+    ])
+    .await;
+    let app = TestApp::start(&base).await;
+    let text = app
+        .post("/v1/chat/completions")
+        .json(&stream_body("x", false))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let record = &app.sink.wait_for(1).await[0];
+    assert_eq!(record.outcome, Outcome::Completed);
+    assert_eq!(record.summary().text, "whole");
+}
+
+#[tokio::test]
+async fn a_chunked_stream_closed_before_its_finish_is_partial() {
+    let mock = MockUpstream::start().await;
+    mock.push_reply(MockReply::raw_sse([
+        r#"{"choices":[{"index":0,"delta":{"content":"cut"}}]}"#,
+    ]));
+    let app = TestApp::start(&mock.base_url()).await;
+    let text = app
+        .post("/v1/chat/completions")
+        .json(&stream_body("x", false))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("[DONE]"), "{text}");
+    let record = &app.sink.wait_for(1).await[0];
+    assert_eq!(record.outcome, Outcome::Partial);
+}
