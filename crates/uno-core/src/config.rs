@@ -62,20 +62,35 @@ pub struct DatabaseConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LogWriterConfig {
     /// Records the in-memory queue holds; beyond it records are dropped
-    /// (and counted), so it is sized to absorb long database stalls.
+    /// (and counted). The writer journals what the database does not take
+    /// within the durability window, so the queue holds about one window
+    /// of traffic; this is headroom, not a buffer for outages.
     pub queue_capacity: usize,
+    /// Bytes the in-memory queue holds (requests and answers), the bound
+    /// that matters with large prompts; beyond it records are dropped (and
+    /// counted).
+    pub queue_max_bytes: usize,
     /// Most rows written in one insert. Each batch costs the same few
     /// round trips to the database (and wake-ups of its backend) whatever
     /// its size, so the default is large; `flush_interval_ms` still bounds
     /// how long a row waits.
     pub batch_size: usize,
-    /// Longest a record waits for its batch to fill, in ms.
+    /// Most bytes of rows in one insert or journal append.
+    pub batch_max_bytes: usize,
+    /// Longest a record waits for its batch to fill, in ms (at most half
+    /// of `durability_window_ms` is used).
     pub flush_interval_ms: u64,
+    /// The durability promise, in ms: an accepted interaction is in the
+    /// database or synced to the local journal within this long, so a
+    /// crash (`kill -9`, power loss) loses at most this window.
+    pub durability_window_ms: u64,
     /// Directory of the spill journal used while the database is away.
     pub journal_dir: String,
     /// The journal's size cap in bytes; past it records are dropped (and
     /// counted).
     pub journal_max_bytes: u64,
+    /// Bytes past which a journal segment is closed and a new one begun.
+    pub journal_segment_bytes: u64,
     /// How often to check whether the database is back, in ms.
     pub retry_interval_ms: u64,
 }
@@ -179,10 +194,14 @@ impl Default for LogWriterConfig {
     fn default() -> Self {
         LogWriterConfig {
             queue_capacity: 100_000,
+            queue_max_bytes: 64 << 20,
             batch_size: 2048,
-            flush_interval_ms: 100,
+            batch_max_bytes: 8 << 20,
+            flush_interval_ms: 50,
+            durability_window_ms: 100,
             journal_dir: "uno-journal".to_owned(),
             journal_max_bytes: 1 << 30,
+            journal_segment_bytes: 16 << 20,
             retry_interval_ms: 1_000,
         }
     }
@@ -583,10 +602,22 @@ impl Config {
                 "database.url (DATABASE_URL) must start with sqlite: or postgres://".into(),
             ));
         }
-        if self.log_writer.batch_size == 0 || self.log_writer.queue_capacity == 0 {
+        let w = &self.log_writer;
+        if w.batch_size == 0
+            || w.queue_capacity == 0
+            || w.queue_max_bytes == 0
+            || w.batch_max_bytes == 0
+            || w.journal_segment_bytes == 0
+        {
             return Err(ConfigError::Invalid(
-                "log_writer.batch_size and log_writer.queue_capacity must be greater than 0".into(),
+                "log_writer.batch_size, queue_capacity, queue_max_bytes, batch_max_bytes and journal_segment_bytes must be greater than 0".into(),
             ));
+        }
+        if w.durability_window_ms < 10 {
+            return Err(ConfigError::Invalid(format!(
+                "log_writer.durability_window_ms must be at least 10 (a batch needs time to reach the database or the journal), not {}",
+                w.durability_window_ms
+            )));
         }
         if self.admin.key.as_deref().is_some_and(|k| k.len() < 16) {
             return Err(ConfigError::Invalid(

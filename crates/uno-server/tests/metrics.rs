@@ -111,6 +111,7 @@ async fn metrics_move_with_traffic_feedback_and_snapshots(backend: Backend) {
         ("uno_log_rows_spilled_total", "counter"),
         ("uno_log_rows_replayed_total", "counter"),
         ("uno_log_rows_dropped_total", "counter"),
+        ("uno_log_writes_timed_out_total", "counter"),
         ("uno_log_journal_bytes", "gauge"),
         ("uno_worker_stage_duration_seconds", "histogram"),
         ("uno_worker_stage_outcomes_total", "counter"),

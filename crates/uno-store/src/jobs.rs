@@ -11,10 +11,14 @@ impl From<&LogWriterConfig> for WriterConfig {
     fn from(config: &LogWriterConfig) -> Self {
         WriterConfig {
             queue_capacity: config.queue_capacity,
+            queue_max_bytes: config.queue_max_bytes,
             batch_size: config.batch_size,
+            batch_max_bytes: config.batch_max_bytes,
             flush_interval: Duration::from_millis(config.flush_interval_ms),
+            durability_window: Duration::from_millis(config.durability_window_ms),
             journal_dir: config.journal_dir.clone().into(),
             journal_max_bytes: config.journal_max_bytes,
+            journal_segment_bytes: config.journal_segment_bytes,
             retry_interval: Duration::from_millis(config.retry_interval_ms),
         }
     }

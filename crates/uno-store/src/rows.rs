@@ -261,6 +261,33 @@ pub enum LogRow {
     Supersede(Box<SupersedeRow>),
 }
 
+/// Bytes a row's fixed columns and bookkeeping take, over its texts.
+const ROW_OVERHEAD: usize = 256;
+
+impl LogRow {
+    /// About how many bytes the row holds: its texts plus a fixed
+    /// overhead. The writer bounds its queue and batches by this, so a
+    /// flood of 60 kB prompts cannot fill memory the way a count would let
+    /// it.
+    pub fn approx_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        ROW_OVERHEAD
+            + match self {
+                LogRow::Interaction(r) => {
+                    r.request.as_bytes().len()
+                        + opt(&r.response_text)
+                        + opt(&r.draft)
+                        + opt(&r.critique)
+                        + opt(&r.error)
+                }
+                LogRow::Encoded(e) => e.tuple().len(),
+                LogRow::Feedback(f) => opt(&f.comment) + opt(&f.expected_output),
+                LogRow::FollowUp(f) => f.text.len(),
+                LogRow::Supersede(_) => 0,
+            }
+    }
+}
+
 fn serialize_decoded<S: serde::Serializer>(
     encoded: &EncodedInteraction,
     serializer: S,
@@ -472,6 +499,18 @@ impl InteractionRows {
         }
     }
 
+    /// About how many bytes the rows hold (see [`LogRow::approx_bytes`]).
+    pub fn approx_bytes(&self) -> usize {
+        let i = &self.interaction;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        3 * ROW_OVERHEAD
+            + i.request.as_bytes().len()
+            + opt(&i.response_text)
+            + opt(&i.draft)
+            + opt(&i.critique)
+            + self.follow_up.as_ref().map_or(0, |f| f.text.len())
+    }
+
     /// Appends the rows to a batch: a retry's mark, the interaction, its
     /// follow-up.
     pub fn push_into(self, rows: &mut Vec<LogRow>) {
@@ -512,6 +551,13 @@ impl EncodedRows {
             interaction,
             follow_up: parts.follow_up,
         }
+    }
+
+    /// About how many bytes the rows hold (see [`LogRow::approx_bytes`]).
+    pub fn approx_bytes(&self) -> usize {
+        3 * ROW_OVERHEAD
+            + self.interaction.tuple().len()
+            + self.follow_up.as_ref().map_or(0, |f| f.text.len())
     }
 
     /// Appends the rows to a batch: a retry's mark, the interaction, its

@@ -41,14 +41,17 @@ fn record(i: usize) -> InteractionRecord {
     }
 }
 
+/// Small batches and a generous durability window: a loaded test machine
+/// must not push batches to the journal where a test expects them written
+/// directly. The window itself is tested with a short one.
 fn config(dir: &std::path::Path) -> WriterConfig {
     WriterConfig {
-        queue_capacity: 100_000,
         batch_size: 128,
         flush_interval: Duration::from_millis(20),
-        journal_dir: dir.join("journal"),
+        durability_window: Duration::from_secs(5),
         journal_max_bytes: 256 * 1024 * 1024,
         retry_interval: Duration::from_millis(100),
+        ..WriterConfig::in_dir(dir.join("journal"))
     }
 }
 
@@ -134,6 +137,7 @@ async fn full_batches_are_written_at_once_and_a_partial_one_waits() {
     let config = WriterConfig {
         batch_size: 64,
         flush_interval: Duration::from_secs(3600),
+        durability_window: Duration::from_secs(7200),
         ..config(scratch.path())
     };
     let writer = LogWriter::start(store.clone(), config).unwrap();
@@ -167,6 +171,7 @@ async fn a_queue_shorter_than_a_batch_loses_nothing() {
         queue_capacity: 16,
         batch_size: 64,
         flush_interval: Duration::from_secs(3600),
+        durability_window: Duration::from_secs(7200),
         ..config(scratch.path())
     };
     let writer = LogWriter::start(store.clone(), config).unwrap();
@@ -372,6 +377,7 @@ async fn the_writer_finishes_when_the_last_sink_is_dropped() {
     let store = store_for(&db.url).await;
     let config = WriterConfig {
         flush_interval: Duration::from_secs(3600),
+        durability_window: Duration::from_secs(7200),
         ..config(scratch.path())
     };
     let writer = LogWriter::start(store.clone(), config).unwrap();
@@ -395,4 +401,173 @@ async fn the_writer_finishes_when_the_last_sink_is_dropped() {
     assert_eq!(store.count_interactions(None).await.unwrap(), 10);
     assert_eq!(stats.rows_written.load(Ordering::Relaxed), 10);
     assert_eq!(stats.queue_depth(), 0);
+}
+
+/// A database that stops answering without closing anything (a `SIGSTOP`
+/// or a wedged server): every accepted record is in the journal within the
+/// durability window, not held in memory for the pool's timeouts; once it
+/// answers again the journal is replayed, each row once.
+#[tokio::test]
+async fn a_hung_database_gets_nothing_held_in_memory_past_the_durability_window() {
+    let db = TestDatabase::postgres().await;
+    let relay = TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let direct = store_for(&db.url).await;
+    let via_relay = store_for(&db.url_via(relay.addr())).await;
+    let window = Duration::from_millis(200);
+    let writer = LogWriter::start(
+        via_relay,
+        WriterConfig {
+            durability_window: window,
+            flush_interval: Duration::from_millis(50),
+            ..config(scratch.path())
+        },
+    )
+    .unwrap();
+    let sink = writer.sink();
+    let stats = writer.stats();
+    for i in 0..100 {
+        sink.submit(record(i));
+    }
+    wait_for_count(&direct, 100).await;
+
+    relay.hang();
+    let hung_at = tokio::time::Instant::now();
+    for i in 100..400 {
+        sink.submit(record(i));
+    }
+    // Every record is out of memory (written or journaled) within the
+    // window; allow a loaded machine its scheduling slack on top.
+    while stats.rows_spilled.load(Ordering::Relaxed) + stats.rows_written.load(Ordering::Relaxed)
+        < 400
+    {
+        assert!(
+            hung_at.elapsed() < window + Duration::from_secs(2),
+            "records held in memory past the window: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stats.queue_depth(), 0);
+    assert!(
+        stats.writes_timed_out.load(Ordering::Relaxed) >= 1,
+        "{stats:?}"
+    );
+    // More traffic while it stays hung goes straight to the journal.
+    for i in 400..500 {
+        sink.submit(record(i));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        stats.rows_spilled.load(Ordering::Relaxed) + stats.rows_written.load(Ordering::Relaxed),
+        500,
+        "{stats:?}"
+    );
+
+    relay.restore();
+    wait_for_count(&direct, 500).await;
+    writer.shutdown().await;
+    assert_eq!(direct.count_interactions(None).await.unwrap(), 500);
+    assert_eq!(stats.rows_dropped.load(Ordering::Relaxed), 0, "{stats:?}");
+}
+
+/// A long outage fills many bounded segments; replay reads them a chunk
+/// at a time and removes each once its rows are in, ending with every row
+/// once and an empty journal.
+#[tokio::test]
+async fn a_long_outage_is_journaled_in_bounded_segments_and_replayed_in_chunks() {
+    let db = TestDatabase::postgres().await;
+    let relay = TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let direct = store_for(&db.url).await;
+    let via_relay = store_for(&db.url_via(relay.addr())).await;
+    relay.cut();
+    let writer = LogWriter::start(
+        via_relay,
+        WriterConfig {
+            journal_segment_bytes: 16 * 1024,
+            batch_size: 16,
+            ..config(scratch.path())
+        },
+    )
+    .unwrap();
+    let sink = writer.sink();
+    let stats = writer.stats();
+    for i in 0..600 {
+        sink.submit(record(i));
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.rows_spilled.load(Ordering::Relaxed) < 600 {
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let journal_dir = scratch.path().join("journal");
+    let segments: Vec<_> = std::fs::read_dir(&journal_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+        .map(|e| e.metadata().unwrap().len())
+        .collect();
+    assert!(segments.len() >= 4, "segments: {segments:?}");
+    assert!(
+        segments.iter().all(|&len| len < 16 * 1024 + 16 * 1024),
+        "a segment grew past its bound by more than one append: {segments:?}"
+    );
+
+    relay.restore();
+    wait_for_count(&direct, 600).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.journal_bytes.load(Ordering::Relaxed) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "journal never emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.shutdown().await;
+    assert_eq!(direct.count_interactions(None).await.unwrap(), 600);
+    assert_eq!(stats.rows_replayed.load(Ordering::Relaxed), 600);
+    assert_eq!(stats.rows_dropped.load(Ordering::Relaxed), 0);
+}
+
+/// Large records fill the queue's byte bound long before its count: the
+/// queue refuses past it (and counts), instead of holding gigabytes.
+#[tokio::test]
+async fn the_queue_is_bounded_in_bytes() {
+    let db = TestDatabase::sqlite();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = store_for(&db.url).await;
+    let writer = LogWriter::start(
+        store.clone(),
+        WriterConfig {
+            queue_max_bytes: 1 << 20,
+            ..config(scratch.path())
+        },
+    )
+    .unwrap();
+    let sink = writer.sink();
+    let stats = writer.stats();
+    let big = "x".repeat(60_000);
+    // On this single-threaded runtime the writer cannot run until the test
+    // yields: 40 records of 60 kB meet a 1 MiB queue.
+    for i in 0..40 {
+        let mut r = record(i);
+        r.request_body = Bytes::from(format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{big}"}}]}}"#
+        ));
+        sink.submit(r);
+    }
+    let dropped = stats.rows_dropped.load(Ordering::Relaxed);
+    assert!(
+        (20..=24).contains(&dropped),
+        "about 17 of 60 kB fit in 1 MiB; dropped {dropped}"
+    );
+    writer.shutdown().await;
+    assert_eq!(
+        store.count_interactions(None).await.unwrap(),
+        40 - dropped,
+        "everything queued is written"
+    );
 }

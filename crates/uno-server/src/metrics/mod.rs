@@ -146,7 +146,7 @@ fn write_log_writer(state: &AppState, page: &mut Exposition) {
         "kind=\"completion\"",
         read(|s| s.completion_tokens.load(Ordering::Relaxed)),
     );
-    let families: [(&str, Kind, &str, ReadStat); 6] = [
+    let families: [(&str, Kind, &str, ReadStat); 7] = [
         (
             "uno_log_queue_depth",
             Kind::Gauge,
@@ -162,7 +162,7 @@ fn write_log_writer(state: &AppState, page: &mut Exposition) {
         (
             "uno_log_rows_spilled_total",
             Kind::Counter,
-            "Rows written to the on-disk journal while the database was unreachable.",
+            "Rows written to the on-disk journal: the database was unreachable, behind, or did not take them within the durability window.",
             |s| s.rows_spilled.load(Ordering::Relaxed),
         ),
         (
@@ -176,6 +176,12 @@ fn write_log_writer(state: &AppState, page: &mut Exposition) {
             Kind::Counter,
             "Records lost because the queue and the journal were both full (each is logged).",
             |s| s.rows_dropped.load(Ordering::Relaxed),
+        ),
+        (
+            "uno_log_writes_timed_out_total",
+            Kind::Counter,
+            "Batch writes abandoned at the durability window (their rows went to the journal).",
+            |s| s.writes_timed_out.load(Ordering::Relaxed),
         ),
         (
             "uno_log_journal_bytes",

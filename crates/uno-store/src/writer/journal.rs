@@ -2,14 +2,16 @@
 //!
 //! Append-only JSON-lines segment files (`segment-000001.jsonl`, …) in one
 //! directory. Appends go to the open segment and are synced before the
-//! writer moves on, so a crash loses nothing acknowledged as journaled.
-//! Replay closes the open segment and hands back the closed ones oldest
-//! first; each is deleted only after all its rows are in the database.
-//! A torn last line (a crash mid-append) is skipped and counted, never
-//! fatal.
+//! writer moves on, so a crash loses nothing acknowledged as journaled. A
+//! segment is closed once it holds `segment_bytes` and a new one opened, so
+//! no segment grows without bound. Replay reads the oldest closed segment a
+//! chunk at a time from an offset ([`Journal::read_chunk`]), so memory holds
+//! one chunk whatever the journal's size, and deletes a segment only after
+//! all its rows are in the database. A torn last line (a crash mid-append)
+//! is skipped and counted, never fatal.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::rows::LogRow;
@@ -42,7 +44,23 @@ pub struct Journal {
     cap: u64,
     used: u64,
     next_seq: u64,
-    open: Option<File>,
+    /// Bytes past which the open segment is closed.
+    segment_bytes: u64,
+    /// The open segment, its path and its length.
+    open: Option<(File, PathBuf, u64)>,
+}
+
+/// Part of a segment read by [`Journal::read_chunk`].
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// Rows, in append order.
+    pub rows: Vec<LogRow>,
+    /// Lines skipped as unreadable (torn writes).
+    pub skipped: u64,
+    /// Where the next chunk starts.
+    pub next_offset: u64,
+    /// Whether the segment has nothing after this chunk.
+    pub at_end: bool,
 }
 
 /// The rows of one segment, and how many lines could not be read.
@@ -74,8 +92,16 @@ impl Journal {
             cap,
             used,
             next_seq,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
             open: None,
         })
+    }
+
+    /// Closes a segment once it holds `bytes` (at least one append goes in
+    /// each segment, however large).
+    pub fn with_segment_bytes(mut self, bytes: u64) -> Journal {
+        self.segment_bytes = bytes.max(1);
+        self
     }
 
     /// Whether anything is waiting to be replayed.
@@ -113,6 +139,13 @@ impl Journal {
                 cap: self.cap,
             });
         }
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|(_, _, len)| *len >= self.segment_bytes)
+        {
+            self.open = None;
+        }
         if self.open.is_none() {
             let path = self.dir.join(format!("segment-{:06}.jsonl", self.next_seq));
             self.next_seq += 1;
@@ -121,13 +154,20 @@ impl Journal {
                 .append(true)
                 .open(&path)
                 .map_err(|e| self.io(e))?;
-            self.open = Some(file);
+            // The new file's directory entry must survive a crash too.
+            if let Ok(dir) = File::open(&self.dir) {
+                let _ = dir.sync_all();
+            }
+            self.open = Some((file, path, 0));
         }
-        let Some(file) = self.open.as_mut() else {
+        let Some((file, _, len)) = self.open.as_mut() else {
             return Ok(());
         };
         let written = file.write_all(&buf).and_then(|()| file.sync_data());
-        written.map_err(|e| self.io(e))?;
+        if let Err(err) = written {
+            return Err(self.io(err));
+        }
+        *len += buf.len() as u64;
         self.used += buf.len() as u64;
         Ok(())
     }
@@ -140,6 +180,76 @@ impl Journal {
             .into_iter()
             .map(|(_, path)| path)
             .collect())
+    }
+
+    /// The oldest segment to replay, closing the open segment when it is
+    /// the only one (appends then go to a new one); `None` when the
+    /// journal holds no segment.
+    pub fn oldest_segment(&mut self) -> Result<Option<PathBuf>, JournalError> {
+        let listed = list_segments(&self.dir).map_err(|e| self.io(e))?;
+        let Some((_, oldest)) = listed.into_iter().next() else {
+            return Ok(None);
+        };
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|(_, open, _)| *open == oldest)
+        {
+            self.open = None;
+        }
+        Ok(Some(oldest))
+    }
+
+    /// Reads rows of the closed segment `path` from byte `offset`: whole
+    /// lines until `max_rows` rows or about `max_bytes` bytes are read
+    /// (always at least one line), so replay holds one chunk in memory
+    /// however large the segment.
+    pub fn read_chunk(
+        &self,
+        path: &Path,
+        offset: u64,
+        max_rows: usize,
+        max_bytes: u64,
+    ) -> Result<Chunk, JournalError> {
+        let mut file = File::open(path).map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::Start(offset)).map_err(|e| self.io(e))?;
+        let mut reader = BufReader::new(file);
+        let mut chunk = Chunk {
+            next_offset: offset,
+            ..Chunk::default()
+        };
+        let mut line = String::new();
+        let mut read = 0u64;
+        loop {
+            if chunk.rows.len() >= max_rows.max(1) || (read > 0 && read >= max_bytes) {
+                break;
+            }
+            line.clear();
+            let n = reader.read_line(&mut line).map_err(|e| self.io(e))? as u64;
+            if n == 0 {
+                chunk.at_end = true;
+                break;
+            }
+            read += n;
+            chunk.next_offset += n;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<LogRow>(&line) {
+                Ok(row) => chunk.rows.push(row),
+                Err(err) => {
+                    tracing::error!(segment = %path.display(), %err, "skipping an unreadable journal line");
+                    chunk.skipped += 1;
+                }
+            }
+        }
+        if !chunk.at_end {
+            // Nothing after the last line read: the segment is done.
+            let mut probe = [0u8; 1];
+            chunk.at_end =
+                std::io::Read::read(&mut reader, &mut probe).map_err(|e| self.io(e))? == 0;
+        }
+        Ok(chunk)
     }
 
     /// Reads one segment.
@@ -182,6 +292,10 @@ impl Journal {
         writeln!(file, "{line}").map_err(|e| self.io(e))
     }
 }
+
+/// Default bytes past which a segment is closed: replay reads in chunks, so
+/// this bounds the files, not memory.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
 
 fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
@@ -243,6 +357,45 @@ mod tests {
             again.remove(&path).unwrap();
         }
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn segments_are_bounded_and_read_in_chunks_from_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20)
+            .unwrap()
+            .with_segment_bytes(600);
+        for n in 0..10 {
+            j.append(&[row(n), row(n + 100)]).unwrap();
+        }
+        let all = j.segments().unwrap();
+        assert!(all.len() >= 3, "a segment closes past its size: {all:?}");
+        for path in &all {
+            let len = fs::metadata(path).unwrap().len();
+            assert!(len < 600 + 700, "segment of {len} bytes");
+        }
+        // Read the first segment two rows at a time, from offsets.
+        let (mut offset, mut rows, mut reads) = (0, 0, 0);
+        loop {
+            let chunk = j.read_chunk(&all[0], offset, 2, u64::MAX).unwrap();
+            assert!(chunk.rows.len() <= 2);
+            rows += chunk.rows.len();
+            reads += 1;
+            offset = chunk.next_offset;
+            if chunk.at_end {
+                break;
+            }
+        }
+        assert_eq!(rows, j.read(&all[0]).unwrap().rows.len());
+        assert!(reads >= 2);
+        assert_eq!(offset, fs::metadata(&all[0]).unwrap().len());
+        // The open segment is closed when it is the only one to replay.
+        let mut k = Journal::open(dir.path().join("k"), 1 << 20).unwrap();
+        k.append(&[row(1)]).unwrap();
+        let only = k.oldest_segment().unwrap().unwrap();
+        k.append(&[row(2)]).unwrap();
+        assert_eq!(k.read_chunk(&only, 0, 10, u64::MAX).unwrap().rows.len(), 1);
+        assert_eq!(k.segments().unwrap().len(), 2);
     }
 
     #[test]

@@ -21,16 +21,52 @@ use crate::store::Store;
 pub struct WriterConfig {
     /// Records the in-memory queue holds before submits are refused.
     pub queue_capacity: usize,
+    /// Bytes the in-memory queue holds before submits are refused.
+    pub queue_max_bytes: usize,
     /// Most rows in one insert.
     pub batch_size: usize,
+    /// Most bytes of rows in one insert or journal append.
+    pub batch_max_bytes: usize,
     /// Longest a record waits in a partial batch.
     pub flush_interval: Duration,
+    /// Longest an accepted record is held only in memory: a batch not in
+    /// the database by then (counted from its oldest record's arrival) is
+    /// appended to the journal instead, so a crash loses at most this
+    /// window of traffic.
+    pub durability_window: Duration,
     /// Where the spill journal lives.
     pub journal_dir: PathBuf,
     /// The journal's size cap in bytes.
     pub journal_max_bytes: u64,
+    /// Bytes past which a journal segment is closed and a new one begun.
+    pub journal_segment_bytes: u64,
     /// How often to check whether the database is back while journaling.
     pub retry_interval: Duration,
+}
+
+impl WriterConfig {
+    /// The writer's defaults with its journal in `dir`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> WriterConfig {
+        WriterConfig {
+            queue_capacity: 100_000,
+            queue_max_bytes: 64 << 20,
+            batch_size: 2048,
+            batch_max_bytes: 8 << 20,
+            flush_interval: Duration::from_millis(50),
+            durability_window: Duration::from_millis(100),
+            journal_dir: dir.into(),
+            journal_max_bytes: 1 << 30,
+            journal_segment_bytes: super::journal::DEFAULT_SEGMENT_BYTES,
+            retry_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// How long a partial batch gathers: the flush interval, but never
+    /// more than half the durability window (the other half is for writing
+    /// it).
+    fn gather(&self) -> Duration {
+        self.flush_interval.min(self.durability_window / 2)
+    }
 }
 
 /// Counters, readable at any time (the metrics endpoint reads them).
@@ -48,6 +84,9 @@ pub struct WriterStats {
     pub rows_dropped: AtomicU64,
     /// Rows the database refused outright, set aside in `rejected.jsonl`.
     pub rows_rejected: AtomicU64,
+    /// Batch writes abandoned at the durability deadline (their rows were
+    /// journaled instead).
+    pub writes_timed_out: AtomicU64,
     /// Bytes in the journal now.
     pub journal_bytes: AtomicU64,
     /// Prompt tokens the upstream reported, over every logged interaction.
@@ -82,6 +121,20 @@ enum Entry {
     Feedback(Box<ExplicitFeedback>),
 }
 
+impl Entry {
+    /// About how many bytes the entry holds, for the queue's byte bound.
+    fn approx_bytes(&self) -> usize {
+        match self {
+            Entry::Interaction(rows) => rows.approx_bytes(),
+            Entry::Encoded(rows) => rows.approx_bytes(),
+            Entry::Feedback(f) => {
+                512 + f.comment.as_ref().map_or(0, String::len)
+                    + f.expected_output.as_ref().map_or(0, String::len)
+            }
+        }
+    }
+}
+
 /// The request path's handle: submitting never waits.
 #[derive(Clone)]
 pub struct LogSink {
@@ -110,13 +163,14 @@ pub struct QueueFull;
 impl LogSink {
     fn push(&self, entry: Entry) -> Result<(), QueueFull> {
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        match self.senders.0.push(entry) {
+        let bytes = entry.approx_bytes();
+        match self.senders.0.push(entry, bytes) {
             Ok(_) => Ok(()),
             Err(_) => {
                 self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
                 self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
-                    "log queue full or closed: a record was dropped (raise log_writer.queue_capacity, or check the database)"
+                    "log queue full or closed: a record was dropped (raise log_writer.queue_capacity or log_writer.queue_max_bytes, or check the journal's disk)"
                 );
                 Err(QueueFull)
             }
@@ -156,7 +210,8 @@ impl LogWriter {
     /// Opens the journal and starts the writer task. A journal left by an
     /// earlier run is replayed as soon as the database answers.
     pub fn start(store: Store, config: WriterConfig) -> Result<LogWriter, JournalError> {
-        let journal = Journal::open(&config.journal_dir, config.journal_max_bytes)?;
+        let journal = Journal::open(&config.journal_dir, config.journal_max_bytes)?
+            .with_segment_bytes(config.journal_segment_bytes);
         let stats = Arc::new(WriterStats::default());
         stats
             .journal_bytes
@@ -173,18 +228,25 @@ impl LogWriter {
         // queue when that is smaller: a queue shorter than a batch would
         // otherwise fill, and drop records, before the writer empties it.
         let wake_every = config.batch_size.min(config.queue_capacity / 2);
-        let inbox = Arc::new(Inbox::new(capacity, config.batch_size * 2, wake_every));
+        let inbox = Arc::new(Inbox::new(
+            capacity,
+            config.queue_max_bytes.max(1),
+            config.batch_size * 2,
+            wake_every,
+        ));
         let encode = matches!(store, Store::Postgres(_));
         let shutdown = Arc::new(Notify::new());
         let task = WriterTask {
             journaling: !journal.is_empty(),
             journal: Arc::new(Mutex::new(journal)),
             next_probe: Instant::now(),
+            replay_at: None,
             store,
             stats: stats.clone(),
+            inbox: inbox.clone(),
             config,
         };
-        let handle = tokio::spawn(task.run(inbox.clone(), shutdown.clone()));
+        let handle = tokio::spawn(task.run(shutdown.clone()));
         Ok(LogWriter {
             sink: LogSink {
                 senders: Arc::new(Senders(inbox)),
@@ -215,64 +277,111 @@ impl LogWriter {
     }
 }
 
+/// The rows taken from the queue and not yet written or journaled.
+struct Pending {
+    rows: Vec<LogRow>,
+    bytes: usize,
+    /// When the oldest of them arrived in the queue: the durability
+    /// deadline counts from here.
+    oldest: Option<Instant>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn arrived(&mut self, at: Option<Instant>) {
+        if let Some(at) = at {
+            self.oldest = Some(self.oldest.map_or(at, |o| o.min(at)));
+        }
+    }
+}
+
+/// Where replay stands in the journal: a segment and the byte offset of the
+/// first row not yet in the database.
+#[derive(Debug, Clone)]
+struct ReplayCursor {
+    path: PathBuf,
+    offset: u64,
+}
+
+/// Why a bounded write did not land.
+enum WriteFailure {
+    /// The database is away, or did not answer before the deadline: the
+    /// rows belong in the journal.
+    Away(String),
+    /// The database refused the batch (a bad row): write them singly.
+    Refused(StoreError),
+}
+
 struct WriterTask {
     store: Store,
     journal: Arc<Mutex<Journal>>,
     stats: Arc<WriterStats>,
+    inbox: Arc<Inbox<Entry>>,
     config: WriterConfig,
     /// True while the journal holds rows: new rows join the journal (after
     /// them) until replay has emptied it, so order is kept.
     journaling: bool,
     next_probe: Instant,
+    /// Replay's place in the journal (`None`: begin at the oldest segment).
+    replay_at: Option<ReplayCursor>,
 }
 
 impl WriterTask {
-    async fn run(mut self, inbox: Arc<Inbox<Entry>>, shutdown: Arc<Notify>) {
-        let mut rows: Vec<LogRow> = Vec::with_capacity(self.config.batch_size * 2);
+    async fn run(mut self, shutdown: Arc<Notify>) {
+        let inbox = self.inbox.clone();
+        let mut pending = Pending {
+            rows: Vec::with_capacity(self.config.batch_size * 2),
+            bytes: 0,
+            oldest: None,
+        };
         // What the last take moved out of the inbox; its buffer goes back.
         let mut taken: Vec<Entry> = Vec::with_capacity(self.config.batch_size * 2);
-        // When the oldest row of the partial batch was queued.
-        let mut batch_started = Instant::now();
+        let gather = self.config.gather();
         loop {
             // Idle: wait for the first entry of a batch, a probe, or shutdown.
-            if rows.is_empty() {
-                if inbox.is_empty() {
-                    if inbox.is_disconnected() {
-                        break;
-                    }
-                    tokio::select! {
-                        biased;
-                        () = shutdown.notified() => break,
-                        () = inbox.arrived() => {},
-                        () = tokio::time::sleep_until(self.next_probe), if self.journaling => {
-                            self.replay().await;
-                            continue;
-                        }
-                    }
-                    if inbox.is_empty() {
-                        continue; // an old ring, or the last sender gone
+            if pending.is_empty() && inbox.is_empty() {
+                if inbox.is_disconnected() {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    () = shutdown.notified() => break,
+                    () = inbox.arrived() => {},
+                    () = tokio::time::sleep_until(self.next_probe), if self.journaling => {
+                        self.replay().await;
+                        continue;
                     }
                 }
-                batch_started = Instant::now();
+                if inbox.is_empty() {
+                    continue; // an old ring, or the last sender gone
+                }
             }
             // Busy: let entries gather until a batch's worth is queued (the
-            // inbox rings at every batch_size-th record) or
-            // the oldest row has waited the flush interval, then take them
-            // all at once. Meanwhile a request handing over its record
-            // wakes nothing, and no timer ticks: the writer wakes once per
-            // batch, not once per request or per millisecond.
+            // inbox rings at every batch_size-th record) or the oldest has
+            // waited the gathering time, then take them all at once.
+            // Meanwhile a request handing over its record wakes nothing,
+            // and no timer ticks: the writer wakes once per batch, not once
+            // per request or per millisecond.
+            let oldest = pending
+                .oldest
+                .or_else(|| inbox.oldest())
+                .unwrap_or_else(Instant::now);
             tokio::select! {
                 biased;
                 () = shutdown.notified() => break,
                 () = inbox.batch_ready() => {}
-                () = tokio::time::sleep_until(batch_started + self.config.flush_interval) => {}
+                () = tokio::time::sleep_until(oldest + gather) => {}
             }
-            inbox.take_all(&mut taken);
-            if self.take_entries(&mut taken, &mut rows).await {
-                batch_started = Instant::now();
+            let arrived = inbox.take_all(&mut taken);
+            self.take_entries(&mut taken, &mut pending, arrived).await;
+            if pending.oldest.is_some_and(|o| o.elapsed() >= gather) {
+                self.flush(&mut pending).await;
             }
-            if !rows.is_empty() && batch_started.elapsed() >= self.config.flush_interval {
-                self.flush(&mut rows).await;
+            if self.journaling && Instant::now() >= self.next_probe {
+                self.replay().await;
             }
             if inbox.is_disconnected() && inbox.is_empty() {
                 break;
@@ -280,26 +389,38 @@ impl WriterTask {
         }
         // Shutdown: everything still queued goes to the database or journal.
         inbox.close();
-        inbox.take_all(&mut taken);
-        self.take_entries(&mut taken, &mut rows).await;
-        self.flush(&mut rows).await;
+        let arrived = inbox.take_all(&mut taken);
+        self.take_entries(&mut taken, &mut pending, arrived).await;
+        self.flush(&mut pending).await;
         if self.journaling {
             self.replay().await;
         }
     }
 
-    /// Turns the entries taken from the inbox into rows, writing each
-    /// batch as it fills. True when a batch was written.
-    async fn take_entries(&mut self, taken: &mut Vec<Entry>, rows: &mut Vec<LogRow>) -> bool {
-        let mut wrote = false;
+    /// Turns the entries taken from the inbox (the oldest of them queued
+    /// at `arrived`) into rows, writing each batch as it fills (by rows or
+    /// by bytes).
+    async fn take_entries(
+        &mut self,
+        taken: &mut Vec<Entry>,
+        pending: &mut Pending,
+        arrived: Option<Instant>,
+    ) {
+        pending.arrived(arrived);
         for entry in taken.drain(..) {
-            self.take(entry, rows);
-            if rows.len() >= self.config.batch_size {
-                self.flush(rows).await;
-                wrote = true;
+            if pending.oldest.is_none() {
+                // The batch before was just written: the rest of the take
+                // still counts from when it arrived.
+                pending.oldest = arrived;
+            }
+            pending.bytes += entry.approx_bytes();
+            self.take(entry, &mut pending.rows);
+            if pending.rows.len() >= self.config.batch_size
+                || pending.bytes >= self.config.batch_max_bytes
+            {
+                self.flush(pending).await;
             }
         }
-        wrote
     }
 
     fn take(&self, entry: Entry, rows: &mut Vec<LogRow>) {
@@ -319,8 +440,7 @@ impl WriterTask {
         }
     }
 
-    /// Token and follow-up counters, from rows just built (the writer
-    /// parses the answer anyway, so the request path never does).
+    /// Token and follow-up counters, from rows just built.
     fn count_rows(&self, rows: &[LogRow]) {
         for row in rows {
             match row {
@@ -344,49 +464,87 @@ impl WriterTask {
             .fetch_add(tokens(completion), Ordering::Relaxed);
     }
 
-    async fn flush(&mut self, rows: &mut Vec<LogRow>) {
-        if rows.is_empty() {
+    /// Writes `rows` within `limit`: a database that has not taken them by
+    /// then is treated as away (the write is abandoned; rows keyed by id
+    /// make a write that landed after all harmless to repeat).
+    async fn write_within(&self, rows: &[LogRow], limit: Duration) -> Result<(), WriteFailure> {
+        if limit.is_zero() {
+            return Err(WriteFailure::Away(
+                "no time left in the durability window".into(),
+            ));
+        }
+        match tokio::time::timeout(limit, self.store.write_rows(rows)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) if err.is_unavailable() => Err(WriteFailure::Away(err.to_string())),
+            Ok(Err(err)) => Err(WriteFailure::Refused(err)),
+            Err(_) => {
+                self.stats.writes_timed_out.fetch_add(1, Ordering::Relaxed);
+                Err(WriteFailure::Away(format!(
+                    "the database took more than {limit:?} to take a batch"
+                )))
+            }
+        }
+    }
+
+    /// Starts journaling: rows go to the journal, and the database is
+    /// probed every retry interval.
+    fn go_journaling(&mut self, why: &str) {
+        if !self.journaling {
+            tracing::warn!(
+                reason = why,
+                "journaling log rows until the database takes them promptly again"
+            );
+        }
+        self.journaling = true;
+        self.next_probe = Instant::now() + self.config.retry_interval;
+    }
+
+    /// Writes the pending rows to the database, or to the journal when
+    /// the database is away, behind, or cannot take them before the
+    /// durability window of their oldest record closes.
+    async fn flush(&mut self, pending: &mut Pending) {
+        if pending.is_empty() {
             return;
         }
-        let mut batch = std::mem::take(rows);
+        let oldest = pending.oldest.take().unwrap_or_else(Instant::now);
+        pending.bytes = 0;
+        let mut batch = std::mem::take(&mut pending.rows);
         if !self.journaling && self.behind() {
             // More arrives than the database takes: defer to the journal
-            // (cheap local appends) rather than let the queue fill and drop.
-            tracing::warn!(
-                queued = self.stats.queue_depth(),
-                "the database is not keeping up; journaling log rows until the backlog clears"
-            );
-            self.journaling = true;
-            self.next_probe = Instant::now() + self.config.retry_interval;
+            // (cheap local appends) rather than let the queue fill.
+            self.go_journaling("the database is not keeping up with the traffic");
         }
         if self.journaling {
             self.spill(batch).await;
             return;
         }
-        match self.store.write_rows(&batch).await {
+        // Room for the journal's sync after the deadline.
+        let deadline = oldest + self.config.durability_window.mul_f64(0.9);
+        let limit = deadline.saturating_duration_since(Instant::now());
+        match self.write_within(&batch, limit).await {
             Ok(()) => {
                 WriterStats::add(&self.stats.rows_written, batch.len());
                 // The next batch fills the same buffer: no regrowing it,
                 // a row at a time, for every batch.
                 batch.clear();
-                *rows = batch;
+                pending.rows = batch;
             }
-            Err(err) if err.is_unavailable() => {
-                tracing::warn!(%err, rows = batch.len(), "database unavailable; journaling log rows until it is back");
-                self.journaling = true;
-                self.next_probe = Instant::now() + self.config.retry_interval;
+            Err(WriteFailure::Away(why)) => {
+                self.go_journaling(&why);
                 self.spill(batch).await;
             }
-            Err(err) => {
+            Err(WriteFailure::Refused(err)) => {
                 tracing::warn!(%err, "a batch was refused; writing its rows one by one");
                 self.write_one_by_one(batch, false).await;
             }
         }
     }
 
-    /// Whether the queue is more than half full: the writer is falling behind.
+    /// Whether the queue is more than half full, by records or by bytes:
+    /// the writer is falling behind.
     fn behind(&self) -> bool {
         self.stats.queue_depth() > (self.config.queue_capacity / 2) as u64
+            || self.inbox.bytes() > self.config.queue_max_bytes / 2
     }
 
     /// Writes rows singly so one bad row does not sink its batch; a row the
@@ -395,23 +553,25 @@ impl WriterTask {
     async fn write_one_by_one(&mut self, batch: Vec<LogRow>, replaying: bool) -> bool {
         let mut rows = batch.into_iter();
         while let Some(row) = rows.next() {
-            match self.store.write_rows(std::slice::from_ref(&row)).await {
+            let limit = self.config.durability_window;
+            match self.write_within(std::slice::from_ref(&row), limit).await {
                 Ok(()) => {
                     self.stats.rows_written.fetch_add(1, Ordering::Relaxed);
                     if replaying {
                         self.stats.rows_replayed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(StoreError::Unavailable(err)) => {
-                    tracing::warn!(%err, "database became unavailable; journaling");
-                    let mut rest = vec![row];
-                    rest.extend(rows);
-                    self.journaling = true;
-                    self.next_probe = Instant::now() + self.config.retry_interval;
-                    self.spill(rest).await;
+                Err(WriteFailure::Away(why)) => {
+                    self.go_journaling(&why);
+                    if !replaying {
+                        // Replayed rows are still in their segment.
+                        let mut rest = vec![row];
+                        rest.extend(rows);
+                        self.spill(rest).await;
+                    }
                     return false;
                 }
-                Err(err) => {
+                Err(WriteFailure::Refused(err)) => {
                     tracing::error!(%err, tenant = %row.tenant(), "the database refused a log row; it is kept in the journal's rejected.jsonl");
                     self.stats.rows_rejected.fetch_add(1, Ordering::Relaxed);
                     let reason = err.to_string();
@@ -453,98 +613,122 @@ impl WriterTask {
         }
     }
 
-    /// Replays the journal into the database, oldest segment first. Stops at
-    /// the first sign the database is still away and tries again later.
+    /// Runs a journal operation off the async threads.
+    async fn with_journal<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Journal) -> Result<T, JournalError> + Send + 'static,
+    ) -> Option<T> {
+        let journal = self.journal.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            op(&mut journal.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+        .await;
+        match result {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(err)) => {
+                tracing::error!(%err, "the log journal failed");
+                None
+            }
+            Err(err) => {
+                tracing::error!(%err, "the journal task failed");
+                None
+            }
+        }
+    }
+
+    /// Replays the journal into the database, oldest segment first, a
+    /// chunk at a time, for at most half the gathering time: then it
+    /// returns so that queued records are taken (and journaled after the
+    /// rows being replayed) before they outlive their durability window,
+    /// and the loop calls it again at once. Stops at the first sign the
+    /// database is still away or slow, and tries again a retry interval
+    /// later. Memory holds one chunk, whatever the journal's size.
     async fn replay(&mut self) {
         self.next_probe = Instant::now() + self.config.retry_interval;
         if self.behind() {
             return; // replay only when live traffic leaves room for it
         }
-        let journal = self.journal.clone();
-        let segments = tokio::task::spawn_blocking(move || {
-            journal.lock().unwrap_or_else(|p| p.into_inner()).segments()
-        })
-        .await;
-        let segments = match segments {
-            Ok(Ok(segments)) => segments,
-            Ok(Err(err)) => {
-                tracing::error!(%err, "cannot list the journal");
-                return;
-            }
-            Err(err) => {
-                tracing::error!(%err, "the journal task failed");
-                return;
-            }
-        };
-        for path in segments {
-            let journal = self.journal.clone();
-            let read_path = path.clone();
-            let segment = tokio::task::spawn_blocking(move || {
-                journal
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .read(&read_path)
-            })
-            .await;
-            let segment = match segment {
-                Ok(Ok(segment)) => segment,
-                Ok(Err(err)) => {
-                    tracing::error!(%err, "cannot read a journal segment");
-                    return;
-                }
-                Err(err) => {
-                    tracing::error!(%err, "the journal task failed");
-                    return;
-                }
-            };
-            if segment.skipped > 0 {
-                WriterStats::add(&self.stats.rows_dropped, segment.skipped as usize);
-            }
-            for chunk in segment.rows.chunks(self.config.batch_size.max(1)) {
-                if self.behind() {
-                    // Live traffic backs up: pause; the segment is replayed
-                    // again later (rows already written are skipped by id).
-                    return;
-                }
-                match self.store.write_rows(chunk).await {
-                    Ok(()) => {
-                        WriterStats::add(&self.stats.rows_replayed, chunk.len());
-                        WriterStats::add(&self.stats.rows_written, chunk.len());
-                    }
-                    Err(err) if err.is_unavailable() => {
-                        tracing::debug!(%err, "database still unavailable; journal kept");
+        let slice_end = Instant::now() + self.config.gather() / 2;
+        // Each chunk write may take what is left of the window after a
+        // gathering time, so a record queued meanwhile still makes it.
+        let chunk_limit = self
+            .config
+            .durability_window
+            .saturating_sub(self.config.gather())
+            .max(Duration::from_millis(5));
+        let max_rows = self.config.batch_size.max(1);
+        let max_bytes = (self.config.batch_max_bytes as u64).clamp(1, 1 << 20);
+        loop {
+            let cursor = match self.replay_at.clone() {
+                Some(cursor) => cursor,
+                None => match self.with_journal(|j| j.oldest_segment()).await {
+                    Some(Some(path)) => ReplayCursor { path, offset: 0 },
+                    Some(None) => {
+                        tracing::info!(
+                            "log journal replayed; writing to the database directly again"
+                        );
+                        self.journaling = false;
                         return;
                     }
-                    Err(err) => {
+                    None => return,
+                },
+            };
+            let read_path = cursor.path.clone();
+            let offset = cursor.offset;
+            let Some(chunk) = self
+                .with_journal(move |j| j.read_chunk(&read_path, offset, max_rows, max_bytes))
+                .await
+            else {
+                return;
+            };
+            if chunk.skipped > 0 {
+                WriterStats::add(&self.stats.rows_dropped, chunk.skipped as usize);
+            }
+            if !chunk.rows.is_empty() {
+                match self.write_within(&chunk.rows, chunk_limit).await {
+                    Ok(()) => {
+                        WriterStats::add(&self.stats.rows_replayed, chunk.rows.len());
+                        WriterStats::add(&self.stats.rows_written, chunk.rows.len());
+                    }
+                    Err(WriteFailure::Away(why)) => {
+                        tracing::debug!(reason = %why, "database still away or slow; journal kept");
+                        self.replay_at = Some(cursor);
+                        return;
+                    }
+                    Err(WriteFailure::Refused(err)) => {
                         tracing::warn!(%err, "a journaled batch was refused; replaying its rows one by one");
-                        if !self.write_one_by_one(chunk.to_vec(), true).await {
+                        if !self.write_one_by_one(chunk.rows, true).await {
+                            self.replay_at = Some(cursor);
                             return;
                         }
                     }
                 }
             }
-            let journal = self.journal.clone();
-            let removed = tokio::task::spawn_blocking(move || {
-                let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-                journal.remove(&path).map(|()| journal.used_bytes())
-            })
-            .await;
-            match removed {
-                Ok(Ok(used)) => self.stats.journal_bytes.store(used, Ordering::Relaxed),
-                Ok(Err(err)) => {
-                    tracing::error!(%err, "cannot remove a replayed journal segment; it will be replayed again (harmlessly)");
-                    return;
+            if chunk.at_end {
+                let path = cursor.path.clone();
+                match self
+                    .with_journal(move |j| j.remove(&path).map(|()| j.used_bytes()))
+                    .await
+                {
+                    Some(used) => self.stats.journal_bytes.store(used, Ordering::Relaxed),
+                    None => {
+                        // Replayed again later, harmlessly (rows are keyed).
+                        self.replay_at = None;
+                        return;
+                    }
                 }
-                Err(err) => {
-                    tracing::error!(%err, "the journal task failed");
-                    return;
-                }
+                self.replay_at = None;
+            } else {
+                self.replay_at = Some(ReplayCursor {
+                    path: cursor.path,
+                    offset: chunk.next_offset,
+                });
             }
-        }
-        let empty = self.journal.lock().map(|j| j.is_empty()).unwrap_or(false);
-        if empty {
-            tracing::info!("log journal replayed; writing to the database directly again");
-            self.journaling = false;
+            if Instant::now() >= slice_end || self.behind() {
+                // Let the loop take what queued meanwhile, then go on.
+                self.next_probe = Instant::now();
+                return;
+            }
         }
     }
 }
