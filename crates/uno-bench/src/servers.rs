@@ -300,6 +300,7 @@ impl UnoPgServer {
                         state.clone(),
                         store.clone(),
                         Duration::from_secs(config.auth.key_refresh_secs),
+                        None,
                     )
                     .await;
                     let listen = SocketAddr::from(([127, 0, 0, 1], 0));

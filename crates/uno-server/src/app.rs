@@ -171,6 +171,7 @@ pub fn build_router(state: AppState) -> Router {
     // layer counts /v1 itself, and the fallbacks count what no route took).
     let rest = Router::new()
         .route("/health", get(routes::misc::health))
+        .route("/ready", get(routes::misc::ready))
         .route("/metrics", get(crate::metrics::serve_metrics))
         .merge(
             crate::admin::router(state.clone())

@@ -8,6 +8,7 @@
 //! seconds and the request path never reads the database.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,31 +103,103 @@ impl Authenticator {
     }
 }
 
-/// Loads stored keys now, then every `interval`, until the returned task is
-/// aborted. A failed load keeps the previous set (a database outage must not
-/// lock every client out).
+/// Loads the stored keys, then reloads them every `interval`. Each load
+/// that changes the set is also written to `cache` (when given), so that a
+/// `uno serve` started while the database is unreachable still knows the
+/// keys it last saw ([`load_key_cache`]).
 pub async fn spawn_key_refresh(
     state: crate::AppState,
     store: uno_store::Store,
     interval: Duration,
+    cache: Option<PathBuf>,
 ) -> tokio::task::JoinHandle<()> {
-    refresh_once(&state, &store).await;
+    let mut last = refresh_once(&state, &store, cache.as_deref(), None).await;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            refresh_once(&state, &store).await;
+            last = refresh_once(&state, &store, cache.as_deref(), last).await;
         }
     })
 }
 
-async fn refresh_once(state: &crate::AppState, store: &uno_store::Store) {
+/// One reload; returns the set now served (`last` when the load failed).
+async fn refresh_once(
+    state: &crate::AppState,
+    store: &uno_store::Store,
+    cache: Option<&Path>,
+    last: Option<Vec<([u8; 32], String)>>,
+) -> Option<Vec<([u8; 32], String)>> {
     match store.active_keys().await {
-        Ok(keys) => state.auth().replace_stored_keys(keys),
-        Err(err) => tracing::warn!(%err, "cannot reload API keys; keeping the previous set"),
+        Ok(mut keys) => {
+            keys.sort();
+            if last.as_ref() != Some(&keys) {
+                state.auth().replace_stored_keys(keys.clone());
+                if let Some(path) = cache
+                    && let Err(err) = save_key_cache(path, &keys)
+                {
+                    tracing::warn!(%err, path = %path.display(), "cannot write the API key cache");
+                }
+            }
+            Some(keys)
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot reload API keys; keeping the previous set");
+            last
+        }
     }
+}
+
+/// Writes the stored keys' digests (never the keys) and tenants to
+/// `path`, readable by its owner only, replacing it whole (a crash leaves
+/// the old file or the new one, never half of one).
+pub fn save_key_cache(path: &Path, keys: &[([u8; 32], String)]) -> std::io::Result<()> {
+    use std::io::Write;
+    let lines: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|(hash, tenant)| {
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            serde_json::json!({"sha256": hex, "tenant": tenant})
+        })
+        .collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(serde_json::Value::Array(lines).to_string().as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The keys [`save_key_cache`] wrote, or `None` when there is no readable
+/// cache.
+pub fn load_key_cache(path: &Path) -> Option<Vec<([u8; 32], String)>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mut keys = Vec::new();
+    for entry in value.as_array()? {
+        let hex = entry["sha256"].as_str()?;
+        let tenant = entry["tenant"].as_str()?;
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut hash = [0u8; 32];
+        for (i, byte) in hash.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        keys.push((hash, tenant.to_owned()));
+    }
+    Some(keys)
 }
 
 fn digest(key: &str) -> [u8; 32] {

@@ -113,6 +113,7 @@ async fn metrics_move_with_traffic_feedback_and_snapshots(backend: Backend) {
         ("uno_log_rows_dropped_total", "counter"),
         ("uno_log_writes_timed_out_total", "counter"),
         ("uno_log_journal_bytes", "gauge"),
+        ("uno_database_ready", "gauge"),
         ("uno_worker_stage_duration_seconds", "histogram"),
         ("uno_worker_stage_outcomes_total", "counter"),
         ("uno_snapshot_version", "gauge"),

@@ -20,6 +20,7 @@ impl From<&LogWriterConfig> for WriterConfig {
             journal_max_bytes: config.journal_max_bytes,
             journal_segment_bytes: config.journal_segment_bytes,
             retry_interval: Duration::from_millis(config.retry_interval_ms),
+            database_down: Default::default(),
         }
     }
 }

@@ -118,6 +118,30 @@ impl PgStore {
         })
     }
 
+    /// A store whose pool connects on first use: for `uno serve` started
+    /// while the database is unreachable. A database on this host gets
+    /// plain TCP, as [`PgStore::connect`] prefers (there is no first
+    /// connection to fall back from).
+    pub(crate) fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|err| StoreError::Config(format!("invalid Postgres URL: {err}")))?;
+        let mut options = options.application_name("uno");
+        if is_loopback_without_sslmode(url) {
+            options = options.ssl_mode(PgSslMode::Disable);
+        }
+        Ok(PgStore {
+            pool: pool_options().connect_lazy_with(options),
+            partitions: Arc::new(Mutex::new(HashSet::new())),
+            spare_payload: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())

@@ -116,6 +116,25 @@ impl Store {
         }
     }
 
+    /// [`Store::connect`], except that a Postgres database is not reached
+    /// until first used: `uno serve` starts so while the database is
+    /// unreachable, and every use fails as unavailable until it is back.
+    pub async fn connect_lazy(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::connect_lazy(url)?))
+        } else {
+            Store::connect(url).await
+        }
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(s) => s.ping().await,
+            Store::Sqlite(s) => s.count_interactions(None).await.map(|_| ()),
+        }
+    }
+
     /// Which backend, for logs.
     pub fn backend(&self) -> &'static str {
         match self {

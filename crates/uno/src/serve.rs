@@ -48,31 +48,36 @@ pub fn run(config_path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = crate::database::open(&config, config.database.migrate_on_start).await?;
-    let writer = LogWriter::start(store.clone(), WriterConfig::from(&config.log_writer))
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store =
+        crate::database::open_for_serve(&config, config.database.migrate_on_start, down.clone())
+            .await?;
+    let started_down = down.load(std::sync::atomic::Ordering::Relaxed);
+    let writer_config = WriterConfig {
+        database_down: down.clone(),
+        ..WriterConfig::from(&config.log_writer)
+    };
+    let writer = LogWriter::start(store.clone(), writer_config)
         .context("cannot open the log journal; check log_writer.journal_dir")?;
     let state = AppState::with_store(&config, store.clone(), writer.sink())?;
-    let key_refresh = spawn_key_refresh(
-        state.clone(),
-        store.clone(),
-        Duration::from_secs(config.auth.key_refresh_secs),
-    )
-    .await;
-    // Every tenant's active snapshot is loaded before the first request.
-    let snapshots = spawn_snapshot_refresh(
-        state.experience().snapshots.clone(),
-        store.clone(),
-        Duration::from_secs(config.learn.snapshot_poll_secs),
-    )
-    .await;
-    let cluster_feedback = spawn_rating_refresh(
-        state.metrics().ratings.clone(),
-        store.clone(),
-        Duration::from_secs(u64::from(config.learn.lift_window_days) * 86_400),
-        Duration::from_secs(config.metrics.feedback_refresh_secs),
-    );
-    let retention = spawn_retention(store.clone(), &config.retention);
-    let learner = spawn_worker(&config, store.clone(), state.metrics().worker.clone()).await?;
+    state
+        .metrics()
+        .database_down
+        .store(started_down, std::sync::atomic::Ordering::Relaxed);
+    let key_cache = std::path::Path::new(&config.log_writer.journal_dir).join("api-keys.json");
+    if started_down {
+        match uno_server::auth::load_key_cache(&key_cache) {
+            Some(keys) => {
+                tracing::info!(keys = keys.len(), path = %key_cache.display(), "serving the stored API keys from the key cache until the database is back");
+                state.auth().replace_stored_keys(keys);
+            }
+            None => {
+                tracing::warn!(path = %key_cache.display(), "no API key cache: only the keys in the config are served until the database is back")
+            }
+        }
+    }
+    let background =
+        spawn_background(&config, &state, &store, &down, key_cache, started_down).await?;
     if state.auth().accepts_nothing() {
         tracing::warn!(
             "no API keys are configured, so every /v1 request will get 401; \
@@ -107,15 +112,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(listener) = metrics_listener {
         listener.task.abort();
     }
-    key_refresh.abort();
-    snapshots.abort();
-    cluster_feedback.abort();
-    if let Some(retention) = retention {
-        retention.abort();
-    }
-    if let Some(learner) = learner {
-        learner.abort();
-    }
+    background.abort();
     // Everything logged so far reaches the database, or the journal.
     writer.shutdown().await;
     store.close().await;
@@ -156,6 +153,93 @@ fn connection_limits(server: &uno_core::config::ServerConfig) -> Limits {
 
 /// The learning worker inside `uno serve` (`learn.in_serve`), on its own
 /// task; serving never waits on it.
+/// The tasks that keep a serving process current: keys, snapshots, feedback
+/// gauges, retention and (with `learn.in_serve`) the worker. With the
+/// database up they start at once (keys and snapshots loaded before the
+/// first request); started during an outage they wait for it in the
+/// background, and meanwhile `down` is mirrored into the metrics.
+async fn spawn_background(
+    config: &Config,
+    state: &AppState,
+    store: &uno_store::Store,
+    down: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    key_cache: std::path::PathBuf,
+    started_down: bool,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (config, state, store, down) = (config.clone(), state.clone(), store.clone(), down.clone());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let task = tokio::spawn(async move {
+        use std::sync::atomic::Ordering;
+        while down.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        state
+            .metrics()
+            .database_down
+            .store(false, Ordering::Relaxed);
+        let mut tasks = vec![
+            spawn_key_refresh(
+                state.clone(),
+                store.clone(),
+                Duration::from_secs(config.auth.key_refresh_secs),
+                Some(key_cache),
+            )
+            .await,
+            // Every tenant's active snapshot is loaded before the first
+            // request (when the database is up at start).
+            spawn_snapshot_refresh(
+                state.experience().snapshots.clone(),
+                store.clone(),
+                Duration::from_secs(config.learn.snapshot_poll_secs),
+            )
+            .await,
+            spawn_rating_refresh(
+                state.metrics().ratings.clone(),
+                store.clone(),
+                Duration::from_secs(u64::from(config.learn.lift_window_days) * 86_400),
+                Duration::from_secs(config.metrics.feedback_refresh_secs),
+            ),
+        ];
+        tasks.extend(spawn_retention(store.clone(), &config.retention));
+        let worker = spawn_worker(&config, store.clone(), state.metrics().worker.clone()).await;
+        let started = match worker {
+            Ok(worker) => {
+                tasks.extend(worker);
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!("{err:#}");
+                Err(format!("{err:#}"))
+            }
+        };
+        let _ = ready_tx.send(started);
+        // Held until aborted at shutdown, which ends every task.
+        let _abort_all = AbortOnDrop(tasks);
+        std::future::pending::<()>().await;
+    });
+    if !started_down {
+        // Keys and snapshots are in place before the server binds, and a
+        // worker that cannot start stops serve, as a bad config should.
+        if let Ok(Err(err)) = ready_rx.await {
+            task.abort();
+            anyhow::bail!(err);
+        }
+    }
+    Ok(task)
+}
+
+/// Aborts its tasks when dropped (the background task is aborted at
+/// shutdown, and its tasks with it).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 async fn spawn_worker(
     config: &Config,
     store: uno_store::Store,

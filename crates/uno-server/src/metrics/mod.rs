@@ -49,6 +49,10 @@ pub struct ServerMetrics {
     pub worker: Arc<WorkerMetrics>,
     /// Client connections: open, limit, timeouts.
     pub connections: Arc<ConnectionMetrics>,
+    /// Set while the database is unreachable or not yet migrated (`uno
+    /// serve` started during an outage); `/ready` and
+    /// `uno_database_ready` report it.
+    pub database_down: Arc<std::sync::atomic::AtomicBool>,
     feedback: [AtomicU64; 3],
 }
 
@@ -79,6 +83,13 @@ impl ServerMetrics {
         self.latencies.write(&mut page);
         self.write_feedback(state, &mut page);
         write_log_writer(state, &mut page);
+        page.family(
+            "uno_database_ready",
+            Kind::Gauge,
+            "1 when the database takes rows; 0 while it is unreachable or not yet migrated (logs go to the journal).",
+        );
+        let down = self.database_down.load(Ordering::Relaxed);
+        page.sample("uno_database_ready", "", if down { 0.0 } else { 1.0 });
         self.worker.write(&mut page);
         write_snapshots(state, &mut page);
         self.serves.write(&mut page);

@@ -127,6 +127,7 @@ impl TestApp {
             state.clone(),
             store.clone(),
             Duration::from_secs(config.auth.key_refresh_secs),
+            None,
         )
         .await;
         let snapshot_refresh = uno_server::experience::spawn_snapshot_refresh(

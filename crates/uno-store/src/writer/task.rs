@@ -1,7 +1,7 @@
 //! The writer task and the sink the request path talks to.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +42,10 @@ pub struct WriterConfig {
     pub journal_segment_bytes: u64,
     /// How often to check whether the database is back while journaling.
     pub retry_interval: Duration,
+    /// Set while the database is not ready for rows (unreachable at start,
+    /// or its migrations not yet applied): rows go to the journal and
+    /// replay waits, rather than meet a schema that is not there.
+    pub database_down: Arc<AtomicBool>,
 }
 
 impl WriterConfig {
@@ -58,6 +62,7 @@ impl WriterConfig {
             journal_max_bytes: 1 << 30,
             journal_segment_bytes: super::journal::DEFAULT_SEGMENT_BYTES,
             retry_interval: Duration::from_secs(1),
+            database_down: Arc::default(),
         }
     }
 
@@ -237,7 +242,7 @@ impl LogWriter {
         let encode = matches!(store, Store::Postgres(_));
         let shutdown = Arc::new(Notify::new());
         let task = WriterTask {
-            journaling: !journal.is_empty(),
+            journaling: !journal.is_empty() || config.database_down.load(Ordering::Relaxed),
             journal: Arc::new(Mutex::new(journal)),
             next_probe: Instant::now(),
             replay_at: None,
@@ -509,6 +514,9 @@ impl WriterTask {
         let oldest = pending.oldest.take().unwrap_or_else(Instant::now);
         pending.bytes = 0;
         let mut batch = std::mem::take(&mut pending.rows);
+        if !self.journaling && self.config.database_down.load(Ordering::Relaxed) {
+            self.go_journaling("the database is not ready yet");
+        }
         if !self.journaling && self.behind() {
             // More arrives than the database takes: defer to the journal
             // (cheap local appends) rather than let the queue fill.
@@ -645,7 +653,7 @@ impl WriterTask {
     /// later. Memory holds one chunk, whatever the journal's size.
     async fn replay(&mut self) {
         self.next_probe = Instant::now() + self.config.retry_interval;
-        if self.behind() {
+        if self.behind() || self.config.database_down.load(Ordering::Relaxed) {
             return; // replay only when live traffic leaves room for it
         }
         let slice_end = Instant::now() + self.config.gather() / 2;
