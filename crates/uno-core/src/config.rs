@@ -77,8 +77,8 @@ pub struct LogWriterConfig {
     pub batch_size: usize,
     /// Most bytes of rows in one insert or journal append.
     pub batch_max_bytes: usize,
-    /// Longest a record waits for its batch to fill, in ms (at most half
-    /// of `durability_window_ms` is used).
+    /// Longest a record waits for its batch to fill, in ms (at most a
+    /// quarter of `durability_window_ms` is used).
     pub flush_interval_ms: u64,
     /// The durability promise, in ms: an accepted interaction is in the
     /// database or synced to the local journal within this long, so a
@@ -197,7 +197,7 @@ impl Default for LogWriterConfig {
             queue_max_bytes: 64 << 20,
             batch_size: 2048,
             batch_max_bytes: 8 << 20,
-            flush_interval_ms: 50,
+            flush_interval_ms: 25,
             durability_window_ms: 100,
             journal_dir: "uno-journal".to_owned(),
             journal_max_bytes: 1 << 30,

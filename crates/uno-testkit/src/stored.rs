@@ -22,6 +22,42 @@ fn fail(what: &str, err: impl std::fmt::Display) -> ! {
 }
 
 impl TestDatabase {
+    /// How many interaction rows each stored id has: a fault test's
+    /// account of what was written (missing ids, duplicates), in one query.
+    ///
+    /// # Panics
+    ///
+    /// When the database cannot be read.
+    pub async fn interaction_counts(&self) -> std::collections::HashMap<Uuid, i64> {
+        const SQL_PG: &str = "SELECT id, count(*) FROM interactions GROUP BY id";
+        const SQL_LITE: &str = "SELECT id, count(*) FROM interactions GROUP BY id";
+        let rows: Vec<(Uuid, i64)> = match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| fail("connect", e));
+                let rows = sqlx::query_as(SQL_PG)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_else(|e| fail("interactions", e));
+                pool.close().await;
+                rows
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| fail("connect", e));
+                let rows = sqlx::query_as(SQL_LITE)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_else(|e| fail("interactions", e));
+                pool.close().await;
+                rows
+            }
+        };
+        rows.into_iter().collect()
+    }
+
     /// Every row stored under interaction `id`, oldest first.
     ///
     /// # Panics

@@ -115,7 +115,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     background.abort();
     // Everything logged so far reaches the database, or the journal.
     writer.shutdown().await;
-    store.close().await;
+    // A hung database would hold its connections (and this close) forever.
+    if tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the database did not close its connections in 5 s; exiting anyway");
+    }
     served?;
     tracing::info!("stopped");
     Ok(())

@@ -191,7 +191,7 @@ fn write_log_writer(state: &AppState, page: &mut Exposition) {
         (
             "uno_log_writes_timed_out_total",
             Kind::Counter,
-            "Batch writes abandoned at the durability window (their rows went to the journal).",
+            "Batch writes that missed the durability window: abandoned, their rows journaled instead.",
             |s| s.writes_timed_out.load(Ordering::Relaxed),
         ),
         (

@@ -56,7 +56,7 @@ impl WriterConfig {
             queue_max_bytes: 64 << 20,
             batch_size: 2048,
             batch_max_bytes: 8 << 20,
-            flush_interval: Duration::from_millis(50),
+            flush_interval: Duration::from_millis(25),
             durability_window: Duration::from_millis(100),
             journal_dir: dir.into(),
             journal_max_bytes: 1 << 30,
@@ -67,10 +67,18 @@ impl WriterConfig {
     }
 
     /// How long a partial batch gathers: the flush interval, but never
-    /// more than half the durability window (the other half is for writing
-    /// it).
+    /// more than a quarter of the durability window. The window is split
+    /// so the promise holds on a busy host: a quarter to gather, a quarter
+    /// for the write (or a replay slice), and half left for the journal's
+    /// sync and the scheduling delays of a loaded machine.
     fn gather(&self) -> Duration {
-        self.flush_interval.min(self.durability_window / 2)
+        self.flush_interval.min(self.durability_window / 4)
+    }
+
+    /// When a batch whose oldest record arrived at `oldest` must be out of
+    /// memory: half the window after it (see [`WriterConfig::gather`]).
+    fn write_deadline(&self, oldest: Instant) -> Instant {
+        oldest + self.durability_window / 2
     }
 }
 
@@ -89,8 +97,8 @@ pub struct WriterStats {
     pub rows_dropped: AtomicU64,
     /// Rows the database refused outright, set aside in `rejected.jsonl`.
     pub rows_rejected: AtomicU64,
-    /// Batch writes abandoned at the durability deadline (their rows were
-    /// journaled instead).
+    /// Batch writes that missed the durability deadline: abandoned, their
+    /// rows journaled instead.
     pub writes_timed_out: AtomicU64,
     /// Bytes in the journal now.
     pub journal_bytes: AtomicU64,
@@ -311,7 +319,15 @@ struct ReplayCursor {
     offset: u64,
 }
 
-/// Why a bounded write did not land.
+/// How long a write may take before the database counts as away: rows
+/// are already journaled by then, so this only frees the writer from a
+/// database that never answers.
+const WRITE_GIVE_UP: Duration = Duration::from_secs(10);
+
+/// How long a stopping writer goes on replaying the journal.
+const SHUTDOWN_REPLAY: Duration = Duration::from_secs(10);
+
+/// Why a write did not land.
 enum WriteFailure {
     /// The database is away, or did not answer before the deadline: the
     /// rows belong in the journal.
@@ -397,7 +413,15 @@ impl WriterTask {
         let arrived = inbox.take_all(&mut taken);
         self.take_entries(&mut taken, &mut pending, arrived).await;
         self.flush(&mut pending).await;
+        // With the database up, the journal goes in before exit (for at
+        // most SHUTDOWN_REPLAY; what is left is replayed at the next
+        // start). Replay comes back after each slice with the next probe
+        // due at once while it is making progress.
+        let give_up = Instant::now() + SHUTDOWN_REPLAY;
         if self.journaling {
+            self.next_probe = Instant::now();
+        }
+        while self.journaling && self.next_probe <= Instant::now() && Instant::now() < give_up {
             self.replay().await;
         }
     }
@@ -469,24 +493,60 @@ impl WriterTask {
             .fetch_add(tokens(completion), Ordering::Relaxed);
     }
 
-    /// Writes `rows` within `limit`: a database that has not taken them by
-    /// then is treated as away (the write is abandoned; rows keyed by id
-    /// make a write that landed after all harmless to repeat).
-    async fn write_within(&self, rows: &[LogRow], limit: Duration) -> Result<(), WriteFailure> {
-        if limit.is_zero() {
-            return Err(WriteFailure::Away(
-                "no time left in the durability window".into(),
-            ));
-        }
-        match tokio::time::timeout(limit, self.store.write_rows(rows)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) if err.is_unavailable() => Err(WriteFailure::Away(err.to_string())),
-            Ok(Err(err)) => Err(WriteFailure::Refused(err)),
-            Err(_) => {
-                self.stats.writes_timed_out.fetch_add(1, Ordering::Relaxed);
-                Err(WriteFailure::Away(format!(
-                    "the database took more than {limit:?} to take a batch"
-                )))
+    /// Writes `rows` to the database. Rows held only in memory come with
+    /// `journal_at`: if the database has not taken them by then, they are
+    /// journaled and the write is abandoned (rows are keyed by id, so one
+    /// that landed after all replays harmlessly). Rows already in the
+    /// journal (replay) come without: their write may take up to
+    /// [`WRITE_GIVE_UP`], so a slow database still makes progress, and
+    /// meanwhile the records queued are taken and journaled every
+    /// gathering time, so a slow replay holds none of them past their
+    /// window.
+    async fn write_durably(
+        &mut self,
+        rows: &[LogRow],
+        journal_at: Option<Instant>,
+    ) -> Result<(), WriteFailure> {
+        let store = self.store.clone();
+        let write = tokio::time::timeout(WRITE_GIVE_UP, store.write_rows(rows));
+        tokio::pin!(write);
+        let in_memory = journal_at.is_some();
+        let mut taken: Vec<Entry> = Vec::new();
+        loop {
+            let drain_at = Instant::now() + self.config.gather();
+            tokio::select! {
+                biased;
+                result = &mut write => {
+                    let failure = match result {
+                        Ok(Ok(())) => return Ok(()),
+                        Ok(Err(err)) if err.is_unavailable() => WriteFailure::Away(err.to_string()),
+                        Ok(Err(err)) => return Err(WriteFailure::Refused(err)),
+                        Err(_) => WriteFailure::Away(format!(
+                            "the database took more than {WRITE_GIVE_UP:?} to take a batch"
+                        )),
+                    };
+                    if in_memory {
+                        self.spill(rows.to_vec()).await;
+                    }
+                    return Err(failure);
+                }
+                () = tokio::time::sleep_until(journal_at.unwrap_or(drain_at)), if in_memory => {
+                    self.stats.writes_timed_out.fetch_add(1, Ordering::Relaxed);
+                    self.spill(rows.to_vec()).await;
+                    return Err(WriteFailure::Away(
+                        "the database did not take a batch within the durability window".into(),
+                    ));
+                }
+                () = tokio::time::sleep_until(drain_at), if self.journaling => {
+                    self.inbox.take_all(&mut taken);
+                    if !taken.is_empty() {
+                        let mut batch = Vec::with_capacity(taken.len());
+                        for entry in taken.drain(..) {
+                            self.take(entry, &mut batch);
+                        }
+                        self.spill(batch).await;
+                    }
+                }
             }
         }
     }
@@ -526,10 +586,8 @@ impl WriterTask {
             self.spill(batch).await;
             return;
         }
-        // Room for the journal's sync after the deadline.
-        let deadline = oldest + self.config.durability_window.mul_f64(0.9);
-        let limit = deadline.saturating_duration_since(Instant::now());
-        match self.write_within(&batch, limit).await {
+        let journal_at = self.config.write_deadline(oldest);
+        match self.write_durably(&batch, Some(journal_at)).await {
             Ok(()) => {
                 WriterStats::add(&self.stats.rows_written, batch.len());
                 // The next batch fills the same buffer: no regrowing it,
@@ -538,8 +596,8 @@ impl WriterTask {
                 pending.rows = batch;
             }
             Err(WriteFailure::Away(why)) => {
+                // The batch is in the journal already.
                 self.go_journaling(&why);
-                self.spill(batch).await;
             }
             Err(WriteFailure::Refused(err)) => {
                 tracing::warn!(%err, "a batch was refused; writing its rows one by one");
@@ -561,8 +619,12 @@ impl WriterTask {
     async fn write_one_by_one(&mut self, batch: Vec<LogRow>, replaying: bool) -> bool {
         let mut rows = batch.into_iter();
         while let Some(row) = rows.next() {
-            let limit = self.config.durability_window;
-            match self.write_within(std::slice::from_ref(&row), limit).await {
+            let journal_at =
+                (!replaying).then(|| Instant::now() + self.config.durability_window / 2);
+            match self
+                .write_durably(std::slice::from_ref(&row), journal_at)
+                .await
+            {
                 Ok(()) => {
                     self.stats.rows_written.fetch_add(1, Ordering::Relaxed);
                     if replaying {
@@ -572,10 +634,9 @@ impl WriterTask {
                 Err(WriteFailure::Away(why)) => {
                     self.go_journaling(&why);
                     if !replaying {
-                        // Replayed rows are still in their segment.
-                        let mut rest = vec![row];
-                        rest.extend(rows);
-                        self.spill(rest).await;
+                        // This row is journaled; replayed rows are still
+                        // in their segment.
+                        self.spill(rows.collect()).await;
                     }
                     return false;
                 }
@@ -597,8 +658,11 @@ impl WriterTask {
         true
     }
 
-    async fn spill(&mut self, batch: Vec<LogRow>) {
+    async fn spill(&self, batch: Vec<LogRow>) {
         let n = batch.len();
+        if n == 0 {
+            return;
+        }
         let journal = self.journal.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
@@ -657,13 +721,6 @@ impl WriterTask {
             return; // replay only when live traffic leaves room for it
         }
         let slice_end = Instant::now() + self.config.gather() / 2;
-        // Each chunk write may take what is left of the window after a
-        // gathering time, so a record queued meanwhile still makes it.
-        let chunk_limit = self
-            .config
-            .durability_window
-            .saturating_sub(self.config.gather())
-            .max(Duration::from_millis(5));
         let max_rows = self.config.batch_size.max(1);
         let max_bytes = (self.config.batch_max_bytes as u64).clamp(1, 1 << 20);
         loop {
@@ -693,7 +750,8 @@ impl WriterTask {
                 WriterStats::add(&self.stats.rows_dropped, chunk.skipped as usize);
             }
             if !chunk.rows.is_empty() {
-                match self.write_within(&chunk.rows, chunk_limit).await {
+                // Records queued during the write are journaled as it goes.
+                match self.write_durably(&chunk.rows, None).await {
                     Ok(()) => {
                         WriterStats::add(&self.stats.rows_replayed, chunk.rows.len());
                         WriterStats::add(&self.stats.rows_written, chunk.rows.len());

@@ -145,6 +145,18 @@ impl ServeProcess {
         }
     }
 
+    /// The process id (to read its memory, or signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills uno with SIGKILL (a crash: nothing runs on the way out) and
+    /// waits for it to be gone.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `http://ADDR`, with no trailing slash.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)

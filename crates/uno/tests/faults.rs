@@ -1,0 +1,455 @@
+//! Fault injection against the real `uno serve` on Postgres, under load:
+//! each case drives concurrent chat requests, breaks something, and then
+//! accounts for every acknowledged interaction id against the rows stored.
+//!
+//! The database faults go through a TCP relay in front of the test's
+//! Postgres: "stopped" closes every connection and refuses new ones (what
+//! a stopped or restarting server does), "hung" passes no byte either way
+//! while keeping every connection open (what a `SIGSTOP`ped or wedged
+//! server does: connects succeed, queries never answer), "unreachable at
+//! start" is the relay cut before uno starts. uno itself is crashed with
+//! `kill -9` and stopped with SIGTERM.
+//!
+//! For every case: no acknowledged id is missing unless it was
+//! acknowledged within the durability window before a `kill -9` (or
+//! dropped by a full journal, and then counted), no id is stored twice,
+//! and no request fails while the database is away.
+//!
+//! `UNO_FAULT_HANG_SECS` lengthens the hang of the memory case (the README
+//! figure uses 45; CI runs the bounded default).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli_common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cli_common::ServeProcess;
+use tokio::sync::Mutex;
+use uno_testkit::{MockUpstream, TcpRelay, TestDatabase};
+
+const KEY: &str = "uno-faults-key-0000001";
+/// The default durability window (`log_writer.durability_window_ms`).
+const WINDOW: Duration = Duration::from_millis(100);
+
+async fn serve(url: &str, dir: &Path, upstream: &str, config: Option<&Path>) -> ServeProcess {
+    let mut command = ServeProcess::command(url, dir)
+        .env("UNO_UPSTREAM_URL", upstream)
+        .env("UNO_API_KEYS", format!("acme={KEY}"))
+        .env("UNO_JOURNAL_DIR", dir.join("journal"))
+        .capture_output();
+    if let Some(config) = config {
+        command = command.config(config);
+    }
+    command.start().await
+}
+
+/// What the load saw: each acknowledged id with when its response ended,
+/// and the requests that failed while uno was meant to be serving.
+#[derive(Default)]
+struct Acks {
+    ids: Vec<(uuid::Uuid, Instant)>,
+    errors: Vec<String>,
+}
+
+/// Concurrent clients sending chat requests until stopped.
+struct Load {
+    acks: Arc<Mutex<Acks>>,
+    stop: Arc<AtomicBool>,
+    /// Set just before uno is killed: failures after it are expected.
+    crashing: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(base_url: &str, clients: usize, prompt_bytes: usize) -> Load {
+        let acks = Arc::new(Mutex::new(Acks::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let crashing = Arc::new(AtomicBool::new(false));
+        let padding = "p".repeat(prompt_bytes);
+        let tasks = (0..clients)
+            .map(|c| {
+                let (acks, stop, crashing) = (acks.clone(), stop.clone(), crashing.clone());
+                let url = format!("{base_url}/v1/chat/completions");
+                let padding = padding.clone();
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let body = serde_json::json!({
+                            "model": "m",
+                            "messages": [{"role": "user", "content": format!("client {c} request {n} {padding}")}],
+                        });
+                        let result = client
+                            .post(&url)
+                            .bearer_auth(KEY)
+                            .json(&body)
+                            .timeout(Duration::from_secs(10))
+                            .send()
+                            .await;
+                        let outcome = match result {
+                            Ok(response) => {
+                                let status = response.status();
+                                let id = response
+                                    .headers()
+                                    .get("x-uno-interaction-id")
+                                    .and_then(|v| v.to_str().ok())
+                                    .and_then(|v| uuid::Uuid::parse_str(v).ok());
+                                match (status.is_success(), response.bytes().await, id) {
+                                    (true, Ok(_), Some(id)) => Ok(id),
+                                    (_, body, _) => Err(format!(
+                                        "{status}: {}",
+                                        body.map(|b| String::from_utf8_lossy(&b).into_owned())
+                                            .unwrap_or_default()
+                                    )),
+                                }
+                            }
+                            Err(err) => Err(err.to_string()),
+                        };
+                        let mut acks = acks.lock().await;
+                        match outcome {
+                            Ok(id) => acks.ids.push((id, Instant::now())),
+                            Err(err) if !crashing.load(Ordering::Relaxed) => acks.errors.push(err),
+                            Err(_) => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            acks,
+            stop,
+            crashing,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> Acks {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        std::mem::take(&mut *self.acks.lock().await)
+    }
+}
+
+/// The account of one case.
+#[derive(Debug)]
+struct Account {
+    acknowledged: usize,
+    /// Acknowledged before the allowance and not stored.
+    missing: usize,
+    /// Acknowledged within the allowance and not stored (allowed).
+    missing_in_window: usize,
+    duplicated: usize,
+    errors: usize,
+}
+
+/// Polls until every id acknowledged before `lost_after` is stored (or
+/// `patience` passes), then accounts for them all.
+async fn account_within(
+    db: &TestDatabase,
+    acks: &Acks,
+    lost_after: Option<Instant>,
+    patience: Duration,
+) -> Account {
+    let must = |at: &Instant| lost_after.is_none_or(|t| *at < t);
+    let deadline = Instant::now() + patience;
+    let counts: HashMap<uuid::Uuid, i64> = loop {
+        let counts = db.interaction_counts().await;
+        let all_in = acks
+            .ids
+            .iter()
+            .filter(|(_, at)| must(at))
+            .all(|(id, _)| counts.contains_key(id));
+        if all_in || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let missing = acks
+        .ids
+        .iter()
+        .filter(|(id, at)| must(at) && !counts.contains_key(id))
+        .count();
+    let missing_in_window = acks
+        .ids
+        .iter()
+        .filter(|(id, at)| !must(at) && !counts.contains_key(id))
+        .count();
+    Account {
+        acknowledged: acks.ids.len(),
+        missing,
+        missing_in_window,
+        duplicated: counts.values().filter(|&&n| n > 1).count(),
+        errors: acks.errors.len(),
+    }
+}
+
+/// [`account_within`] 30 s.
+async fn account(db: &TestDatabase, acks: &Acks, lost_after: Option<Instant>) -> Account {
+    account_within(db, acks, lost_after, Duration::from_secs(30)).await
+}
+
+fn assert_clean(case: &str, account: &Account, acks: &Acks) {
+    eprintln!(
+        "{case}: acknowledged {}, missing {} (+{} within the window before a kill), duplicated {}, errors {}",
+        account.acknowledged,
+        account.missing,
+        account.missing_in_window,
+        account.duplicated,
+        account.errors
+    );
+    assert!(
+        account.acknowledged > 50,
+        "{case}: too little load: {account:?}"
+    );
+    assert_eq!(
+        account.missing, 0,
+        "{case}: acknowledged rows lost: {account:?}"
+    );
+    assert_eq!(
+        account.duplicated, 0,
+        "{case}: rows stored twice: {account:?}"
+    );
+    assert_eq!(
+        account.errors,
+        0,
+        "{case}: requests failed: {:?}",
+        acks.errors.iter().take(3).collect::<Vec<_>>()
+    );
+}
+
+struct Rig {
+    mock: MockUpstream,
+    db: TestDatabase,
+    relay: TcpRelay,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        Rig {
+            mock: MockUpstream::start().await,
+            db: TestDatabase::postgres().await,
+            relay: TcpRelay::start("127.0.0.1:5432".parse().unwrap()).await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    async fn serve(&self) -> ServeProcess {
+        self.serve_with(None).await
+    }
+
+    async fn serve_with(&self, config: Option<&Path>) -> ServeProcess {
+        serve(
+            &self.db.url_via(self.relay.addr()),
+            self.dir.path(),
+            &self.mock.base_url(),
+            config,
+        )
+        .await
+    }
+
+    fn journal_bytes(&self) -> u64 {
+        std::fs::read_dir(self.dir.path().join("journal"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// A database outage of `outage` in the middle of load, `hang` or cut.
+async fn outage_under_load(case: &str, hang: bool) {
+    let rig = Rig::new().await;
+    let uno = rig.serve().await;
+    let load = Load::start(&uno.base_url(), 8, 0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    if hang {
+        rig.relay.hang();
+    } else {
+        rig.relay.cut();
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(rig.journal_bytes() > 0, "{case}: nothing was journaled");
+    rig.relay.restore();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let acks = load.finish().await;
+    let account = account(&rig.db, &acks, None).await;
+    let _ = uno.stop();
+    assert_clean(case, &account, &acks);
+}
+
+#[tokio::test]
+async fn database_stopped_under_load() {
+    outage_under_load("database stopped", false).await;
+}
+
+#[tokio::test]
+async fn database_hung_under_load() {
+    outage_under_load("database hung", true).await;
+}
+
+#[tokio::test]
+async fn database_unreachable_at_start() {
+    let rig = Rig::new().await;
+    rig.relay.cut();
+    let uno = rig.serve().await;
+    let load = Load::start(&uno.base_url(), 8, 0);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    rig.relay.restore();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let acks = load.finish().await;
+    let account = account(&rig.db, &acks, None).await;
+    let _ = uno.stop();
+    assert_clean("database unreachable at start", &account, &acks);
+}
+
+/// `kill -9` of uno under load; the next process replays the journal.
+/// Only what was acknowledged within the durability window before the
+/// kill may be missing.
+async fn crash_under_load(case: &str, during_outage: bool) {
+    let rig = Rig::new().await;
+    let uno = rig.serve().await;
+    let load = Load::start(&uno.base_url(), 8, 0);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    if during_outage {
+        rig.relay.hang();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    load.crashing.store(true, Ordering::Relaxed);
+    let killed_at = Instant::now();
+    uno.kill9();
+    let acks = load.finish().await;
+    rig.relay.restore();
+    // A new process replays whatever the crashed one journaled.
+    let again = rig.serve().await;
+    let account = account(&rig.db, &acks, Some(killed_at - WINDOW)).await;
+    let _ = again.stop();
+    eprintln!("{case}: sent {}", acks.ids.len() + acks.errors.len());
+    assert_clean(case, &account, &acks);
+}
+
+#[tokio::test]
+async fn kill_9_with_the_database_up() {
+    crash_under_load("kill -9, database up", false).await;
+}
+
+#[tokio::test]
+async fn kill_9_during_an_outage() {
+    crash_under_load("kill -9 during an outage", true).await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_nothing() {
+    let rig = Rig::new().await;
+    let uno = rig.serve().await;
+    let load = Load::start(&uno.base_url(), 8, 0);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // SIGTERM: in-flight requests finish, then the writer drains; new
+    // connections are refused, which the load sees as errors it may. The
+    // load goes on meanwhile (stop blocks on uno's exit, off this thread).
+    load.crashing.store(true, Ordering::Relaxed);
+    let stopped = tokio::task::spawn_blocking(move || uno.stop());
+    let acks = load.finish().await;
+    let _ = stopped.await;
+    let account = account(&rig.db, &acks, None).await;
+    assert_clean("SIGTERM", &account, &acks);
+}
+
+/// A journal too small for the outage: requests are still served, and
+/// what is lost is what the writer counted as dropped, nothing more.
+#[tokio::test]
+async fn a_full_journal_loses_only_what_it_counts() {
+    let rig = Rig::new().await;
+    let config = rig.dir.path().join("uno.toml");
+    std::fs::write(&config, "[log_writer]\njournal_max_bytes = 200000\n").unwrap();
+    let uno = rig.serve_with(Some(&config)).await;
+    rig.relay.cut();
+    let load = Load::start(&uno.base_url(), 8, 0);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let acks = load.finish().await;
+    // What was still queued reaches the full journal (and is counted).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = reqwest::get(format!("{}/metrics", uno.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("uno_log_rows_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the dropped counter");
+    rig.relay.restore();
+    let account = account_within(&rig.db, &acks, None, Duration::from_secs(5)).await;
+    let _ = uno.stop();
+    eprintln!("full journal: {account:?}, dropped {dropped}");
+    assert!(dropped > 0.0, "the journal never filled: {account:?}");
+    assert_eq!(account.missing as f64, dropped, "lost more than it counted");
+    assert_eq!(account.duplicated, 0);
+    assert_eq!(account.errors, 0, "{:?}", acks.errors.first());
+}
+
+/// Peak resident memory of a process, from `/proc` (kB → bytes).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// 60 kB prompts through a database hang and the replay after it: uno's
+/// peak memory stays under the documented bound.
+#[tokio::test]
+async fn memory_stays_bounded_through_a_hang_with_60_kb_prompts() {
+    let hang_secs: u64 = std::env::var("UNO_FAULT_HANG_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let rig = Rig::new().await;
+    let uno = rig.serve().await;
+    let load = Load::start(&uno.base_url(), 16, 60_000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.relay.hang();
+    tokio::time::sleep(Duration::from_secs(hang_secs)).await;
+    let journaled = rig.journal_bytes();
+    rig.relay.restore();
+    // Replay under continued load.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acks = load.finish().await;
+    let account = account(&rig.db, &acks, None).await;
+    let peak = peak_rss(uno.pid());
+    let _ = uno.stop();
+    eprintln!(
+        "60 kB prompts, {hang_secs} s hang: {account:?}, journaled {} MB, peak RSS {} MB",
+        journaled >> 20,
+        peak >> 20
+    );
+    assert_clean("hang with 60 kB prompts", &account, &acks);
+    assert!(
+        journaled > 10 << 20,
+        "too little went through the journal: {journaled} bytes"
+    );
+    assert!(peak > 0, "no peak RSS read");
+    assert!(
+        peak < 256 << 20,
+        "peak RSS {} MB over the 256 MB bound",
+        peak >> 20
+    );
+}
