@@ -352,7 +352,8 @@ impl Store {
     /// Stores a learning log's inputs. A new log, or one whose
     /// `feedback_hash` changed, (re)starts at `distil` with its artefacts
     /// cleared; otherwise only the feedback time and rating move. Returns
-    /// whether the stages (re)start.
+    /// whether the stages (re)start (false when another worker stored the
+    /// same log at the same moment).
     pub async fn upsert_learn_log(&self, log: &NewLearnLog) -> Result<bool, StoreError> {
         let now = now_micros();
         on_pool!(self, |pool, sqlite| {
@@ -375,12 +376,13 @@ impl Store {
                 .bind(log.interaction_id)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(&sql(
+                let inserted = sqlx::query(&sql(
                     sqlite,
                     "INSERT INTO learn_logs (interaction_id, tenant_id, created_at, model, end_user, users, \
                      lang, messages, query, user_query, answer, feedback, feedback_hash, feedback_at, rating, \
                      stage, attempts, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'distil', 0, $16)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'distil', 0, $16) \
+                     ON CONFLICT (interaction_id) DO NOTHING",
                 ))
                 .bind(log.interaction_id)
                 .bind(&log.tenant)
@@ -400,6 +402,12 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                if inserted.rows_affected() == 0 {
+                    // Another worker stored it first (several ingest the
+                    // same feedback at once): theirs runs the stages.
+                    tx.commit().await?;
+                    return Ok(false);
+                }
             } else {
                 sqlx::query(&sql(
                     sqlite,

@@ -1113,3 +1113,43 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
     }
     mock.shutdown().await;
 }
+
+/// Two workers on one database at once (issue 24, scale-out): each
+/// learning log is distilled by one of them only (row leases), and the
+/// snapshot they publish holds every log once.
+#[tokio::test]
+async fn two_workers_never_take_the_same_log() {
+    let Setup {
+        db,
+        store,
+        dir,
+        mock,
+        config,
+    } = worker_setup(Backend::Postgres, model, HASHING).await;
+    let file = import_file(&dir);
+    import(&db, &file).await;
+    let (a, b) = tokio::join!(worker_once(&db, &config), worker_once(&db, &config));
+    assert!(a.success && b.success, "{a:#?}\n{b:#?}");
+    // One distillation call per log: the analysis prompt quotes the log's
+    // query, so a log taken twice would show up as a repeated query.
+    let requests = chat_requests(&mock);
+    let mut distilled: BTreeMap<String, usize> = BTreeMap::new();
+    for request in &requests {
+        let text = uno_testkit::message_texts(request);
+        if text.contains("You analyse conversations") {
+            let query = section(&text, "## Initial User Query").trim().to_owned();
+            *distilled.entry(query).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = distilled.iter().filter(|&(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "logs distilled more than once: {twice:?}");
+    assert_eq!(distilled.len(), 3 * LOGS_PER_TOPIC, "every log distilled");
+    let snapshot = store
+        .snapshot(TENANT, None)
+        .await
+        .unwrap()
+        .expect("an active snapshot");
+    assert_eq!(snapshot.logs, 3 * LOGS_PER_TOPIC);
+    let members: usize = snapshot.clusters.iter().map(|c| c.size).sum();
+    assert_eq!(members, 3 * LOGS_PER_TOPIC, "every log in one cluster once");
+}

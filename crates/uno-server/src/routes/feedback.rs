@@ -198,13 +198,17 @@ async fn check_owner(
     let Some(persistence) = state.persistence() else {
         return Err(not_found());
     };
-    // Served by another replica moments ago, its row may still be in that
-    // replica's write queue: look a few times across one flush interval.
-    for attempt in 0..3 {
+    // Served by another replica moments ago, its row may still be on its
+    // way (that replica's queue, or its journal when the database was slow
+    // to take a batch): look a few times across about a second.
+    const LOOKS: usize = 6;
+    for attempt in 0..LOOKS {
         match persistence.store.interaction_tenant(id.0).await {
             Ok(Some(owner)) if *owner == *context.tenant => return Ok(()),
             Ok(Some(_)) => return Err(not_found()),
-            Ok(None) if attempt < 2 => tokio::time::sleep(Duration::from_millis(250)).await,
+            Ok(None) if attempt + 1 < LOOKS => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
             Ok(None) => return Err(not_found()),
             Err(err) => {
                 tracing::warn!(%err, "cannot check a feedback's interaction");

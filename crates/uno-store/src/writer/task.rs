@@ -329,6 +329,11 @@ const SHUTDOWN_REPLAY: Duration = Duration::from_secs(10);
 
 /// Why a write did not land.
 enum WriteFailure {
+    /// The database answers, but not within the durability window: the
+    /// rows are journaled and replay starts at once (a slow database is
+    /// not an absent one; waiting a retry interval would only delay the
+    /// rows other replicas look for).
+    Late,
     /// The database is away, or did not answer before the deadline: the
     /// rows belong in the journal.
     Away(String),
@@ -533,9 +538,7 @@ impl WriterTask {
                 () = tokio::time::sleep_until(journal_at.unwrap_or(drain_at)), if in_memory => {
                     self.stats.writes_timed_out.fetch_add(1, Ordering::Relaxed);
                     self.spill(rows.to_vec()).await;
-                    return Err(WriteFailure::Away(
-                        "the database did not take a batch within the durability window".into(),
-                    ));
+                    return Err(WriteFailure::Late);
                 }
                 () = tokio::time::sleep_until(drain_at), if self.journaling => {
                     self.inbox.take_all(&mut taken);
@@ -599,6 +602,12 @@ impl WriterTask {
                 // The batch is in the journal already.
                 self.go_journaling(&why);
             }
+            Err(WriteFailure::Late) => {
+                self.go_journaling(
+                    "the database did not take a batch within the durability window",
+                );
+                self.next_probe = Instant::now();
+            }
             Err(WriteFailure::Refused(err)) => {
                 tracing::warn!(%err, "a batch was refused; writing its rows one by one");
                 self.write_one_by_one(batch, false).await;
@@ -631,7 +640,11 @@ impl WriterTask {
                         self.stats.rows_replayed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(WriteFailure::Away(why)) => {
+                Err(failure @ (WriteFailure::Away(_) | WriteFailure::Late)) => {
+                    let why = match failure {
+                        WriteFailure::Away(why) => why,
+                        _ => "the database did not take a row within the durability window".into(),
+                    };
                     self.go_journaling(&why);
                     if !replaying {
                         // This row is journaled; replayed rows are still
@@ -758,6 +771,11 @@ impl WriterTask {
                     }
                     Err(WriteFailure::Away(why)) => {
                         tracing::debug!(reason = %why, "database still away or slow; journal kept");
+                        self.replay_at = Some(cursor);
+                        return;
+                    }
+                    Err(WriteFailure::Late) => {
+                        // Replay writes carry no deadline; kept for the match.
                         self.replay_at = Some(cursor);
                         return;
                     }
