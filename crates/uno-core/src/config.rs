@@ -194,9 +194,9 @@ impl Default for LogWriterConfig {
     fn default() -> Self {
         LogWriterConfig {
             queue_capacity: 100_000,
-            queue_max_bytes: 64 << 20,
+            queue_max_bytes: 16 << 20,
             batch_size: 2048,
-            batch_max_bytes: 8 << 20,
+            batch_max_bytes: 2 << 20,
             flush_interval_ms: 25,
             durability_window_ms: 100,
             journal_dir: "uno-journal".to_owned(),

@@ -53,9 +53,9 @@ impl WriterConfig {
     pub fn in_dir(dir: impl Into<PathBuf>) -> WriterConfig {
         WriterConfig {
             queue_capacity: 100_000,
-            queue_max_bytes: 64 << 20,
+            queue_max_bytes: 16 << 20,
             batch_size: 2048,
-            batch_max_bytes: 8 << 20,
+            batch_max_bytes: 2 << 20,
             flush_interval: Duration::from_millis(25),
             durability_window: Duration::from_millis(100),
             journal_dir: dir.into(),
@@ -109,6 +109,29 @@ pub struct WriterStats {
     /// Follow-up turns found in requests, each recorded as implicit
     /// feedback when it continues a logged answer.
     pub follow_ups: AtomicU64,
+    /// When records were last reported dropped: a flood of drops (a full
+    /// queue under load) logs a line a second, not a line a record, which
+    /// would itself stall a process whose log pipe is slow.
+    drop_logged: EverySecond,
+}
+
+/// A gate that opens at most once a second (for log lines that could
+/// otherwise repeat per request).
+#[derive(Debug, Default)]
+struct EverySecond(AtomicU64);
+
+impl EverySecond {
+    fn due(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.0.load(Ordering::Relaxed);
+        now > last
+            && self
+                .0
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 impl WriterStats {
@@ -181,10 +204,13 @@ impl LogSink {
             Ok(_) => Ok(()),
             Err(_) => {
                 self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
-                self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    "log queue full or closed: a record was dropped (raise log_writer.queue_capacity or log_writer.queue_max_bytes, or check the journal's disk)"
-                );
+                let dropped = self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.stats.drop_logged.due() {
+                    tracing::error!(
+                        dropped_so_far = dropped,
+                        "log queue full or closed: records are being dropped (raise log_writer.queue_capacity or log_writer.queue_max_bytes, or check the journal's disk); logged at most once a second"
+                    );
+                }
                 Err(QueueFull)
             }
         }
@@ -689,7 +715,9 @@ impl WriterTask {
             }
             Ok(Err(err)) => {
                 WriterStats::add(&self.stats.rows_dropped, n);
-                tracing::error!(%err, rows = n, "log rows dropped: the database is unavailable and the journal cannot take them");
+                if self.stats.drop_logged.due() {
+                    tracing::error!(%err, rows = n, "log rows dropped: the database is unavailable and the journal cannot take them; logged at most once a second");
+                }
             }
             Err(err) => {
                 WriterStats::add(&self.stats.rows_dropped, n);

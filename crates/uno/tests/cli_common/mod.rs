@@ -118,6 +118,12 @@ pub fn feedback(
 pub struct ServeProcess {
     child: Child,
     addr: SocketAddr,
+    /// With captured output: threads reading stdout and stderr as uno
+    /// writes them (a pipe nobody reads fills and stalls uno's logging).
+    readers: Option<(
+        std::thread::JoinHandle<String>,
+        std::thread::JoinHandle<String>,
+    )>,
 }
 
 /// How to start a [`ServeProcess`]: `DATABASE_URL`, working directory, and
@@ -168,20 +174,12 @@ impl ServeProcess {
     pub fn stop(mut self) -> (String, String) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        self.child
-            .stdout
+        let (out, err) = self
+            .readers
             .take()
-            .expect("uno serve was started without capture_output")
-            .read_to_string(&mut stdout)
-            .unwrap();
-        self.child
-            .stderr
-            .take()
-            .expect("uno serve was started without capture_output")
-            .read_to_string(&mut stderr)
-            .unwrap();
+            .expect("uno serve was started without capture_output");
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
         let _ = self.child.wait();
         (stdout, stderr)
     }
@@ -240,8 +238,37 @@ impl ServeCommand {
         if self.capture {
             self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
-        let child = self.cmd.spawn().expect("cannot run uno serve");
-        let mut serve = ServeProcess { child, addr };
+        let mut child = self.cmd.spawn().expect("cannot run uno serve");
+        let readers = if self.capture {
+            let drain = |mut pipe: Box<dyn Read + Send>| {
+                std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let mut buf = Vec::new();
+                    let _ = pipe.read_to_end(&mut buf);
+                    text.push_str(&String::from_utf8_lossy(&buf));
+                    text
+                })
+            };
+            let out = child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>);
+            let err = child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>);
+            Some((
+                drain(out.expect("piped stdout")),
+                drain(err.expect("piped stderr")),
+            ))
+        } else {
+            None
+        };
+        let mut serve = ServeProcess {
+            child,
+            addr,
+            readers,
+        };
         let client = reqwest::Client::new();
         for _ in 0..300 {
             if client
@@ -253,10 +280,11 @@ impl ServeCommand {
                 return serve;
             }
             if let Ok(Some(status)) = serve.child.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = serve.child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
+                let stderr = serve
+                    .readers
+                    .take()
+                    .map(|(_, err)| err.join().unwrap_or_default())
+                    .unwrap_or_default();
                 panic!("uno serve exited ({status}):\n{stderr}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
