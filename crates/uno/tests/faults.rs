@@ -2,8 +2,9 @@
 //! each case drives concurrent chat requests, breaks something, and then
 //! accounts for every acknowledged interaction id against the rows stored.
 //!
-//! The database faults go through a TCP relay in front of the test's
-//! Postgres: "stopped" closes every connection and refuses new ones (what
+//! Postgres itself is `SIGSTOP`ped in one case (a cluster of the test's
+//! own, so the shared one is untouched). The other database faults go
+//! through a TCP relay in front of the test's Postgres: "stopped" closes every connection and refuses new ones (what
 //! a stopped or restarting server does), "hung" passes no byte either way
 //! while keeping every connection open (what a `SIGSTOP`ped or wedged
 //! server does: connects succeed, queries never answer), "unreachable at
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use cli_common::ServeProcess;
 use tokio::sync::Mutex;
+use uno_store::Store;
 use uno_testkit::{MockUpstream, TcpRelay, TestDatabase};
 
 const KEY: &str = "uno-faults-key-0000001";
@@ -476,4 +478,174 @@ async fn memory_stays_bounded_through_a_hang_with_60_kb_prompts() {
         "peak RSS {} MB over the 256 MB bound",
         peak >> 20
     );
+}
+
+/// A Postgres cluster of this test's own (initdb as the `postgres` user),
+/// so its processes can be stopped with `SIGSTOP` without touching the
+/// cluster every other test shares.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        use std::process::Command;
+        let version = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("Postgres server binaries under /usr/lib/postgresql")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .max()
+            .expect("a Postgres version");
+        let bin = version.join("bin");
+        let dir = tempfile::tempdir().unwrap();
+        let ok = |what: &str, status: std::io::Result<std::process::ExitStatus>| {
+            assert!(
+                status.as_ref().is_ok_and(|s| s.success()),
+                "{what} failed: {status:?}"
+            );
+        };
+        ok(
+            "chown",
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path())
+                .status(),
+        );
+        let data = dir.path().join("data");
+        ok(
+            "initdb",
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(&data)
+                .stdout(std::process::Stdio::null())
+                .status(),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
+        ok(
+            "pg_ctl start",
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join("pg_ctl"))
+                .args(["-w", "-D"])
+                .arg(&data)
+                .args(["-o", &options, "-l"])
+                .arg(dir.path().join("log"))
+                .arg("start")
+                .stdout(std::process::Stdio::null())
+                .status(),
+        );
+        PrivatePostgres { dir, bin, port }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The postmaster and every process it started.
+    fn pids(&self) -> Vec<String> {
+        let pid_file =
+            std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).unwrap();
+        let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        pids
+    }
+
+    fn signal(&self, signal: &str) {
+        for pid in self.pids() {
+            let _ = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status();
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The database server itself stopped with `SIGSTOP` (postmaster and
+/// every backend) under load, then continued: nothing acknowledged is
+/// lost, nothing stored twice, no request fails.
+#[tokio::test]
+async fn database_sigstopped_under_load() {
+    let pg = PrivatePostgres::start();
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let uno = serve(&pg.url(), dir.path(), &mock.base_url(), None).await;
+    let load = Load::start(&uno.base_url(), 8, 0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    pg.signal("-STOP");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let journaled: u64 = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    pg.signal("-CONT");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let acks = load.finish().await;
+    assert!(
+        journaled > 0,
+        "nothing was journaled while Postgres was stopped"
+    );
+    assert!(acks.ids.len() > 50, "too little load");
+    assert!(
+        acks.errors.is_empty(),
+        "requests failed: {:?}",
+        acks.errors.first()
+    );
+    let store = Store::connect(&pg.url()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.count_interactions(None).await.unwrap() < acks.ids.len() as u64 {
+        assert!(Instant::now() < deadline, "acknowledged rows never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut missing = 0;
+    for (id, _) in &acks.ids {
+        if store.interaction_tenant(*id).await.unwrap().is_none() {
+            missing += 1;
+        }
+    }
+    let stored = store.count_interactions(None).await.unwrap();
+    eprintln!(
+        "SIGSTOP: acknowledged {}, missing {missing}, stored {stored}, journaled {journaled} bytes",
+        acks.ids.len()
+    );
+    assert_eq!(missing, 0, "acknowledged rows lost");
+    assert_eq!(stored, acks.ids.len() as u64, "rows stored twice");
+    store.close().await;
+    let _ = uno.stop();
 }
