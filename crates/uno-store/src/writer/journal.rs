@@ -63,15 +63,6 @@ pub struct Chunk {
     pub at_end: bool,
 }
 
-/// The rows of one segment, and how many lines could not be read.
-#[derive(Debug, Default)]
-pub struct Segment {
-    /// Rows, in append order.
-    pub rows: Vec<LogRow>,
-    /// Lines skipped as unreadable (torn writes).
-    pub skipped: u64,
-}
-
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, capped at `cap` bytes.
     pub fn open(dir: impl Into<PathBuf>, cap: u64) -> Result<Journal, JournalError> {
@@ -173,7 +164,8 @@ impl Journal {
     }
 
     /// Closes the open segment and lists every segment, oldest first.
-    pub fn segments(&mut self) -> Result<Vec<PathBuf>, JournalError> {
+    #[cfg(test)]
+    fn segments(&mut self) -> Result<Vec<PathBuf>, JournalError> {
         self.open = None;
         Ok(list_segments(&self.dir)
             .map_err(|e| self.io(e))?
@@ -252,26 +244,6 @@ impl Journal {
         Ok(chunk)
     }
 
-    /// Reads one segment.
-    pub fn read(&self, path: &Path) -> Result<Segment, JournalError> {
-        let file = File::open(path).map_err(|e| self.io(e))?;
-        let mut segment = Segment::default();
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|e| self.io(e))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<LogRow>(&line) {
-                Ok(row) => segment.rows.push(row),
-                Err(err) => {
-                    tracing::error!(segment = %path.display(), %err, "skipping an unreadable journal line");
-                    segment.skipped += 1;
-                }
-            }
-        }
-        Ok(segment)
-    }
-
     /// Deletes a segment whose rows are all in the database.
     pub fn remove(&mut self, path: &Path) -> Result<(), JournalError> {
         let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -323,6 +295,13 @@ mod tests {
     use super::*;
     use crate::rows::FeedbackRow;
 
+    /// Every row of a closed segment, and the lines skipped.
+    fn whole(j: &Journal, path: &Path) -> (usize, u64) {
+        let chunk = j.read_chunk(path, 0, usize::MAX, u64::MAX).unwrap();
+        assert!(chunk.at_end);
+        (chunk.rows.len(), chunk.skipped)
+    }
+
     fn row(n: usize) -> LogRow {
         LogRow::Feedback(Box::new(FeedbackRow {
             id: Uuid::now_v7(),
@@ -349,7 +328,7 @@ mod tests {
         let all = j.segments().unwrap();
         assert_eq!(segments.len(), 1);
         assert_eq!(all.len(), 2);
-        assert_eq!(j.read(&all[0]).unwrap().rows.len(), 2);
+        assert_eq!(whole(&j, &all[0]).0, 2);
         // Reopening finds what is there.
         let mut again = Journal::open(dir.path(), 1 << 20).unwrap();
         assert!(!again.is_empty());
@@ -386,7 +365,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(rows, j.read(&all[0]).unwrap().rows.len());
+        assert_eq!(rows, whole(&j, &all[0]).0);
         assert!(reads >= 2);
         assert_eq!(offset, fs::metadata(&all[0]).unwrap().len());
         // The open segment is closed when it is the only one to replay.
@@ -410,8 +389,6 @@ mod tests {
         let path = j.segments().unwrap().remove(0);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"type\":\"feedb").unwrap();
-        let seg = j.read(&path).unwrap();
-        assert_eq!(seg.rows.len(), 1);
-        assert_eq!(seg.skipped, 1);
+        assert_eq!(whole(&j, &path), (1, 1));
     }
 }
