@@ -367,6 +367,19 @@ enum WriteFailure {
     Refused(StoreError),
 }
 
+impl WriteFailure {
+    /// Why the rows went to the journal, for the log.
+    fn reason(&self) -> String {
+        match self {
+            WriteFailure::Late => {
+                "the database did not take a batch within the durability window".into()
+            }
+            WriteFailure::Away(why) => why.clone(),
+            WriteFailure::Refused(err) => err.to_string(),
+        }
+    }
+}
+
 struct WriterTask {
     store: Store,
     journal: Arc<Mutex<Journal>>,
@@ -593,6 +606,15 @@ impl WriterTask {
         self.next_probe = Instant::now() + self.config.retry_interval;
     }
 
+    /// Journals after `failure`: a database that answered late is replayed
+    /// into at once, one that is away is probed a retry interval later.
+    fn journal_after(&mut self, failure: &WriteFailure) {
+        self.go_journaling(&failure.reason());
+        if matches!(failure, WriteFailure::Late) {
+            self.next_probe = Instant::now();
+        }
+    }
+
     /// Writes the pending rows to the database, or to the journal when
     /// the database is away, behind, or cannot take them before the
     /// durability window of their oldest record closes.
@@ -624,20 +646,12 @@ impl WriterTask {
                 batch.clear();
                 pending.rows = batch;
             }
-            Err(WriteFailure::Away(why)) => {
-                // The batch is in the journal already.
-                self.go_journaling(&why);
-            }
-            Err(WriteFailure::Late) => {
-                self.go_journaling(
-                    "the database did not take a batch within the durability window",
-                );
-                self.next_probe = Instant::now();
-            }
             Err(WriteFailure::Refused(err)) => {
                 tracing::warn!(%err, "a batch was refused; writing its rows one by one");
                 self.write_one_by_one(batch, false).await;
             }
+            // The batch is in the journal already.
+            Err(failure) => self.journal_after(&failure),
         }
     }
 
@@ -667,11 +681,7 @@ impl WriterTask {
                     }
                 }
                 Err(failure @ (WriteFailure::Away(_) | WriteFailure::Late)) => {
-                    let why = match failure {
-                        WriteFailure::Away(why) => why,
-                        _ => "the database did not take a row within the durability window".into(),
-                    };
-                    self.go_journaling(&why);
+                    self.journal_after(&failure);
                     if !replaying {
                         // This row is journaled; replayed rows are still
                         // in their segment.
@@ -797,13 +807,8 @@ impl WriterTask {
                         WriterStats::add(&self.stats.rows_replayed, chunk.rows.len());
                         WriterStats::add(&self.stats.rows_written, chunk.rows.len());
                     }
-                    Err(WriteFailure::Away(why)) => {
-                        tracing::debug!(reason = %why, "database still away or slow; journal kept");
-                        self.replay_at = Some(cursor);
-                        return;
-                    }
-                    Err(WriteFailure::Late) => {
-                        // Replay writes carry no deadline; kept for the match.
+                    Err(failure @ (WriteFailure::Away(_) | WriteFailure::Late)) => {
+                        tracing::debug!(reason = %failure.reason(), "database still away or slow; journal kept");
                         self.replay_at = Some(cursor);
                         return;
                     }
