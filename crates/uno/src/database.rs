@@ -8,12 +8,21 @@ use uno_store::Store;
 /// applies migrations when `migrate` is set.
 pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Store> {
     let url = &config.database.url;
-    let store = Store::connect(url).await.with_context(|| {
-        format!(
-            "cannot open the database at {}; check database.url / DATABASE_URL",
-            uno_store::redact_url(url)
-        )
-    })?;
+    let store = Store::connect(url)
+        .await
+        .with_context(|| cannot_open(url))?;
+    migrated(store, migrate).await
+}
+
+fn cannot_open(url: &str) -> String {
+    format!(
+        "cannot open the database at {}; check database.url / DATABASE_URL",
+        uno_store::redact_url(url)
+    )
+}
+
+/// `store`, with its migrations applied when `migrate`.
+async fn migrated(store: Store, migrate: bool) -> anyhow::Result<Store> {
     if migrate {
         store
             .migrate()
@@ -38,14 +47,8 @@ pub async fn open_for_serve(
     let url = &config.database.url;
     match Store::connect(url).await {
         Ok(store) => {
-            if migrate {
-                store
-                    .migrate()
-                    .await
-                    .context("cannot apply database migrations")?;
-            }
             down.store(false, Ordering::Relaxed);
-            Ok(store)
+            migrated(store, migrate).await
         }
         Err(err) if err.is_unavailable() => {
             tracing::warn!(
@@ -64,10 +67,7 @@ pub async fn open_for_serve(
             tokio::spawn(async move { await_database(waiting, migrate, down).await });
             Ok(store)
         }
-        Err(err) => Err(anyhow::Error::new(err).context(format!(
-            "cannot open the database at {}; check database.url / DATABASE_URL",
-            uno_store::redact_url(url)
-        ))),
+        Err(err) => Err(anyhow::Error::new(err).context(cannot_open(url))),
     }
 }
 
