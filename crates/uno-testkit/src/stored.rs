@@ -29,17 +29,14 @@ impl TestDatabase {
     ///
     /// When the database cannot be read.
     pub async fn interaction_counts(&self) -> std::collections::HashMap<Uuid, i64> {
-        const SQL_PG: &str = "SELECT id, count(*) FROM interactions GROUP BY id";
-        const SQL_LITE: &str = "SELECT id, count(*) FROM interactions GROUP BY id";
+        // The same SQL on both backends; only the pool type differs.
+        const SQL: &str = "SELECT id, count(*) FROM interactions GROUP BY id";
         let rows: Vec<(Uuid, i64)> = match self.backend {
             Backend::Postgres => {
                 let pool = sqlx::PgPool::connect(&self.url)
                     .await
                     .unwrap_or_else(|e| fail("connect", e));
-                let rows = sqlx::query_as(SQL_PG)
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap_or_else(|e| fail("interactions", e));
+                let rows = sqlx::query_as(SQL).fetch_all(&pool).await;
                 pool.close().await;
                 rows
             }
@@ -47,14 +44,12 @@ impl TestDatabase {
                 let pool = sqlx::SqlitePool::connect(&self.url)
                     .await
                     .unwrap_or_else(|e| fail("connect", e));
-                let rows = sqlx::query_as(SQL_LITE)
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap_or_else(|e| fail("interactions", e));
+                let rows = sqlx::query_as(SQL).fetch_all(&pool).await;
                 pool.close().await;
                 rows
             }
-        };
+        }
+        .unwrap_or_else(|e| fail("interactions", e));
         rows.into_iter().collect()
     }
 

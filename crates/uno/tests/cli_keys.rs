@@ -6,21 +6,13 @@ mod cli_common;
 
 use uno_testkit::both_backends;
 
-use cli_common::uno;
+use cli_common::{secret_in, uno};
 use uno_store::Store;
 use uno_store::keys::hash_key;
 use uno_testkit::{Backend, TestDatabase};
 
 both_backends! {
     keys_are_created_listed_and_revoked,
-}
-
-fn secret_in(stdout: &str) -> String {
-    stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("uno-sk-") && w.len() == 55)
-        .unwrap_or_else(|| panic!("no secret in {stdout:?}"))
-        .to_owned()
 }
 
 async fn keys_are_created_listed_and_revoked(backend: Backend) {

@@ -230,6 +230,20 @@ fn assert_clean(case: &str, account: &Account, acks: &Acks) {
     );
 }
 
+/// Bytes in the journal segments uno keeps under `dir`.
+fn journal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("journal"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 struct Rig {
     mock: MockUpstream,
     db: TestDatabase,
@@ -262,16 +276,7 @@ impl Rig {
     }
 
     fn journal_bytes(&self) -> u64 {
-        std::fs::read_dir(self.dir.path().join("journal"))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+        journal_bytes(self.dir.path())
     }
 }
 
@@ -607,13 +612,7 @@ async fn database_sigstopped_under_load() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     pg.signal("-STOP");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let journaled: u64 = std::fs::read_dir(dir.path().join("journal"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let journaled = journal_bytes(dir.path());
     pg.signal("-CONT");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let acks = load.finish().await;

@@ -11,18 +11,10 @@ mod cli_common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cli_common::{ServeProcess, uno_with_url};
+use cli_common::{ServeProcess, secret_in, uno_with_url};
 use uno_testkit::{MockUpstream, TcpRelay, TestDatabase, http};
 
 const CONFIG_KEY: &str = "uno-nodb-config-key-0001";
-
-fn secret_in(stdout: &str) -> String {
-    stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("uno-sk-") && w.len() == 55)
-        .unwrap_or_else(|| panic!("no secret in {stdout:?}"))
-        .to_owned()
-}
 
 async fn serve(url: &str, dir: &Path, upstream: &str) -> ServeProcess {
     ServeProcess::command(url, dir)

@@ -93,6 +93,16 @@ pub async fn uno_with_url(url: &str, dir: &Path, args: &[&str]) -> Run {
     .unwrap()
 }
 
+/// The secret `uno keys create` printed (`uno-sk-` and 48 more characters;
+/// the prefix it also prints is shorter).
+pub fn secret_in(stdout: &str) -> String {
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("uno-sk-") && w.len() == 55)
+        .unwrap_or_else(|| panic!("no secret in {stdout:?}"))
+        .to_owned()
+}
+
 /// Runs `uno ARGS` against `db`.
 pub async fn uno(db: &TestDatabase, args: &[&str]) -> Run {
     uno_with_url(&db.url, &scratch(db), args).await
