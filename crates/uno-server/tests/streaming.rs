@@ -35,6 +35,18 @@ fn deltas(events: &[String]) -> String {
         .collect()
 }
 
+/// The whole body of a streamed chat request ("x", no usage) to `app`.
+async fn streamed_text(app: &TestApp) -> String {
+    app.post("/v1/chat/completions")
+        .json(&stream_body("x", false))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn stream_is_relayed_with_usage_and_done() {
     let mock = MockUpstream::start().await;
@@ -79,15 +91,7 @@ async fn stream_is_relayed_with_usage_and_done() {
 async fn without_include_usage_no_usage_chunk() {
     let mock = MockUpstream::start().await;
     let app = TestApp::start(&mock.base_url()).await;
-    let text = app
-        .post("/v1/chat/completions")
-        .json(&stream_body("x", false))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = streamed_text(&app).await;
     assert!(!text.contains("\"total_tokens\""), "{text}");
     assert!(text.trim_end().ends_with("data: [DONE]"));
 }
@@ -135,15 +139,7 @@ async fn done_is_added_when_the_upstream_omits_it() {
         r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
     ]));
     let app = TestApp::start(&mock.base_url()).await;
-    let text = app
-        .post("/v1/chat/completions")
-        .json(&stream_body("x", false))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = streamed_text(&app).await;
     let events = sse_data(&text);
     assert_eq!(events.len(), 3);
     assert_eq!(events[2], "[DONE]");
@@ -198,15 +194,7 @@ async fn upstream_silence_mid_stream_hits_the_read_timeout() {
     let mut config = common::test_config(&mock.base_url());
     config.http.read_timeout_ms = 300;
     let app = TestApp::start_with(config).await;
-    let text = app
-        .post("/v1/chat/completions")
-        .json(&stream_body("x", false))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = streamed_text(&app).await;
     let events = sse_data(&text);
     let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["type"], "timeout_error", "{text}");
@@ -300,15 +288,7 @@ async fn a_close_delimited_stream_cut_before_its_finish_is_partial_with_an_error
     ])
     .await;
     let app = TestApp::start(&base).await;
-    let text = app
-        .post("/v1/chat/completions")
-        .json(&stream_body("x", false))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = streamed_text(&app).await;
     assert!(
         !text.contains("[DONE]"),
         "a cut stream must not claim completion: {text}"
@@ -345,15 +325,7 @@ async fn a_close_delimited_stream_that_finished_gets_done_and_is_completed() {
     ])
     .await;
     let app = TestApp::start(&base).await;
-    let text = app
-        .post("/v1/chat/completions")
-        .json(&stream_body("x", false))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = streamed_text(&app).await;
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     let record = &app.sink.wait_for(1).await[0];
     assert_eq!(record.outcome, Outcome::Completed);
@@ -367,15 +339,7 @@ async fn a_chunked_stream_closed_before_its_finish_is_partial() {
         r#"{"choices":[{"index":0,"delta":{"content":"cut"}}]}"#,
     ]));
     let app = TestApp::start(&mock.base_url()).await;
-    let text = app
-        .post("/v1/chat/completions")
-        .json(&stream_body("x", false))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = streamed_text(&app).await;
     assert!(!text.contains("[DONE]"), "{text}");
     let record = &app.sink.wait_for(1).await[0];
     assert_eq!(record.outcome, Outcome::Partial);

@@ -61,6 +61,18 @@ async fn store_for(url: &str) -> Store {
     store
 }
 
+/// Polls until the writer reports an empty journal (fails after 10 s).
+async fn journal_empties(stats: &uno_store::writer::WriterStats) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.journal_bytes.load(Ordering::Relaxed) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "journal never emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls until the store holds `n` interactions (fails after 20 s).
 async fn wait_for_count(store: &Store, n: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -225,14 +237,7 @@ async fn a_cut_connection_spills_to_the_journal_and_replays_without_loss_or_dupl
     relay.restore();
     wait_for_count(&direct, 800).await;
     // Settled: still exactly 800 once the journal is gone.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stats.journal_bytes.load(Ordering::Relaxed) > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "journal never emptied"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    journal_empties(&stats).await;
     writer.shutdown().await;
     assert_eq!(direct.count_interactions(None).await.unwrap(), 800);
     assert_eq!(stats.rows_dropped.load(Ordering::Relaxed), 0);
@@ -518,14 +523,7 @@ async fn a_long_outage_is_journaled_in_bounded_segments_and_replayed_in_chunks()
 
     relay.restore();
     wait_for_count(&direct, 600).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stats.journal_bytes.load(Ordering::Relaxed) > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "journal never emptied"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    journal_empties(&stats).await;
     writer.shutdown().await;
     assert_eq!(direct.count_interactions(None).await.unwrap(), 600);
     assert_eq!(stats.rows_replayed.load(Ordering::Relaxed), 600);
