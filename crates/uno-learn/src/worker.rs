@@ -69,6 +69,8 @@ pub struct RunReport {
     pub unchanged: Vec<String>,
     /// Tenants whose rebuild failed, with why.
     pub failed_tenants: Vec<(String, String)>,
+    /// Tenants that were due but another worker held their rebuild.
+    pub busy_tenants: Vec<String>,
 }
 
 /// The learning worker.
@@ -198,7 +200,29 @@ impl Worker {
         }
         report.ingested = self.ingest(progress).await?;
         self.run_stages(progress, &mut report).await?;
-        self.rebuild_due(progress, force, &mut report).await?;
+        self.rebuild_due(progress, force, None, &mut report).await?;
+        Ok(report)
+    }
+
+    /// [`Worker::run_once`] for a one-shot run (`uno worker --once`): when
+    /// another worker holds a tenant's rebuild, waits for it (at most one
+    /// lease) and rebuilds again if the tenant is still due. The peer may
+    /// have started before this run's logs were ready, and a one-shot run
+    /// has no next poll to publish them, so it ends only when everything it
+    /// distilled is in a snapshot (or the wait runs out, which is reported).
+    pub async fn run_once_settled(
+        &self,
+        progress: &dyn Progress,
+        force: bool,
+    ) -> Result<RunReport, WorkerError> {
+        let mut report = self.run_once(progress, force).await?;
+        let deadline = Instant::now() + Duration::from_secs(self.config.lease_secs.max(1));
+        while !report.busy_tenants.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let busy = std::mem::take(&mut report.busy_tenants);
+            self.rebuild_due(progress, force, Some(&busy), &mut report)
+                .await?;
+        }
         Ok(report)
     }
 
@@ -369,14 +393,16 @@ impl Worker {
             || t.ready < t.last_logs.unwrap_or(0)
     }
 
+    /// Rebuilds every due tenant (only those in `only` when given).
     async fn rebuild_due(
         &self,
         progress: &dyn Progress,
         force: bool,
+        only: Option<&[String]>,
         report: &mut RunReport,
     ) -> Result<(), WorkerError> {
         for t in self.store.learn_tenants().await? {
-            if !self.is_due(&t, force) {
+            if only.is_some_and(|only| !only.contains(&t.tenant)) || !self.is_due(&t, force) {
                 continue;
             }
             if !self
@@ -388,6 +414,7 @@ impl Worker {
                     "tenant {}: another worker is rebuilding it",
                     t.tenant
                 ));
+                report.busy_tenants.push(t.tenant.clone());
                 continue;
             }
             let started = Instant::now();

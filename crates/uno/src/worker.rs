@@ -58,7 +58,7 @@ pub fn run(config_path: Option<&Path>, args: WorkerArgs) -> anyhow::Result<()> {
         let progress = TerminalProgress::new();
         let result = if args.once {
             let started = Instant::now();
-            let report = worker.run_once(&progress, args.force).await;
+            let report = worker.run_once_settled(&progress, args.force).await;
             progress.finish();
             let report = report.context("the worker run failed")?;
             summarise(&report, started.elapsed().as_secs_f64());
@@ -108,6 +108,11 @@ fn summarise(report: &RunReport, secs: f64) {
     }
     for (tenant, err) in &report.failed_tenants {
         println!("  tenant {tenant}: FAILED: {err}");
+    }
+    for tenant in &report.busy_tenants {
+        println!(
+            "  tenant {tenant}: another worker is still rebuilding it; its snapshot may not hold this run's logs yet"
+        );
     }
 }
 

@@ -1116,7 +1116,9 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
 
 /// Two workers on one database at once (issue 24, scale-out): each
 /// learning log is distilled by one of them only (row leases), and the
-/// snapshot they publish holds every log once.
+/// snapshot they publish holds every log once. The one that finds the
+/// rebuild taken waits for it and rebuilds again when the peer started
+/// before its last logs were ready, so both one-shot runs end published.
 #[tokio::test]
 async fn two_workers_never_take_the_same_log() {
     let Setup {
