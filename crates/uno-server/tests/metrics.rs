@@ -317,7 +317,9 @@ async fn metrics_move_with_traffic_feedback_and_snapshots(backend: Backend) {
     // The log writer: 8 interactions, 5 feedback rows, 1 implicit row.
     assert!(delta("uno_log_rows_written_total") >= 8.0, "{}", after.text);
     assert_eq!(after.get("uno_log_rows_dropped_total"), 0.0);
-    assert_eq!(after.get("uno_log_rows_spilled_total"), 0.0);
+    // No spill count is asserted: a write slower than half the durability
+    // window (a loaded CI host) spills its rows to the journal and replays
+    // them, which is not a loss (the fault suite measures that).
 
     // The snapshot and its cluster.
     assert_eq!(
