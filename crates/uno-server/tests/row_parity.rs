@@ -64,6 +64,22 @@ async fn load(
     ok.load(Ordering::Relaxed)
 }
 
+/// The writer's counters, for a failure message.
+fn writer_counts(stats: &uno_store::writer::WriterStats) -> String {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    format!(
+        "written {}, spilled {}, replayed {}, dropped {}, rejected {}, timed-out writes {}, journal {} bytes, queue {}",
+        get(&stats.rows_written),
+        get(&stats.rows_spilled),
+        get(&stats.rows_replayed),
+        get(&stats.rows_dropped),
+        get(&stats.rows_rejected),
+        get(&stats.writes_timed_out),
+        get(&stats.journal_bytes),
+        stats.queue_depth()
+    )
+}
+
 async fn app_via_relay(mock: &MockUpstream, db: &TestDatabase, relay: &TcpRelay) -> TestApp {
     let mut config = test_config(&mock.base_url());
     config.log_writer.retry_interval_ms = 100;
@@ -120,7 +136,8 @@ async fn rows_survive_the_database_connection_being_cut_mid_run() {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "only {count} rows after restore"
+            "only {count} rows after restore; writer: {}",
+            writer_counts(&stats)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
