@@ -88,6 +88,38 @@ pub fn plan_clusters(
     config: &LearnConfig,
     previous: Option<&Snapshot>,
 ) -> Result<Plans, ClusterError> {
+    plan_clusters_with(logs, &[], config, previous)
+}
+
+/// A logged query of the tenant with no text feedback (rated or not): its
+/// routing text and its vector in the clustering space.
+#[derive(Debug, Clone)]
+pub struct LoggedQuery {
+    /// The user's own words ([`crate::source::first_turn_route_text`]).
+    pub text: String,
+    /// Embedded by the clustering embedder, as the logs' `query_vec`.
+    pub query_vec: Vec<f32>,
+}
+
+/// [`plan_clusters`], with `logged` queries routing where they belong.
+///
+/// Why: a cluster's routing examples were only its members, the few logs
+/// with text feedback, so a new question on a subject or in a wording no
+/// commenter used found no example near it and passed through (the
+/// simulated community's worst topics, issue 23). Most of a tenant's
+/// traffic carries no comment, yet says where its users ask. Each logged
+/// query joins the cluster holding its most similar member in the
+/// clustering space (the model's space, not the lexical one), when that
+/// similarity reaches the bar the members themselves reach
+/// ([`assign_logged`]); it then counts as an example (and for the routing
+/// weights), never as a member: rules, support and distinct users stay
+/// the commenters'.
+pub fn plan_clusters_with(
+    logs: &[LearnLog],
+    logged: &[LoggedQuery],
+    config: &LearnConfig,
+    previous: Option<&Snapshot>,
+) -> Result<Plans, ClusterError> {
     let Some(first) = logs.first() else {
         return Ok(Plans {
             clusters: Vec::new(),
@@ -154,11 +186,27 @@ pub fn plan_clusters(
     // The same clusters, in the space the proxy routes in.
     let route = route_embedder(config)?;
     let route_dim = route.dim();
-    // The users' own words, as the proxy routes (`uno_core::query`).
-    let owned: Vec<String> = logs
+    // The users' own words, as the proxy routes (`uno_core::query`): the
+    // logs', then those of the logged queries that join a cluster.
+    let mut owned: Vec<String> = logs
         .iter()
         .map(|l| crate::source::route_text(&l.input))
         .collect();
+    let mut route_labels = labels.clone();
+    let mut route_members = members.clone();
+    for (q, cluster) in logged.iter().zip(assign_logged(
+        &queries,
+        dim,
+        labels,
+        logged,
+        config.route_accept_quantile,
+    )) {
+        if let Some(c) = cluster {
+            route_members[c].push(owned.len());
+            route_labels.push(c);
+            owned.push(q.text.clone());
+        }
+    }
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let (rare_weight, common) = if config.route_idf {
         // Each text's features, counted over the texts (IDF) and over the
@@ -169,7 +217,7 @@ pub fn plan_clusters(
         let common = crate::route_weights::topic_scaled(
             &df.common(config.route_max_features),
             &features,
-            labels,
+            &route_labels,
             k,
         );
         (df.rare_weight(), common)
@@ -177,8 +225,9 @@ pub fn plan_clusters(
         (1.0, Vec::new())
     };
     let weights = FeatureWeights::new(rare_weight, &common);
+    // The centroid router places the members alone.
     let mut route_queries = Vec::with_capacity(logs.len() * route_dim);
-    for text in &texts {
+    for text in &texts[..logs.len()] {
         route_queries.extend(route.embed_parts_weighted(&[text], Some(&weights)));
     }
     let users: Vec<u32> = members
@@ -192,7 +241,15 @@ pub fn plan_clusters(
     let route_centres = centroids(&route_queries, route_dim, labels, k)?;
     let placement = if config.route_examples > 0 {
         place_by_examples(
-            &route, &weights, &texts, labels, &members, &routable, &users, config,
+            &route,
+            &weights,
+            &texts,
+            &route_labels,
+            &route_members,
+            &routable,
+            &users,
+            logs.len(),
+            config,
         )
     } else {
         place_by_centroids(&route_queries, route_dim, labels, &routable, &users, config)?
@@ -206,7 +263,7 @@ pub fn plan_clusters(
         passthrough,
     } = placement;
     let routing = Routing {
-        texts: logs.len(),
+        texts: texts.len(),
         rare_weight,
         common,
         false_accept_target: config.route_false_accept,
@@ -250,6 +307,73 @@ pub fn plan_clusters(
     })
 }
 
+/// Logs sampled for the bar of [`assign_logged`]: enough for a quantile,
+/// few enough that the worker's cost does not grow with the square of a
+/// tenant's logs.
+const ASSIGN_BAR_SAMPLE: usize = 1000;
+
+/// Each logged query's cluster in the clustering space (`queries`: the
+/// logs' vectors, row-major, `dim` wide; `labels`: their clusters): that of
+/// the log it is most similar to (cosine), when that similarity reaches
+/// the bar the logs reach among themselves (the `quantile` of each log's
+/// similarity to its most similar other log of its own cluster, over a
+/// sample: `learn.route_accept_quantile`, as the routing bar), else `None`, as for a query on a topic nobody commented on.
+/// Measured on the simulated community's queries, nearest-log similarity
+/// in MiniLM's space separates topics far better than any lexical space
+/// (`cargo run -p uno-bench --example route_space`), which is why the
+/// worker, not the proxy, decides where a logged query belongs.
+fn assign_logged(
+    queries: &[f32],
+    dim: usize,
+    labels: &[usize],
+    logged: &[LoggedQuery],
+    quantile: f64,
+) -> Vec<Option<usize>> {
+    if logged.is_empty() || dim == 0 {
+        return vec![None; logged.len()];
+    }
+    let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+    let norms: Vec<f32> = rows.iter().map(|r| norm(r)).collect();
+    let cosine = |a: &[f32], na: f32, b: usize| {
+        let d: f32 = a.iter().zip(rows[b]).map(|(x, y)| x * y).sum();
+        d / (na * norms[b]).max(f32::MIN_POSITIVE)
+    };
+    let sample = select_examples(&(0..rows.len()).collect::<Vec<_>>(), ASSIGN_BAR_SAMPLE);
+    let mut own: Vec<f32> = sample
+        .iter()
+        .filter_map(|&i| {
+            (0..rows.len())
+                .filter(|&j| j != i && labels.get(j) == labels.get(i))
+                .map(|j| cosine(rows[i], norms[i], j))
+                .reduce(f32::max)
+        })
+        .collect();
+    if own.is_empty() {
+        return vec![None; logged.len()];
+    }
+    let bar = uno_core::cluster::linear_quantile(&mut own, quantile);
+    logged
+        .iter()
+        .map(|q| {
+            if q.query_vec.len() != dim {
+                return None;
+            }
+            let nq = norm(&q.query_vec);
+            let (best, sim) = (0..rows.len())
+                .map(|j| (j, cosine(&q.query_vec, nq, j)))
+                .fold((None, f32::NEG_INFINITY), |a, (j, s)| {
+                    if s > a.1 { (Some(j), s) } else { a }
+                });
+            best.filter(|_| sim >= bar)
+                .and_then(|j| labels.get(j).copied())
+        })
+        .collect()
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
 /// Where a tenant's clusters sit in the routing space, as one router
 /// calibrated them: per cluster its acceptance threshold, calibration and
 /// routing examples (empty for the centroid router), and how the router
@@ -275,6 +399,7 @@ fn place_by_examples(
     members: &[Vec<usize>],
     routable: &[bool],
     users: &[u32],
+    bar_logs: usize,
     config: &LearnConfig,
 ) -> Placement {
     let sparse: Vec<Vec<(u64, f32)>> = texts
@@ -306,6 +431,7 @@ fn place_by_examples(
         examples: &chosen,
         quantile: config.route_accept_quantile,
         margin: config.route_margin,
+        bar_logs,
     });
     let thresholds: Vec<f32> = routable
         .iter()
@@ -732,6 +858,59 @@ mod tests {
         assert!(rules[0].served);
         assert_eq!(index[5], 0);
         assert_eq!(rules.len(), 3);
+    }
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = norm(v);
+        v.iter().map(|x| x / n).collect()
+    }
+
+    fn logged(v: &[f32]) -> LoggedQuery {
+        LoggedQuery {
+            text: "a logged question".into(),
+            query_vec: unit(v),
+        }
+    }
+
+    #[test]
+    fn logged_queries_join_the_cluster_of_their_nearest_log_or_none() {
+        // Cluster 0 along x, cluster 1 along y; members sit at cosine 0.98
+        // or more of one another within a cluster.
+        let members = [
+            unit(&[1.0, 0.1, 0.0]),
+            unit(&[1.0, 0.0, 0.1]),
+            unit(&[1.0, 0.05, 0.05]),
+            unit(&[0.1, 1.0, 0.0]),
+            unit(&[0.0, 1.0, 0.1]),
+            unit(&[0.05, 1.0, 0.05]),
+        ];
+        let queries: Vec<f32> = members.iter().flatten().copied().collect();
+        let labels = [0, 0, 0, 1, 1, 1];
+        let placed = assign_logged(
+            &queries,
+            3,
+            &labels,
+            &[
+                logged(&[1.0, 0.08, 0.02]),
+                logged(&[0.02, 1.0, 0.08]),
+                // About something else: far from every log.
+                logged(&[0.0, 0.1, 1.0]),
+                // Halfway: as near one cluster as the other, near neither.
+                logged(&[1.0, 1.0, 0.0]),
+                // A vector of another length is never placed.
+                LoggedQuery {
+                    text: "short".into(),
+                    query_vec: vec![1.0],
+                },
+            ],
+            0.1,
+        );
+        assert_eq!(placed, vec![Some(0), Some(1), None, None, None]);
+        // Without logs to compare with, nothing is placed.
+        assert_eq!(
+            assign_logged(&[], 3, &[], &[logged(&[1.0, 0.0, 0.0])], 0.1),
+            vec![None]
+        );
     }
 
     fn config() -> LearnConfig {

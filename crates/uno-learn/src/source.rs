@@ -108,6 +108,22 @@ pub fn route_text(log: &NewLearnLog) -> String {
     }
 }
 
+/// The routing text of a logged request that opens a conversation (no
+/// assistant or tool turn yet), or `None`: what the worker makes a routing
+/// example of when the interaction carries no text feedback. Later turns
+/// are left out: their routing text depends on the turns before them.
+pub fn first_turn_route_text(request: &str) -> Option<String> {
+    let messages = request_messages(request.as_bytes())?;
+    if messages
+        .iter()
+        .any(|m| m.role == "assistant" || m.role == "tool")
+    {
+        return None;
+    }
+    let text = uno_core::query::user_words_text(&messages);
+    (!text.trim().is_empty()).then_some(text)
+}
+
 /// Who a log counts as for rule support: its first known user, or the log
 /// itself when nobody is known (each anonymous log then counts once, so
 /// apps that send no user ids still learn; the support minimum then

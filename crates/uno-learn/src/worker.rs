@@ -454,6 +454,57 @@ impl Worker {
         Ok(())
     }
 
+    /// The tenant's recent logged first turns without text feedback,
+    /// embedded as the logs' queries are, for routing
+    /// ([`build::plan_clusters_with`]); none with the centroid router or
+    /// `learn.route_logged_queries = 0`, or when they cannot be embedded.
+    async fn logged_queries(
+        &self,
+        tenant: &str,
+        progress: &dyn Progress,
+    ) -> Result<Vec<build::LoggedQuery>, WorkerError> {
+        let limit = self.config.route_logged_queries;
+        if limit == 0 || self.config.route_examples == 0 {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<String> = self
+            .store
+            .unlearned_requests(tenant, limit)
+            .await?
+            .iter()
+            .filter_map(|r| crate::source::first_turn_route_text(r))
+            .collect();
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        progress.phase(
+            &format!("embed {tenant}'s logged queries for routing"),
+            texts.len() as u64,
+        );
+        let mut queries = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(256) {
+            let vectors = match self.embedder.embed(chunk).await {
+                Ok(vectors) => vectors,
+                Err(err) => {
+                    // Routing by the members alone still works.
+                    tracing::warn!(tenant, %err, "cannot embed logged queries for routing; routing by the feedback logs alone");
+                    return Ok(Vec::new());
+                }
+            };
+            queries.extend(
+                chunk
+                    .iter()
+                    .zip(vectors)
+                    .map(|(text, query_vec)| build::LoggedQuery {
+                        text: text.clone(),
+                        query_vec,
+                    }),
+            );
+            progress.advance(chunk.len() as u64);
+        }
+        Ok(queries)
+    }
+
     /// Re-clusters a tenant's ready logs, builds and validates modules and
     /// publishes the snapshot. Returns the new version, or `None` when the
     /// result equals the latest snapshot.
@@ -468,6 +519,7 @@ impl Worker {
             .await?;
         let previous = self.store.snapshot(tenant, None).await.ok().flatten();
         let overrides = crate::overrides::Overrides::load(&self.store, tenant).await?;
+        let logged = self.logged_queries(tenant, progress).await?;
         progress.phase(&format!("cluster {tenant}"), logs.len() as u64);
         let config = self.config.clone();
         let logs = Arc::new(logs);
@@ -477,7 +529,7 @@ impl Worker {
             clusters: plans,
             routing,
         } = tokio::task::spawn_blocking(move || {
-            build::plan_clusters(&plan_logs, &config, prev.as_ref())
+            build::plan_clusters_with(&plan_logs, &logged, &config, prev.as_ref())
         })
         .await
         .map_err(|err| WorkerError::Config(format!("clustering task failed: {err}")))?

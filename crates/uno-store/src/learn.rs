@@ -675,6 +675,38 @@ impl Store {
         })
     }
 
+    /// The requests of a tenant's `limit` most recent completed
+    /// interactions that have no learning log (no text feedback: rated or
+    /// not), newest first, whose content is still stored. The worker makes
+    /// routing examples of the first turns among them: where the tenant's
+    /// users ask, beyond the few who wrote comments.
+    pub async fn unlearned_requests(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        on_pool!(self, |pool, sqlite| {
+            let text = format!(
+                "SELECT c.request FROM interactions i {contents} \
+                 LEFT JOIN learn_logs l ON l.interaction_id = i.id \
+                 WHERE i.tenant_id = $1 AND i.outcome = 'completed' AND l.interaction_id IS NULL \
+                 ORDER BY i.created_at DESC LIMIT $2",
+                contents = join_contents(sqlite, true),
+            );
+            let rows = sqlx::query(&sql(sqlite, &text))
+                .bind(tenant)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get::<Option<String>, _>(0))
+                .filter_map(Result::transpose)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::from)
+        })
+    }
+
     /// A tenant's ready logs embedded by `embedder_id`, in interaction order:
     /// what clustering works on.
     pub async fn ready_learn_logs(

@@ -117,6 +117,21 @@ async fn sources_are_interactions_with_text_feedback(backend: Backend) {
         .map(|s| s.interaction_id)
         .collect();
     assert_eq!(again, vec![corrected.id.0]);
+    // The tenant's interactions without a learning log (rated or not),
+    // newest first, for routing examples; another tenant's never.
+    let unlearned = store.unlearned_requests("t", 100).await.unwrap();
+    assert_eq!(unlearned.len(), 2, "{unlearned:?}");
+    assert!(unlearned[0].contains("no feedback"), "{unlearned:?}");
+    assert!(unlearned[1].contains("rated only"), "{unlearned:?}");
+    assert_eq!(store.unlearned_requests("t", 1).await.unwrap().len(), 1);
+    assert_eq!(store.unlearned_requests("t2", 100).await.unwrap().len(), 1);
+    assert!(
+        store
+            .unlearned_requests("t3", 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn changed_feedback_restarts_the_stages(backend: Backend) {

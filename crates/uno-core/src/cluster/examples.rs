@@ -205,6 +205,9 @@ pub struct ExampleInputs<'a> {
     pub quantile: f64,
     /// The decision's margin.
     pub margin: f32,
+    /// The first `bar_logs` vectors set the bar (the clusters' members);
+    /// the rest (logged queries placed by the worker) are examples only.
+    pub bar_logs: usize,
 }
 
 /// Per cluster, how its bar does on the logs.
@@ -278,6 +281,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
         *best = own_best;
         *near = best_two(sims.iter().copied().enumerate(), &cluster_of, skip);
         if inputs.routable.get(label).copied().unwrap_or(false)
+            && i < inputs.bar_logs
             && let Some(s) = own_best
         {
             own.push(s);
@@ -504,6 +508,7 @@ mod tests {
             examples: &examples,
             quantile: 0.1,
             margin: 0.05,
+            bar_logs: usize::MAX,
         };
         let cal = calibrate_examples(&inputs);
         // Every member is 1/3 similar to its nearest other member.

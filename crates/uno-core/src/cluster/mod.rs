@@ -52,7 +52,7 @@ pub use examples::{
     Candidate, ExampleCalibration, ExampleClusterCalibration, ExampleInputs, best_two,
     calibrate_examples, choose_by_examples, edit_examples, select_examples, sparse_dot,
 };
-pub use route::{add_to_centroid, centroids, nearest, unseen_thresholds};
+pub use route::{add_to_centroid, centroids, linear_quantile, nearest, unseen_thresholds};
 pub use vector::{combine, combine_into, l2_normalize};
 pub use ward::{ward, ward_tree, ward_tree_weighted};
 

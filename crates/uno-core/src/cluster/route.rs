@@ -103,7 +103,7 @@ pub fn unseen_thresholds(
 
 /// NumPy's default (linear) quantile of `values` (sorted in place); 0 for
 /// no values. Shared by the unseen thresholds and their calibration.
-pub(super) fn linear_quantile(values: &mut [f32], q: f64) -> f32 {
+pub fn linear_quantile(values: &mut [f32], q: f64) -> f32 {
     if values.is_empty() {
         return 0.0;
     }

@@ -192,6 +192,13 @@ pub struct LearnConfig {
     /// quantile of their leave-one-out similarities, pooled over the
     /// tenant's routable clusters.
     pub route_accept_quantile: f64,
+    /// With example routing: how many of the tenant's most recent logged
+    /// first turns without text feedback (rated or not) the worker also
+    /// places, each as a routing example of the cluster whose members it
+    /// is most like in the clustering space (0: members only). They show
+    /// where the users ask beyond the few who comment; they never count as
+    /// members, for rules or for support.
+    pub route_logged_queries: usize,
     /// A query whose two nearest routable clusters are within this distance
     /// of each other goes to the one with more distinct users.
     pub route_margin: f32,
@@ -290,6 +297,7 @@ impl Default for LearnConfig {
             route_false_accept: 0.01,
             route_examples: 200,
             route_accept_quantile: 0.1,
+            route_logged_queries: 1000,
             route_margin: 0.05,
             route_min_users: 3,
             snapshot_poll_secs: 2,
