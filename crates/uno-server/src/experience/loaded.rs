@@ -91,6 +91,11 @@ struct ExampleIndex {
     postings: Vec<(u32, f32)>,
     /// Example → row (of `Router::rows`).
     row_of: Vec<usize>,
+    /// Row → its examples' range, when every row's examples are
+    /// consecutive (as the loader numbers them): the best example of a row
+    /// is then the maximum of a slice, with no per-example lookup of its
+    /// row. `None` otherwise (the general scan).
+    row_ranges: Option<Vec<(u32, u32)>>,
 }
 
 /// Bits of [`ExampleIndex::filter`]: 2^18 (32 KB), about one in ten
@@ -153,12 +158,45 @@ impl ExampleIndex {
                 *word |= 1 << (bit % 64);
             }
         }
+        let row_ranges = consecutive_ranges(&row_of);
         ExampleIndex {
             filter,
             ranges,
             postings,
             row_of,
+            row_ranges,
         }
+    }
+
+    /// The two best rows of `scores` (one similarity per example).
+    fn best_rows(&self, scores: &[f32]) -> (Option<Candidate>, Option<Candidate>) {
+        let Some(row_ranges) = &self.row_ranges else {
+            return best_two(scores.iter().copied().enumerate(), &self.row_of, None);
+        };
+        let mut first: Option<Candidate> = None;
+        let mut second: Option<Candidate> = None;
+        for (row, &(start, end)) in row_ranges.iter().enumerate() {
+            let Some(slice) = scores.get(start as usize..end as usize) else {
+                continue;
+            };
+            // `f32::max` skips NaN, as the general scan does.
+            let similarity = slice.iter().copied().fold(f32::NAN, f32::max);
+            if similarity.is_nan() {
+                continue;
+            }
+            let candidate = Candidate {
+                cluster: row,
+                similarity,
+            };
+            // Ties go to the earlier row, as in the general scan.
+            if first.is_none_or(|f| similarity > f.similarity) {
+                second = first;
+                first = Some(candidate);
+            } else if second.is_none_or(|x| similarity > x.similarity) {
+                second = Some(candidate);
+            }
+        }
+        (first, second)
     }
 
     /// Whether `h` may be indexed (no false negatives).
@@ -206,15 +244,38 @@ impl ExampleIndex {
         }
         SCORES.with(|cell| {
             let Ok(mut scores) = cell.try_borrow_mut() else {
-                let scores = self.scores(query);
-                return best_two(scores.iter().copied().enumerate(), &self.row_of, None);
+                return self.best_rows(&self.scores(query));
             };
             scores.clear();
             scores.resize(self.row_of.len(), 0.0);
             self.score_into(query, &mut scores);
-            best_two(scores.iter().copied().enumerate(), &self.row_of, None)
+            self.best_rows(&scores)
         })
     }
+}
+
+/// Per row, the range of examples that are its, when `row_of` (example →
+/// row) numbers each row's examples consecutively in row order; `None`
+/// when it does not.
+fn consecutive_ranges(row_of: &[usize]) -> Option<Vec<(u32, u32)>> {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for (e, &row) in row_of.iter().enumerate() {
+        let e = u32::try_from(e).ok()?;
+        match row.cmp(&ranges.len()) {
+            // A new row (rows without examples get empty ranges).
+            std::cmp::Ordering::Greater | std::cmp::Ordering::Equal => {
+                while ranges.len() < row {
+                    ranges.push((e, e));
+                }
+                ranges.push((e, e + 1));
+            }
+            std::cmp::Ordering::Less if row + 1 == ranges.len() => {
+                ranges[row].1 = e + 1;
+            }
+            std::cmp::Ordering::Less => return None,
+        }
+    }
+    Some(ranges)
 }
 
 /// One cluster, as the request path uses it.
@@ -655,5 +716,47 @@ mod tests {
         ));
         let old = LoadedSnapshot::load(&snapshot("", vec![c])).unwrap();
         assert!(!old.routes() && old.route("a b").is_none());
+    }
+
+    #[test]
+    fn rows_of_consecutive_examples_are_ranges() {
+        assert_eq!(
+            consecutive_ranges(&[0, 0, 1, 3, 3]),
+            Some(vec![(0, 2), (2, 3), (3, 3), (3, 5)])
+        );
+        assert_eq!(consecutive_ranges(&[]), Some(vec![]));
+        assert_eq!(consecutive_ranges(&[1, 0]), None);
+        assert_eq!(consecutive_ranges(&[0, 1, 0]), None);
+    }
+
+    #[test]
+    fn the_best_rows_by_range_are_the_general_scans() {
+        // Rows 0..4 (row 2 without examples), scores with ties and NaN.
+        let row_of = vec![0, 0, 0, 1, 1, 3, 3, 3];
+        let cases: [[f32; 8]; 5] = [
+            [0.1, 0.5, 0.2, 0.4, 0.45, 0.0, 0.3, 0.1],
+            [0.5, 0.1, 0.1, 0.5, 0.2, 0.5, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9, 0.0],
+            [f32::NAN, 0.3, 0.1, f32::NAN, f32::NAN, 0.2, 0.6, 0.6],
+            [0.2, 0.2, 0.2, 0.7, 0.1, 0.7, 0.1, 0.1],
+        ];
+        let by_range =
+            ExampleIndex::build(row_of.iter().map(|&row| (row, [(1u64, 1.0f32)].as_slice())));
+        assert!(by_range.row_ranges.is_some());
+        let general = ExampleIndex {
+            row_ranges: None,
+            ..ExampleIndex::build(row_of.iter().map(|&row| (row, [(1u64, 1.0f32)].as_slice())))
+        };
+        for scores in cases {
+            assert_eq!(
+                by_range.best_rows(&scores),
+                general.best_rows(&scores),
+                "{scores:?}"
+            );
+            assert_eq!(
+                general.best_rows(&scores),
+                best_two(scores.iter().copied().enumerate(), &row_of, None)
+            );
+        }
     }
 }
