@@ -168,6 +168,46 @@ impl HashingEmbedder {
         Some(out)
     }
 
+    /// [`HashingEmbedder::sparse_weighted`] into `out` (cleared first), in
+    /// no particular order, for a caller that only looks the features up
+    /// (the proxy's example index) rather than merging sorted vectors
+    /// ([`sparse_dot`]). Repeated features are summed through `slots`, an
+    /// open-addressing table the caller keeps between calls, so the
+    /// request path neither sorts nor, once its buffers have grown,
+    /// allocates. The same features and weights as the sorted vector, up
+    /// to the order of additions. Returns false when no feature weighs
+    /// anything (the sorted version's `None`).
+    pub fn sparse_weighted_unordered<S: AsRef<str>>(
+        &self,
+        parts: &[S],
+        weights: Option<&FeatureWeights>,
+        out: &mut Vec<(u64, f32)>,
+        slots: &mut Vec<u32>,
+    ) -> bool {
+        out.clear();
+        let floor = if weights.is_some() {
+            SPARSE_MIN_WEIGHT
+        } else {
+            0.0
+        };
+        let mut features = Features::new(|h, scale| {
+            let w = weights.map_or(1.0, |w| w.get(h));
+            if w > floor {
+                out.push((h, scale * w));
+            }
+        });
+        for part in parts {
+            scan_words(part.as_ref(), &mut features);
+        }
+        merge_repeated(out, slots);
+        let norm = out.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        if !(norm > 0.0 && norm.is_finite()) {
+            return false;
+        }
+        out.iter_mut().for_each(|(_, w)| *w /= norm);
+        true
+    }
+
     /// [`HashingEmbedder::embed_inner`] with `weights`' lookup, or every
     /// feature weighing 1.
     fn embed_weighted<S: AsRef<str>>(
@@ -251,6 +291,41 @@ impl HashingEmbedder {
             *slot += sign * weight;
         }
     }
+}
+
+/// Sums the weights of repeated features of `features` into their first
+/// occurrence and drops the repeats, keeping first-occurrence order,
+/// through an open-addressing table (`slots`, reused between calls) of
+/// at least twice as many slots as features.
+fn merge_repeated(features: &mut Vec<(u64, f32)>, slots: &mut Vec<u32>) {
+    const EMPTY: u32 = u32::MAX;
+    let size = (features.len() * 2).next_power_of_two().max(16);
+    let bits = size.trailing_zeros();
+    slots.clear();
+    slots.resize(size, EMPTY);
+    let mask = size - 1;
+    let mut kept = 0usize;
+    for i in 0..features.len() {
+        let (h, w) = features[i];
+        let mut slot = (mix(h) >> (64 - bits)) as usize & mask;
+        loop {
+            let at = slots[slot];
+            if at == EMPTY {
+                slots[slot] = u32::try_from(kept).unwrap_or(EMPTY - 1);
+                features[kept] = (h, w);
+                kept += 1;
+                break;
+            }
+            if let Some(f) = features.get_mut(at as usize)
+                && f.0 == h
+            {
+                f.1 += w;
+                break;
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+    features.truncate(kept);
 }
 
 /// Receives the lower-cased bytes of each word, then the word's end.
@@ -772,5 +847,38 @@ mod tests {
         assert_eq!(again.embed_one("same text"), e.embed_one("same text"));
         assert!(HashingEmbedder::from_id("hashing:v1:0").is_none());
         assert!(HashingEmbedder::from_id("local:minilm").is_none());
+    }
+
+    #[test]
+    fn the_unordered_sparse_vector_is_the_sorted_one() {
+        let e = HashingEmbedder::default();
+        let texts = [
+            "the cat and the hat and the cat again, the cat",
+            "How much flour do I need for banana bread? How much?",
+            "a",
+            "",
+        ];
+        let weights = e.document_frequencies(&texts).weights(64);
+        let (mut out, mut slots) = (Vec::new(), Vec::new());
+        for w in [None, Some(&weights)] {
+            for text in texts {
+                let sorted = e.sparse_weighted(&[text], w);
+                let any = e.sparse_weighted_unordered(&[text], w, &mut out, &mut slots);
+                assert_eq!(any, sorted.is_some(), "{text:?}");
+                let Some(sorted) = sorted else {
+                    continue;
+                };
+                let mut unordered = out.clone();
+                unordered.sort_by_key(|(h, _)| *h);
+                assert_eq!(unordered.len(), sorted.len(), "{text:?}");
+                for ((h1, w1), (h2, w2)) in unordered.iter().zip(&sorted) {
+                    assert_eq!(h1, h2);
+                    assert!((w1 - w2).abs() < 1e-6, "{text:?}: {w1} {w2}");
+                }
+            }
+        }
+        // Repeats are merged, not listed twice.
+        assert!(e.sparse_weighted_unordered(&["go go go"], None, &mut out, &mut slots));
+        assert_eq!(out.len(), 2, "one word and one pair: {out:?}");
     }
 }

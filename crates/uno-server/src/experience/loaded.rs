@@ -254,6 +254,36 @@ impl ExampleIndex {
     }
 }
 
+impl Router {
+    /// The two best rows for the query of `parts` in `index`; `None` when
+    /// no feature of it weighs anything. The query's sparse vector is built
+    /// unordered in buffers the thread reuses (the index only looks its
+    /// features up), so routing neither sorts nor allocates per request.
+    fn best_examples<S: AsRef<str>>(
+        &self,
+        index: &ExampleIndex,
+        parts: &[S],
+    ) -> Option<(Option<Candidate>, Option<Candidate>)> {
+        type Buffers = (Vec<(u64, f32)>, Vec<u32>);
+        thread_local! {
+            static QUERY: std::cell::RefCell<Buffers> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        QUERY.with(|cell| {
+            let Ok(mut buffers) = cell.try_borrow_mut() else {
+                let query = self
+                    .embedder
+                    .sparse_weighted(parts, self.weights.as_ref())?;
+                return Some(index.best_two(&query));
+            };
+            let (query, slots) = &mut *buffers;
+            self.embedder
+                .sparse_weighted_unordered(parts, self.weights.as_ref(), query, slots)
+                .then(|| index.best_two(query))
+        })
+    }
+}
+
 /// Per row, the range of examples that are its, when `row_of` (example →
 /// row) numbers each row's examples consecutively in row order; `None`
 /// when it does not.
@@ -441,10 +471,7 @@ impl LoadedSnapshot {
             return None;
         }
         if let Some(index) = &router.examples {
-            let query = router
-                .embedder
-                .sparse_weighted(parts, router.weights.as_ref())?;
-            let (first, second) = index.best_two(&query);
+            let (first, second) = router.best_examples(index, parts)?;
             let row = choose_by_examples(
                 first,
                 second,
