@@ -137,20 +137,7 @@ impl HashingEmbedder {
         weights: Option<&FeatureWeights>,
     ) -> Option<Vec<(u64, f32)>> {
         let mut out: Vec<(u64, f32)> = Vec::new();
-        let floor = if weights.is_some() {
-            SPARSE_MIN_WEIGHT
-        } else {
-            0.0
-        };
-        let mut features = Features::new(|h, scale| {
-            let w = weights.map_or(1.0, |w| w.get(h));
-            if w > floor {
-                out.push((h, scale * w));
-            }
-        });
-        for part in parts {
-            scan_words(part.as_ref(), &mut features);
-        }
+        self.weighted_features(parts, weights, &mut out);
         out.sort_unstable_by_key(|(h, _)| *h);
         out.dedup_by(|next, kept| {
             if next.0 == kept.0 {
@@ -160,12 +147,7 @@ impl HashingEmbedder {
                 false
             }
         });
-        let norm = out.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-        if !(norm > 0.0 && norm.is_finite()) {
-            return None;
-        }
-        out.iter_mut().for_each(|(_, w)| *w /= norm);
-        Some(out)
+        normalise_sparse(&mut out).then_some(out)
     }
 
     /// [`HashingEmbedder::sparse_weighted`] into `out` (cleared first), in
@@ -185,6 +167,20 @@ impl HashingEmbedder {
         slots: &mut Vec<u32>,
     ) -> bool {
         out.clear();
+        self.weighted_features(parts, weights, out);
+        merge_repeated(out, slots);
+        normalise_sparse(out)
+    }
+
+    /// Appends each weighted feature of `parts` to `out`, repeats
+    /// included: with `weights`, those weighing more than
+    /// [`SPARSE_MIN_WEIGHT`]; without, every feature at weight 1.
+    fn weighted_features<S: AsRef<str>>(
+        &self,
+        parts: &[S],
+        weights: Option<&FeatureWeights>,
+        out: &mut Vec<(u64, f32)>,
+    ) {
         let floor = if weights.is_some() {
             SPARSE_MIN_WEIGHT
         } else {
@@ -199,13 +195,6 @@ impl HashingEmbedder {
         for part in parts {
             scan_words(part.as_ref(), &mut features);
         }
-        merge_repeated(out, slots);
-        let norm = out.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-        if !(norm > 0.0 && norm.is_finite()) {
-            return false;
-        }
-        out.iter_mut().for_each(|(_, w)| *w /= norm);
-        true
     }
 
     /// [`HashingEmbedder::embed_inner`] with `weights`' lookup, or every
@@ -291,6 +280,17 @@ impl HashingEmbedder {
             *slot += sign * weight;
         }
     }
+}
+
+/// Scales a sparse vector to unit length; false (left as it was) when it
+/// has no length to scale (no feature weighs anything).
+fn normalise_sparse(v: &mut [(u64, f32)]) -> bool {
+    let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+    if !(norm > 0.0 && norm.is_finite()) {
+        return false;
+    }
+    v.iter_mut().for_each(|(_, w)| *w /= norm);
+    true
 }
 
 /// Sums the weights of repeated features of `features` into their first
