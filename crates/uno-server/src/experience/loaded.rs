@@ -236,50 +236,63 @@ impl ExampleIndex {
         scores
     }
 
-    /// The two most similar rows to `query`, scored in a buffer reused by
-    /// the thread (the request path allocates nothing per example).
-    fn best_two(&self, query: &[(u64, f32)]) -> (Option<Candidate>, Option<Candidate>) {
-        thread_local! {
-            static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The two most similar rows to `query`, scored in `scores` (one slot
+    /// per example, overwritten).
+    fn best_two(
+        &self,
+        query: &[(u64, f32)],
+        scores: &mut Vec<f32>,
+    ) -> (Option<Candidate>, Option<Candidate>) {
+        scores.clear();
+        scores.resize(self.row_of.len(), 0.0);
+        self.score_into(query, scores);
+        self.best_rows(scores)
+    }
+}
+
+/// What routing one request writes: the query's sparse vector, the table
+/// that merges its repeated features, and one score per example. Kept per
+/// thread, so the request path allocates nothing once they have grown.
+struct RouteBuffers {
+    query: Vec<(u64, f32)>,
+    slots: Vec<u32>,
+    scores: Vec<f32>,
+}
+
+impl RouteBuffers {
+    const fn new() -> RouteBuffers {
+        RouteBuffers {
+            query: Vec::new(),
+            slots: Vec::new(),
+            scores: Vec::new(),
         }
-        SCORES.with(|cell| {
-            let Ok(mut scores) = cell.try_borrow_mut() else {
-                return self.best_rows(&self.scores(query));
-            };
-            scores.clear();
-            scores.resize(self.row_of.len(), 0.0);
-            self.score_into(query, &mut scores);
-            self.best_rows(&scores)
-        })
     }
 }
 
 impl Router {
     /// The two best rows for the query of `parts` in `index`; `None` when
     /// no feature of it weighs anything. The query's sparse vector is built
-    /// unordered in buffers the thread reuses (the index only looks its
-    /// features up), so routing neither sorts nor allocates per request.
+    /// unordered (the index only looks its features up), so routing
+    /// neither sorts nor, in the thread's buffers, allocates.
     fn best_examples<S: AsRef<str>>(
         &self,
         index: &ExampleIndex,
         parts: &[S],
     ) -> Option<(Option<Candidate>, Option<Candidate>)> {
-        type Buffers = (Vec<(u64, f32)>, Vec<u32>);
         thread_local! {
-            static QUERY: std::cell::RefCell<Buffers> =
-                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+            static BUFFERS: std::cell::RefCell<RouteBuffers> =
+                const { std::cell::RefCell::new(RouteBuffers::new()) };
         }
-        QUERY.with(|cell| {
-            let Ok(mut buffers) = cell.try_borrow_mut() else {
-                let query = self
-                    .embedder
-                    .sparse_weighted(parts, self.weights.as_ref())?;
-                return Some(index.best_two(&query));
-            };
-            let (query, slots) = &mut *buffers;
+        let route = |b: &mut RouteBuffers| {
             self.embedder
-                .sparse_weighted_unordered(parts, self.weights.as_ref(), query, slots)
-                .then(|| index.best_two(query))
+                .sparse_weighted_unordered(parts, self.weights.as_ref(), &mut b.query, &mut b.slots)
+                .then(|| index.best_two(&b.query, &mut b.scores))
+        };
+        BUFFERS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffers) => route(&mut buffers),
+            // Re-entered on this thread (never on the request path): fresh
+            // buffers.
+            Err(_) => route(&mut RouteBuffers::new()),
         })
     }
 }
