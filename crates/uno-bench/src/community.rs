@@ -77,8 +77,9 @@ struct SeedResult {
     /// topic's genuine members, an unseen one through unchanged).
     routes: Vec<Value>,
     secs: f64,
-    /// `learn.min_support` of the run: topics with fewer genuine users
-    /// cannot have a rule served, so they are reported apart from the
+    /// `learn.min_support` of the run: topics with fewer genuine users who
+    /// voiced the preference ([`TopicRow::voiced`]) cannot have a rule
+    /// served, so they are reported apart from the
     /// trained topics (issue 23's two-user topic checks that guard).
     min_support: usize,
 }
@@ -87,6 +88,11 @@ struct SeedResult {
 struct TopicRow {
     pref: String,
     users: usize,
+    /// Genuine users who asked for the preference in a comment at least
+    /// once: the most distinct users a rule for it can have. A topic's
+    /// nominal user who only praised or rated never said what they
+    /// prefer, and uno cannot count them.
+    voiced: usize,
     n: usize,
     pass: usize,
     uno: usize,
@@ -96,6 +102,24 @@ struct TopicRow {
     follow_uno: usize,
     lost: usize,
     paths: BTreeMap<String, usize>,
+}
+
+/// Genuine users of `tenant` who commented their preference on `topic`
+/// (a critical comment: the scenario pairs those with a thumbs down, and
+/// praise with a thumbs up).
+fn voiced_users(train: &[uno_testkit::community::TrainEvent], tenant: &str, topic: &str) -> usize {
+    let users: std::collections::BTreeSet<&str> = train
+        .iter()
+        .filter(|e| {
+            e.tenant == tenant
+                && e.topic == topic
+                && e.role == uno_testkit::community::Role::Genuine
+                && e.comment.is_some()
+                && e.rating == Some(-1)
+        })
+        .map(|e| e.user.as_str())
+        .collect();
+    users.len()
 }
 
 fn pct(a: usize, n: usize) -> f64 {
@@ -759,6 +783,7 @@ async fn evaluate(
                     .iter()
                     .find(|p| p.0 == q.topic)
                     .map_or(0, |p| p.2),
+                voiced: voiced_users(&c.train, q.tenant, q.topic),
                 ..TopicRow::default()
             });
         match (q.earlier.is_some(), j.arm) {
@@ -837,7 +862,7 @@ fn seed_json(r: &SeedResult) -> Value {
         "seed": r.seed,
         "secs": r.secs,
         "topics": r.topics.iter().map(|((t, k), row)| json!({
-            "tenant": t, "topic": k, "preference": row.pref, "users": row.users, "queries": row.n,
+            "tenant": t, "topic": k, "preference": row.pref, "users": row.users, "voiced": row.voiced, "queries": row.n,
             "passthrough": pct(row.pass, row.n), "uno": pct(row.uno, row.n), "global_list": pct(row.global, row.n), "ceiling": pct(row.ceiling, row.n),
             "follow_up_uno": pct(row.follow_uno, row.follow_n), "lost_to_other_cluster": pct(row.lost, row.n),
             "paths": row.paths,
@@ -899,16 +924,17 @@ struct Figures {
 }
 
 fn figures(r: &SeedResult) -> Figures {
-    // Trained topics: enough users for a rule to be served at all.
+    // Trained topics: enough users voiced the preference for a rule to be
+    // served at all.
     let rows: Vec<&TopicRow> = r
         .topics
         .values()
-        .filter(|row| row.users >= r.min_support)
+        .filter(|row| row.voiced >= r.min_support)
         .collect();
     let under_support = r
         .topics
         .values()
-        .filter(|row| row.users < r.min_support)
+        .filter(|row| row.voiced < r.min_support)
         .map(|row| pct(row.uno, row.n))
         .fold(f64::NAN, f64::max);
     let mean = |g: &dyn Fn(&TopicRow) -> f64| {
@@ -990,7 +1016,7 @@ fn print_seed(r: &SeedResult) {
         println!(
             "  {t:<7} {k:<10} {:<16} {:>5}   {}   {}   {}   {}    {}   {}  {}",
             row.pref,
-            row.users,
+            format!("{}/{}", row.voiced, row.users),
             f(pct(row.pass, row.n)),
             f(pct(row.uno, row.n)),
             f(pct(row.global, row.n)),
@@ -1125,6 +1151,20 @@ mod tests {
     /// defaults (the last of a key wins, a bare word is a string) and
     /// refuses an unknown key, a value of the wrong type, an invalid value
     /// and the settings that have flags of their own.
+    #[test]
+    fn voiced_users_are_those_who_asked_for_the_preference() {
+        let c = uno_testkit::community::generate(6, 0, uno_testkit::community::Sizes::default());
+        for t in &c.tenants {
+            for &(topic, _, users) in &t.prefs {
+                assert!(voiced_users(&c.train, t.name, topic) <= users);
+            }
+        }
+        // Seed 6: globex-taxes-0 only praised and rated; the other two
+        // asked for a summary.
+        assert_eq!(voiced_users(&c.train, "globex", "taxes"), 2);
+        assert_eq!(voiced_users(&c.train, "acme", "travel"), 6);
+    }
+
     #[test]
     fn learn_overrides_parse_over_the_defaults() {
         let given = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
