@@ -289,6 +289,13 @@ pub struct ClusterExperience {
     /// routed by `route_centroid`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_examples: Vec<Vec<(u64, f32)>>,
+    /// The cluster's defining features: routing features (hashes) found
+    /// in nearly every one of its examples (`uno_core::cluster::
+    /// defining_features`). A query that has none of them is not taken
+    /// here, however close its other words; empty when the cluster has
+    /// none (its questions vary) and in older snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_required: Vec<u64>,
     /// How `route_threshold` was calibrated, and whether the cluster is
     /// routable; absent in snapshots from before calibration (every cluster
     /// with a routing centroid is routable then).

@@ -8,8 +8,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
     CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, WardOptions, average_auto,
-    calibrate, calibrate_examples, centroids, combine, edit_examples, merge_agreeing,
-    select_examples, unseen_thresholds, ward_auto,
+    calibrate, calibrate_examples, centroids, combine, defining_features, edit_examples,
+    merge_agreeing, select_examples, unseen_thresholds, ward_auto,
 };
 use uno_core::config::{LearnConfig, Linkage};
 use uno_core::snapshot::{
@@ -49,6 +49,9 @@ pub struct ClusterPlan {
     /// Routing examples (sparse routing vectors of some members); empty
     /// when not routable or when routing by centroid.
     pub route_examples: Vec<Vec<(u64, f32)>>,
+    /// Defining features of the examples
+    /// (`uno_core::cluster::defining_features`).
+    pub route_required: Vec<u64>,
     /// Cognitive gap.
     pub gap: Gap,
     /// Majority language.
@@ -258,6 +261,7 @@ pub fn plan_clusters_with(
         thresholds: route_thresholds,
         calibrations,
         mut examples,
+        mut required,
         agreement,
         agreement_routable,
         passthrough,
@@ -294,6 +298,7 @@ pub fn plan_clusters_with(
                 route_threshold: route_thresholds[c],
                 route: calibrations[c].clone(),
                 route_examples: std::mem::take(&mut examples[c]),
+                route_required: required.get_mut(c).map(std::mem::take).unwrap_or_default(),
                 members,
                 train,
                 holdout,
@@ -382,6 +387,8 @@ struct Placement {
     thresholds: Vec<f32>,
     calibrations: Vec<RouteCalibration>,
     examples: Vec<Vec<Vec<(u64, f32)>>>,
+    /// Per cluster: its examples' defining features.
+    required: Vec<Vec<u64>>,
     agreement: f64,
     agreement_routable: f64,
     passthrough: f64,
@@ -423,6 +430,10 @@ fn place_by_examples(
         .collect();
     // Members that read like another topic's queries do not route.
     let chosen = edit_examples(&sparse, &chosen, routable);
+    let required: Vec<Vec<u64>> = chosen
+        .iter()
+        .map(|ex| defining_features(&sparse, ex))
+        .collect();
     let cal = calibrate_examples(&ExampleInputs {
         vectors: &sparse,
         labels,
@@ -432,6 +443,7 @@ fn place_by_examples(
         quantile: config.route_accept_quantile,
         margin: config.route_margin,
         bar_logs,
+        required: &required,
     });
     let thresholds: Vec<f32> = routable
         .iter()
@@ -460,6 +472,7 @@ fn place_by_examples(
             .iter()
             .map(|ex| ex.iter().map(|&i| sparse[i].clone()).collect())
             .collect(),
+        required,
         agreement: cal.agreement,
         agreement_routable: cal.agreement_routable,
         passthrough: cal.passthrough,
@@ -510,6 +523,7 @@ fn place_by_centroids(
             })
             .collect(),
         examples: vec![Vec::new(); routable.len()],
+        required: vec![Vec::new(); routable.len()],
         agreement: cal.agreement,
         agreement_routable: cal.agreement_routable,
         passthrough: cal.passthrough,

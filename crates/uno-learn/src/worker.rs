@@ -735,6 +735,7 @@ impl Worker {
             route_threshold: plan.route_threshold,
             route: Some(plan.route.clone()),
             route_examples: plan.route_examples.clone(),
+            route_required: plan.route_required.clone(),
             mode,
             decision,
             gap: plan.gap,

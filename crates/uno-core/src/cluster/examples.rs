@@ -106,6 +106,53 @@ pub fn edit_examples(
         .collect()
 }
 
+/// Share of a cluster's examples a feature must be in to define it
+/// ([`defining_features`]): nearly all, so a typo or a rare wording in a
+/// few examples does not keep a topic's word from defining it.
+pub const DEFINING_SHARE: f64 = 0.8;
+
+/// Fewest examples a cluster needs before any feature defines it: with
+/// fewer, "in every example" says little.
+pub const DEFINING_MIN_EXAMPLES: usize = 5;
+
+/// The features (hashes) in at least [`DEFINING_SHARE`] of `examples`
+/// (indices into `vectors`), sorted; none with fewer than
+/// [`DEFINING_MIN_EXAMPLES`] examples.
+///
+/// Why: a query can reach a cluster's bar on its template alone. "How do
+/// I deal with a flat tyre?" shares "how", "I", "deal with" with "In
+/// Python, how should I deal with a circular import?", and the Python
+/// cluster took questions on cars (issue 23: most of the simulated
+/// community's unseen queries taken). Every one of that cluster's
+/// questions says "Python"; a question that does not is not one of
+/// them, however close its other words. Clusters whose questions share
+/// no word (most topics) have no defining feature and are unaffected.
+pub fn defining_features(vectors: &[Vec<(u64, f32)>], examples: &[usize]) -> Vec<u64> {
+    if examples.len() < DEFINING_MIN_EXAMPLES {
+        return Vec::new();
+    }
+    let mut counts: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for &e in examples {
+        for &(h, _) in vectors.get(e).map_or(&[][..], Vec::as_slice) {
+            *counts.entry(h).or_default() += 1;
+        }
+    }
+    let need = (DEFINING_SHARE * examples.len() as f64).ceil() as usize;
+    let mut out: Vec<u64> = counts
+        .into_iter()
+        .filter(|&(_, n)| n >= need)
+        .map(|(h, _)| h)
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Whether a query whose features satisfy `has` may go to a cluster with
+/// `required` defining features: it has one of them, or there are none.
+pub fn admits(required: &[u64], has: impl Fn(u64) -> bool) -> bool {
+    required.is_empty() || required.iter().any(|&h| has(h))
+}
+
 /// A routable cluster's best similarity to a query, for the decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -208,6 +255,10 @@ pub struct ExampleInputs<'a> {
     /// The first `bar_logs` vectors set the bar (the clusters' members);
     /// the rest (logged queries placed by the worker) are examples only.
     pub bar_logs: usize,
+    /// Per cluster: its defining features ([`defining_features`]); a log
+    /// with none of a cluster's scores 0 against its examples, as the
+    /// proxy scores a query.
+    pub required: &'a [Vec<u64>],
 }
 
 /// Per cluster, how its bar does on the logs.
@@ -266,8 +317,17 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
     let mut nearest: Vec<(Option<Candidate>, Option<Candidate>)> = vec![(None, None); n];
     let mut sims = vec![0.0f32; example_logs.len()];
     for (i, (best, near)) in best_own.iter_mut().zip(&mut nearest).enumerate() {
-        for (s, &e) in sims.iter_mut().zip(&example_logs) {
-            *s = sparse_dot(&inputs.vectors[i], &inputs.vectors[e]);
+        let v = &inputs.vectors[i];
+        let has = |h: u64| v.binary_search_by_key(&h, |f| f.0).is_ok();
+        let admitted: Vec<bool> = (0..k)
+            .map(|c| admits(inputs.required.get(c).map_or(&[][..], Vec::as_slice), has))
+            .collect();
+        for ((s, &e), &c) in sims.iter_mut().zip(&example_logs).zip(&cluster_of) {
+            *s = if admitted[c] {
+                sparse_dot(v, &inputs.vectors[e])
+            } else {
+                0.0
+            };
         }
         let skip = example_logs.iter().position(|&e| e == i);
         let label = inputs.labels[i];
@@ -379,6 +439,75 @@ mod tests {
         assert!((sparse_dot(&a, &c) - 0.8).abs() < 1e-6);
         assert!((sparse_dot(&a, &a) - 1.0).abs() < 1e-6);
         assert_eq!(sparse_dot(&[], &a), 0.0);
+    }
+
+    #[test]
+    fn a_feature_in_nearly_every_example_defines_the_cluster() {
+        // Feature 7 ("python") in 9 of 10 examples, 8 in half of them.
+        let vectors: Vec<Vec<(u64, f32)>> = (0..10u64)
+            .map(|i| {
+                let mut f = vec![(100 + i, 1.0)];
+                if i != 3 {
+                    f.push((7, 1.0));
+                }
+                if i % 2 == 0 {
+                    f.push((8, 1.0));
+                }
+                f.sort_unstable_by_key(|x| x.0);
+                v(&f)
+            })
+            .collect();
+        let all: Vec<usize> = (0..10).collect();
+        assert_eq!(defining_features(&vectors, &all), vec![7]);
+        // Too few examples to say.
+        assert!(defining_features(&vectors, &all[..DEFINING_MIN_EXAMPLES - 1]).is_empty());
+        assert!(admits(&[7], |h| h == 7));
+        assert!(!admits(&[7], |h| h == 8));
+        assert!(
+            admits(&[], |_| false),
+            "no defining feature: anything may come"
+        );
+    }
+
+    #[test]
+    fn a_log_without_a_clusters_defining_feature_is_not_routed_there() {
+        // Cluster 0's examples all say 7 ("python") and share a template
+        // (1, 2); the last log shares the template but not 7.
+        let vectors = vec![
+            v(&[(1, 1.0), (2, 1.0), (7, 1.0), (20, 1.0)]),
+            v(&[(1, 1.0), (2, 1.0), (7, 1.0), (21, 1.0)]),
+            v(&[(1, 1.0), (2, 1.0), (7, 1.0), (22, 1.0)]),
+            v(&[(30, 1.0), (31, 1.0)]),
+            v(&[(30, 1.0), (32, 1.0)]),
+            v(&[(1, 1.0), (2, 1.0), (40, 1.0)]),
+        ];
+        let labels = [0, 0, 0, 1, 1, 2];
+        let base = ExampleInputs {
+            vectors: &vectors,
+            labels: &labels,
+            routable: &[true, true, false],
+            users: &[3, 3, 1],
+            examples: &[vec![0, 1, 2], vec![3, 4], vec![]],
+            quantile: 0.0,
+            margin: 0.0,
+            bar_logs: 6,
+            required: &[],
+        };
+        let open = calibrate_examples(&base);
+        assert!(
+            open.clusters[0].false_accept > 0.0,
+            "the template alone is taken"
+        );
+        let required = [vec![7], vec![], vec![]];
+        let closed = calibrate_examples(&ExampleInputs {
+            required: &required,
+            ..base
+        });
+        assert_eq!(closed.clusters[0].false_accept, 0.0);
+        assert_eq!(
+            closed.clusters[0].agreement, 1.0,
+            "its own members still go there"
+        );
     }
 
     #[test]
@@ -501,6 +630,7 @@ mod tests {
         let users = [3, 3, 1];
         let examples = vec![vec![0, 1, 2], vec![3, 4, 5], vec![]];
         let inputs = ExampleInputs {
+            required: &[],
             vectors: &vectors,
             labels: &labels,
             routable: &routable,

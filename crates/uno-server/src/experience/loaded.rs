@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use std::collections::HashMap;
 
-use uno_core::cluster::{Candidate, best_two, choose_by_examples, route_choice};
+use uno_core::cluster::{Candidate, admits, best_two, choose_by_examples, route_choice};
 use uno_core::snapshot::{Mode, Snapshot};
 use uno_llm::{FeatureWeights, HashingEmbedder};
 
@@ -96,6 +96,9 @@ struct ExampleIndex {
     /// is then the maximum of a slice, with no per-example lookup of its
     /// row. `None` otherwise (the general scan).
     row_ranges: Option<Vec<(u32, u32)>>,
+    /// Per row: its defining features (`uno_core::cluster::admits`);
+    /// `(row, features)` for the rows that have any.
+    required: Vec<(usize, Vec<u64>)>,
 }
 
 /// Bits of [`ExampleIndex::filter`]: 2^18 (32 KB), about one in ten
@@ -134,8 +137,12 @@ impl std::hash::Hasher for FeatureHasher {
 }
 
 impl ExampleIndex {
-    /// Indexes `(row, example)` pairs, examples numbered in order.
-    fn build<'a>(examples: impl Iterator<Item = (usize, &'a [(u64, f32)])>) -> Self {
+    /// Indexes `(row, example)` pairs, examples numbered in order, with
+    /// the rows' defining features (`(row, features)`).
+    fn build<'a>(
+        examples: impl Iterator<Item = (usize, &'a [(u64, f32)])>,
+        required: Vec<(usize, Vec<u64>)>,
+    ) -> Self {
         let mut row_of = Vec::new();
         let mut entries: Vec<(u64, u32, f32)> = Vec::new();
         for (row, example) in examples {
@@ -165,6 +172,33 @@ impl ExampleIndex {
             postings,
             row_of,
             row_ranges,
+            required,
+        }
+    }
+
+    /// Zeroes the scores of the examples of every row whose defining
+    /// features `query` lacks: such a row cannot take it.
+    fn mask_unadmitted(&self, query: &[(u64, f32)], scores: &mut [f32]) {
+        for (row, features) in &self.required {
+            if admits(features, |h| query.iter().any(|f| f.0 == h)) {
+                continue;
+            }
+            match &self.row_ranges {
+                Some(ranges) => {
+                    if let Some(&(start, end)) = ranges.get(*row)
+                        && let Some(slice) = scores.get_mut(start as usize..end as usize)
+                    {
+                        slice.iter_mut().for_each(|s| *s = 0.0);
+                    }
+                }
+                None => {
+                    for (s, r) in scores.iter_mut().zip(&self.row_of) {
+                        if r == row {
+                            *s = 0.0;
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -233,6 +267,7 @@ impl ExampleIndex {
     fn scores(&self, query: &[(u64, f32)]) -> Vec<f32> {
         let mut scores = vec![0.0f32; self.row_of.len()];
         self.score_into(query, &mut scores);
+        self.mask_unadmitted(query, &mut scores);
         scores
     }
 
@@ -246,6 +281,7 @@ impl ExampleIndex {
         scores.clear();
         scores.resize(self.row_of.len(), 0.0);
         self.score_into(query, scores);
+        self.mask_unadmitted(query, scores);
         self.best_rows(scores)
     }
 }
@@ -379,6 +415,7 @@ impl LoadedSnapshot {
             .iter()
             .any(|c| !c.route_examples.is_empty());
         let mut example_rows: Vec<(usize, &[(u64, f32)])> = Vec::new();
+        let mut required: Vec<(usize, Vec<u64>)> = Vec::new();
         for (i, c) in snapshot.clusters.iter().enumerate() {
             let bad = |problem: String| LoadError::BadCluster {
                 cluster: c.id.clone(),
@@ -409,6 +446,9 @@ impl LoadedSnapshot {
                         }
                         for example in &c.route_examples {
                             example_rows.push((rows.len(), example.as_slice()));
+                        }
+                        if !c.route_required.is_empty() {
+                            required.push((rows.len(), c.route_required.clone()));
                         }
                     } else {
                         if c.route_centroid.len() != dim {
@@ -457,7 +497,8 @@ impl LoadedSnapshot {
                 thresholds,
                 users,
                 margin,
-                examples: by_examples.then(|| ExampleIndex::build(example_rows.into_iter())),
+                examples: by_examples
+                    .then(|| ExampleIndex::build(example_rows.into_iter(), required)),
             }),
             clusters,
         })
@@ -769,6 +810,62 @@ mod tests {
         assert_eq!(consecutive_ranges(&[0, 1, 0]), None);
     }
 
+    /// A cluster whose every example says "python" takes no query that
+    /// does not, however much of its template the query shares; the
+    /// explanation (`distances`) agrees.
+    #[test]
+    fn a_query_without_a_clusters_defining_feature_is_not_taken() {
+        let e = HashingEmbedder::new(64).unwrap();
+        let python: Vec<String> = [
+            "a circular import",
+            "a slow loop",
+            "a csv file",
+            "json parsing",
+            "a key error",
+        ]
+        .iter()
+        .map(|s| format!("how should i deal with {s} in python"))
+        .collect();
+        // The tenant's traffic: the python questions among others, so
+        // their template is not shared by everything.
+        let mut traffic = python.clone();
+        traffic.extend((0..10).map(|i| format!("what oven temperature for bread loaf {i}")));
+        let df = e.document_frequencies(&traffic);
+        let weights = FeatureWeights::new(df.rare_weight(), &df.common(4096));
+        let examples: Vec<Vec<(u64, f32)>> = python
+            .iter()
+            .map(|t| e.sparse_weighted(&[t], Some(&weights)).unwrap())
+            .collect();
+        let python_hash = e.distinct_features("python")[0];
+        let mut c = cluster("0", Mode::Primary, &[], &[]);
+        c.route_examples = examples;
+        c.route_threshold = 0.8;
+        let mut s = snapshot("hashing:v1:64", vec![c.clone()]);
+        s.routing = Some(uno_core::snapshot::Routing {
+            texts: traffic.len(),
+            rare_weight: df.rare_weight(),
+            common: df.common(4096),
+            ..uno_core::snapshot::Routing::default()
+        });
+        let cars = "how should i deal with a flat tyre";
+        let open = LoadedSnapshot::load(&s).unwrap();
+        assert!(
+            open.route(cars).is_some(),
+            "the template alone reaches the bar"
+        );
+        c.route_required = vec![python_hash];
+        s.clusters = vec![c];
+        let loaded = LoadedSnapshot::load(&s).unwrap();
+        assert!(loaded.route(cars).is_none());
+        assert!(loaded.distances(&[cars]).iter().all(|(_, d)| *d >= 1.0));
+        assert_eq!(
+            loaded
+                .route("how should i deal with a flat tyre in python")
+                .map(|r| r.cluster),
+            Some(0)
+        );
+    }
+
     #[test]
     fn the_best_rows_by_range_are_the_general_scans() {
         // Rows 0..4 (row 2 without examples), scores with ties and NaN.
@@ -780,12 +877,17 @@ mod tests {
             [f32::NAN, 0.3, 0.1, f32::NAN, f32::NAN, 0.2, 0.6, 0.6],
             [0.2, 0.2, 0.2, 0.7, 0.1, 0.7, 0.1, 0.1],
         ];
-        let by_range =
-            ExampleIndex::build(row_of.iter().map(|&row| (row, [(1u64, 1.0f32)].as_slice())));
+        let by_range = ExampleIndex::build(
+            row_of.iter().map(|&row| (row, [(1u64, 1.0f32)].as_slice())),
+            Vec::new(),
+        );
         assert!(by_range.row_ranges.is_some());
         let general = ExampleIndex {
             row_ranges: None,
-            ..ExampleIndex::build(row_of.iter().map(|&row| (row, [(1u64, 1.0f32)].as_slice())))
+            ..ExampleIndex::build(
+                row_of.iter().map(|&row| (row, [(1u64, 1.0f32)].as_slice())),
+                Vec::new(),
+            )
         };
         for scores in cases {
             assert_eq!(
