@@ -216,15 +216,26 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
         },
         logs: 100,
         clusters: (0..CLUSTERS)
-            .map(|c| ClusterExperience {
+            .map(|c| (c, examples(&embedder, &weights, c, &query)))
+            .map(|(c, route_examples)| ClusterExperience {
                 id: c.to_string(),
+                // The other clusters' defining features, as the worker
+                // publishes them, so the router does that check too
+                // (cluster 0 holds the bench query, which does not read
+                // like its synthetic examples; it keeps none).
+                route_required: if c == 0 {
+                    Vec::new()
+                } else {
+                    let all: Vec<usize> = (0..route_examples.len()).collect();
+                    uno_core::cluster::defining_features(&route_examples, &all)
+                },
+                route_examples,
                 size: EXAMPLES,
                 lang: "en".to_owned(),
                 centroid: Vec::new(),
                 unseen_threshold: 0.0,
                 route_centroid: centroid.clone(),
                 route_threshold: 0.5,
-                route_examples: examples(&embedder, &weights, c, &query),
                 route: Some(RouteCalibration {
                     routable: true,
                     users: 100,

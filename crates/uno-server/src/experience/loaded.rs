@@ -84,8 +84,10 @@ struct ExampleIndex {
     /// this 32 KB filter, which stays in cache, turns those away before
     /// they cost a probe of the (much larger) range table.
     filter: Vec<u64>,
-    /// Feature hash → its range of `postings`.
-    ranges: HashMap<u64, (u32, u32), BuildFeatureHasher>,
+    /// Feature hash → its range of `postings`, and the bits of the
+    /// entries of `required` (the first 64) it is a defining feature of,
+    /// so the lookup scoring makes also says which rows a query may reach.
+    ranges: HashMap<u64, (u32, u32, u64), BuildFeatureHasher>,
     /// (example, weight), grouped by feature: one allocation, read in
     /// order, so a query's few long lists stay in cache.
     postings: Vec<(u32, f32)>,
@@ -151,12 +153,19 @@ impl ExampleIndex {
             entries.extend(example.iter().map(|&(h, w)| (h, e, w)));
         }
         entries.sort_unstable_by_key(|&(h, e, _)| (h, e));
-        let mut ranges: HashMap<u64, (u32, u32), BuildFeatureHasher> = HashMap::default();
+        let mut ranges: HashMap<u64, (u32, u32, u64), BuildFeatureHasher> = HashMap::default();
         let mut postings = Vec::with_capacity(entries.len());
         for (h, e, w) in entries {
             let at = u32::try_from(postings.len()).unwrap_or(u32::MAX);
-            ranges.entry(h).or_insert((at, at)).1 = at + 1;
+            ranges.entry(h).or_insert((at, at, 0)).1 = at + 1;
             postings.push((e, w));
+        }
+        for (bit, (_, features)) in required.iter().enumerate().take(64) {
+            for h in features {
+                if let Some(range) = ranges.get_mut(h) {
+                    range.2 |= 1 << bit;
+                }
+            }
         }
         let mut filter = vec![0u64; FILTER_WORDS];
         for h in ranges.keys() {
@@ -177,10 +186,17 @@ impl ExampleIndex {
     }
 
     /// Zeroes the scores of the examples of every row whose defining
-    /// features `query` lacks: such a row cannot take it.
-    fn mask_unadmitted(&self, query: &[(u64, f32)], scores: &mut [f32]) {
-        for (row, features) in &self.required {
-            if admits(features, |h| query.iter().any(|f| f.0 == h)) {
+    /// features `query` lacks: such a row cannot take it. `found`: the
+    /// bits [`ExampleIndex::score_into`] collected for the first 64 rows
+    /// of `required`; later ones are checked against the query.
+    fn mask_unadmitted(&self, query: &[(u64, f32)], found: u64, scores: &mut [f32]) {
+        for (bit, (row, features)) in self.required.iter().enumerate() {
+            let admitted = if bit < 64 {
+                found & (1 << bit) != 0
+            } else {
+                admits(features, |h| query.iter().any(|f| f.0 == h))
+            };
+            if admitted {
                 continue;
             }
             match &self.row_ranges {
@@ -242,15 +258,18 @@ impl ExampleIndex {
     }
 
     /// Adds each example's similarity to `query` into `scores` (one slot
-    /// per example, zeroed by the caller).
-    fn score_into(&self, query: &[(u64, f32)], scores: &mut [f32]) {
+    /// per example, zeroed by the caller). Returns the bits of the entries
+    /// of `required` whose defining features the query has.
+    fn score_into(&self, query: &[(u64, f32)], scores: &mut [f32]) -> u64 {
+        let mut found = 0u64;
         for (h, w) in query {
             if !self.may_hold(*h) {
                 continue;
             }
-            let Some(&(start, end)) = self.ranges.get(h) else {
+            let Some(&(start, end, defines)) = self.ranges.get(h) else {
                 continue;
             };
+            found |= defines;
             let list = self
                 .postings
                 .get(start as usize..end as usize)
@@ -261,13 +280,14 @@ impl ExampleIndex {
                 }
             }
         }
+        found
     }
 
     /// Each example's similarity to `query`.
     fn scores(&self, query: &[(u64, f32)]) -> Vec<f32> {
         let mut scores = vec![0.0f32; self.row_of.len()];
-        self.score_into(query, &mut scores);
-        self.mask_unadmitted(query, &mut scores);
+        let found = self.score_into(query, &mut scores);
+        self.mask_unadmitted(query, found, &mut scores);
         scores
     }
 
@@ -280,8 +300,8 @@ impl ExampleIndex {
     ) -> (Option<Candidate>, Option<Candidate>) {
         scores.clear();
         scores.resize(self.row_of.len(), 0.0);
-        self.score_into(query, scores);
-        self.mask_unadmitted(query, scores);
+        let found = self.score_into(query, scores);
+        self.mask_unadmitted(query, found, scores);
         self.best_rows(scores)
     }
 }
@@ -864,6 +884,30 @@ mod tests {
                 .map(|r| r.cluster),
             Some(0)
         );
+    }
+
+    #[test]
+    fn defining_features_mask_rows_past_the_first_64_too() {
+        let examples: Vec<Vec<(u64, f32)>> = (0..70u64)
+            .map(|r| vec![(5, 0.6), (1000 + r, 0.8)])
+            .collect();
+        let required: Vec<(usize, Vec<u64>)> =
+            (0..70usize).map(|r| (r, vec![1000 + r as u64])).collect();
+        let index = ExampleIndex::build(
+            examples.iter().enumerate().map(|(r, e)| (r, e.as_slice())),
+            required,
+        );
+        for wanted in [3usize, 69] {
+            let query = [(5u64, 0.6f32), (1000 + wanted as u64, 0.8)];
+            let scores = index.scores(&query);
+            for (row, s) in scores.iter().enumerate() {
+                if row == wanted {
+                    assert!((s - 1.0).abs() < 1e-5, "row {row}: {s}");
+                } else {
+                    assert_eq!(*s, 0.0, "row {row} lacks its defining feature");
+                }
+            }
+        }
     }
 
     #[test]
