@@ -41,6 +41,10 @@ pub struct ClusterDistance {
     pub threshold: f32,
     /// Whether the text lies within the threshold.
     pub within: bool,
+    /// Whether the text has none of the cluster's defining features
+    /// (`uno_core::cluster::defining_features`), so that the cluster
+    /// cannot take it whatever its distance.
+    pub excluded: bool,
 }
 
 /// What a tenant's active snapshot does with one request.
@@ -162,17 +166,20 @@ pub fn explain(
         return out;
     };
     if !parts.is_empty() {
+        let excluded = loaded.excluded(&parts);
         out.clusters = loaded
             .distances(&parts)
             .into_iter()
             .filter_map(|(i, distance)| {
                 let c = loaded.clusters.get(i)?;
+                let excluded = excluded.contains(&i);
                 Some(ClusterDistance {
                     id: c.id.to_string(),
                     mode: c.mode.as_str(),
                     distance,
                     threshold: c.threshold,
-                    within: distance <= c.threshold,
+                    within: !excluded && distance <= c.threshold,
+                    excluded,
                 })
             })
             .collect();
@@ -263,7 +270,13 @@ impl fmt::Display for Explanation {
                     c.mode,
                     c.distance,
                     c.threshold,
-                    if c.within { "  within" } else { "" }
+                    if c.within {
+                        "  within"
+                    } else if c.excluded {
+                        "  lacks every word that defines it"
+                    } else {
+                        ""
+                    }
                 )?;
             }
         }

@@ -635,6 +635,34 @@ impl LoadedSnapshot {
     }
 }
 
+impl LoadedSnapshot {
+    /// The routable clusters (indices into [`LoadedSnapshot::clusters`])
+    /// that cannot take the query of `parts` whatever its distance: it has
+    /// none of their defining features. For explaining a decision.
+    pub fn excluded<S: AsRef<str>>(&self, parts: &[S]) -> Vec<usize> {
+        let Some(router) = self.router.as_ref() else {
+            return Vec::new();
+        };
+        let Some(index) = &router.examples else {
+            return Vec::new();
+        };
+        let query = router
+            .embedder
+            .sparse_weighted(parts, router.weights.as_ref())
+            .unwrap_or_default();
+        index
+            .required
+            .iter()
+            .filter(|(_, features)| {
+                !admits(features, |h| {
+                    query.binary_search_by_key(&h, |f| f.0).is_ok()
+                })
+            })
+            .filter_map(|(row, _)| router.rows.get(*row).copied())
+            .collect()
+    }
+}
+
 impl Router {
     /// The query of `parts` in the routing space, weighted by the tenant's
     /// feature weights; `None` for a text with no weighed feature (only
@@ -878,6 +906,13 @@ mod tests {
         let loaded = LoadedSnapshot::load(&s).unwrap();
         assert!(loaded.route(cars).is_none());
         assert!(loaded.distances(&[cars]).iter().all(|(_, d)| *d >= 1.0));
+        assert_eq!(loaded.excluded(&[cars]), vec![0]);
+        assert!(open.excluded(&[cars]).is_empty());
+        assert!(
+            loaded
+                .excluded(&["how should i deal with a flat tyre in python"])
+                .is_empty()
+        );
         assert_eq!(
             loaded
                 .route("how should i deal with a flat tyre in python")
