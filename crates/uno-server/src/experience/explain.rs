@@ -166,13 +166,11 @@ pub fn explain(
         return out;
     };
     if !parts.is_empty() {
-        let excluded = loaded.excluded(&parts);
         out.clusters = loaded
             .distances(&parts)
             .into_iter()
-            .filter_map(|(i, distance)| {
+            .filter_map(|(i, distance, excluded)| {
                 let c = loaded.clusters.get(i)?;
-                let excluded = excluded.contains(&i);
                 Some(ClusterDistance {
                     id: c.id.to_string(),
                     mode: c.mode.as_str(),

@@ -190,25 +190,17 @@ impl ExampleIndex {
     /// bits [`ExampleIndex::score_into`] collected for the first 64 rows
     /// of `required`; later ones are checked against the query.
     fn mask_unadmitted(&self, query: &[(u64, f32)], found: u64, scores: &mut [f32]) {
-        for (bit, (row, features)) in self.required.iter().enumerate() {
-            let admitted = if bit < 64 {
-                found & (1 << bit) != 0
-            } else {
-                admits(features, |h| query.iter().any(|f| f.0 == h))
-            };
-            if admitted {
-                continue;
-            }
+        for row in self.blocked_rows(query, found) {
             match &self.row_ranges {
                 Some(ranges) => {
-                    if let Some(&(start, end)) = ranges.get(*row)
+                    if let Some(&(start, end)) = ranges.get(row)
                         && let Some(slice) = scores.get_mut(start as usize..end as usize)
                     {
                         slice.iter_mut().for_each(|s| *s = 0.0);
                     }
                 }
                 None => {
-                    for (s, r) in scores.iter_mut().zip(&self.row_of) {
+                    for (s, &r) in scores.iter_mut().zip(&self.row_of) {
                         if r == row {
                             *s = 0.0;
                         }
@@ -257,6 +249,28 @@ impl ExampleIndex {
             .is_some_and(|word| word & (1 << (bit % 64)) != 0)
     }
 
+    /// The rows whose defining features `query` lacks. `found`: the bits
+    /// [`ExampleIndex::score_into`] collected for the first 64 entries of
+    /// `required`; later ones are looked for in the query.
+    fn blocked_rows<'a>(
+        &'a self,
+        query: &'a [(u64, f32)],
+        found: u64,
+    ) -> impl Iterator<Item = usize> + 'a {
+        self.required
+            .iter()
+            .enumerate()
+            .filter(move |(bit, (_, features))| {
+                let admitted = if *bit < 64 {
+                    found & (1 << bit) != 0
+                } else {
+                    admits(features, |h| query.iter().any(|f| f.0 == h))
+                };
+                !admitted
+            })
+            .map(|(_, (row, _))| *row)
+    }
+
     /// Adds each example's similarity to `query` into `scores` (one slot
     /// per example, zeroed by the caller). Returns the bits of the entries
     /// of `required` whose defining features the query has.
@@ -283,12 +297,13 @@ impl ExampleIndex {
         found
     }
 
-    /// Each example's similarity to `query`.
-    fn scores(&self, query: &[(u64, f32)]) -> Vec<f32> {
+    /// Each example's similarity to `query`, as routing scores it, and
+    /// the rows it cannot reach ([`ExampleIndex::blocked_rows`]).
+    fn scores(&self, query: &[(u64, f32)]) -> (Vec<f32>, Vec<usize>) {
         let mut scores = vec![0.0f32; self.row_of.len()];
         let found = self.score_into(query, &mut scores);
         self.mask_unadmitted(query, found, &mut scores);
-        scores
+        (scores, self.blocked_rows(query, found).collect())
     }
 
     /// The two most similar rows to `query`, scored in `scores` (one slot
@@ -584,7 +599,11 @@ impl LoadedSnapshot {
     /// first (index into [`LoadedSnapshot::clusters`], distance), measured
     /// as [`LoadedSnapshot::route_parts`] measures: for explaining a
     /// decision (`uno route`), not for the request path.
-    pub fn distances<S: AsRef<str>>(&self, parts: &[S]) -> Vec<(usize, f32)> {
+    ///
+    /// The flag says the query has none of the cluster's defining features
+    /// (`uno_core::cluster::defining_features`), so that the cluster
+    /// cannot take it whatever the distance.
+    pub fn distances<S: AsRef<str>>(&self, parts: &[S]) -> Vec<(usize, f32, bool)> {
         let Some(router) = self.router.as_ref() else {
             return Vec::new();
         };
@@ -598,18 +617,20 @@ impl LoadedSnapshot {
             else {
                 return Vec::new();
             };
+            let (scores, blocked) = index.scores(&query);
             let mut best = vec![f32::NEG_INFINITY; router.rows.len()];
-            for (s, &row) in index.scores(&query).iter().zip(&index.row_of) {
+            for (s, &row) in scores.iter().zip(&index.row_of) {
                 if let Some(b) = best.get_mut(row) {
                     *b = b.max(*s);
                 }
             }
-            let mut out: Vec<(usize, f32)> = router
+            let mut out: Vec<(usize, f32, bool)> = router
                 .rows
                 .iter()
                 .zip(best)
-                .filter(|(_, s)| s.is_finite())
-                .map(|(&cluster, s)| (cluster, 1.0 - s))
+                .enumerate()
+                .filter(|(_, (_, s))| s.is_finite())
+                .map(|(row, (&cluster, s))| (cluster, 1.0 - s, blocked.contains(&row)))
                 .collect();
             out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             return out;
@@ -617,7 +638,7 @@ impl LoadedSnapshot {
         let Some(vector) = router.embed(parts) else {
             return Vec::new();
         };
-        let mut out: Vec<(usize, f32)> = router
+        let mut out: Vec<(usize, f32, bool)> = router
             .centroids
             .chunks_exact(router.dim.max(1))
             .zip(&router.rows)
@@ -627,39 +648,11 @@ impl LoadedSnapshot {
                     .zip(&vector)
                     .map(|(c, v)| (c - v) * (c - v))
                     .sum();
-                (cluster, squared.sqrt())
+                (cluster, squared.sqrt(), false)
             })
             .collect();
         out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         out
-    }
-}
-
-impl LoadedSnapshot {
-    /// The routable clusters (indices into [`LoadedSnapshot::clusters`])
-    /// that cannot take the query of `parts` whatever its distance: it has
-    /// none of their defining features. For explaining a decision.
-    pub fn excluded<S: AsRef<str>>(&self, parts: &[S]) -> Vec<usize> {
-        let Some(router) = self.router.as_ref() else {
-            return Vec::new();
-        };
-        let Some(index) = &router.examples else {
-            return Vec::new();
-        };
-        let query = router
-            .embedder
-            .sparse_weighted(parts, router.weights.as_ref())
-            .unwrap_or_default();
-        index
-            .required
-            .iter()
-            .filter(|(_, features)| {
-                !admits(features, |h| {
-                    query.binary_search_by_key(&h, |f| f.0).is_ok()
-                })
-            })
-            .filter_map(|(row, _)| router.rows.get(*row).copied())
-            .collect()
     }
 }
 
@@ -905,14 +898,17 @@ mod tests {
         s.clusters = vec![c];
         let loaded = LoadedSnapshot::load(&s).unwrap();
         assert!(loaded.route(cars).is_none());
-        assert!(loaded.distances(&[cars]).iter().all(|(_, d)| *d >= 1.0));
-        assert_eq!(loaded.excluded(&[cars]), vec![0]);
-        assert!(open.excluded(&[cars]).is_empty());
-        assert!(
-            loaded
-                .excluded(&["how should i deal with a flat tyre in python"])
-                .is_empty()
-        );
+        let excluded = |s: &LoadedSnapshot, q: &str| -> Vec<usize> {
+            s.distances(&[q])
+                .into_iter()
+                .filter(|d| d.2)
+                .map(|d| d.0)
+                .collect()
+        };
+        assert!(loaded.distances(&[cars]).iter().all(|d| d.1 >= 1.0));
+        assert_eq!(excluded(&loaded, cars), vec![0]);
+        assert!(excluded(&open, cars).is_empty());
+        assert!(excluded(&loaded, "how should i deal with a flat tyre in python").is_empty());
         assert_eq!(
             loaded
                 .route("how should i deal with a flat tyre in python")
@@ -934,7 +930,9 @@ mod tests {
         );
         for wanted in [3usize, 69] {
             let query = [(5u64, 0.6f32), (1000 + wanted as u64, 0.8)];
-            let scores = index.scores(&query);
+            let (scores, blocked) = index.scores(&query);
+            assert_eq!(blocked.len(), 69, "every row but the wanted one");
+            assert!(!blocked.contains(&wanted));
             for (row, s) in scores.iter().enumerate() {
                 if row == wanted {
                     assert!((s - 1.0).abs() < 1e-5, "row {row}: {s}");
