@@ -595,8 +595,8 @@ fn stable_ids(
 /// The method's split: members in id order, shuffled with the seed, 80%
 /// train and the rest held out, every user whose feedback gave rules
 /// keeping a training log with rules where the others' logs suffice for
-/// the holdout. A
-/// cluster of one keeps its log for training (nothing to validate with).
+/// the holdout. A cluster of one keeps its log for training (nothing to
+/// validate with).
 fn split(
     members: &[usize],
     logs: &[LearnLog],
@@ -619,33 +619,27 @@ fn split(
     // reachable). Logs without rules, and logs of users who keep another
     // log with rules in training, are held out first, in shuffled order;
     // others only when those run out.
-    // Per user, the training logs that carry rules (R_f): a log without
-    // rules can be held out at no cost to any rule's support.
-    let mut left: HashMap<String, usize> = HashMap::new();
-    for &i in &order {
-        if !logs[i].rules_f.is_empty() {
-            *left.entry(contributor(&logs[i].input)).or_default() += 1;
-        }
+    let users: Vec<String> = order.iter().map(|&i| contributor(&logs[i].input)).collect();
+    let has_rules = |k: usize| !logs[order[k]].rules_f.is_empty();
+    // Per user, the logs with rules still in training.
+    let mut left: HashMap<&str, usize> = HashMap::new();
+    for k in (0..order.len()).filter(|&k| has_rules(k)) {
+        *left.entry(users[k].as_str()).or_default() += 1;
     }
     let mut held = vec![false; order.len()];
     let mut taken = 0;
-    for (k, &i) in order.iter().enumerate() {
+    for k in 0..order.len() {
         if taken == wanted {
             break;
         }
-        let spare = logs[i].rules_f.is_empty()
-            || left.get_mut(&contributor(&logs[i].input)).is_some_and(|n| {
-                if *n > 1 {
-                    *n -= 1;
-                    true
-                } else {
-                    false
-                }
-            });
-        if spare {
-            held[k] = true;
-            taken += 1;
+        if has_rules(k) {
+            match left.get_mut(users[k].as_str()) {
+                Some(n) if *n > 1 => *n -= 1,
+                _ => continue,
+            }
         }
+        held[k] = true;
+        taken += 1;
     }
     for flag in held.iter_mut() {
         if taken == wanted {
