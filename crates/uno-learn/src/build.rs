@@ -443,11 +443,13 @@ fn place_by_examples(
         quantile: config.route_accept_quantile,
         margin: config.route_margin,
         bar_logs,
+        bar_prior: config.route_bar_prior,
         required: &required,
     });
     let thresholds: Vec<f32> = routable
         .iter()
-        .map(|&r| if r { cal.threshold } else { 0.0 })
+        .zip(&cal.thresholds)
+        .map(|(&r, &t)| if r { t } else { 0.0 })
         .collect();
     let calibrations = cal
         .clusters

@@ -235,6 +235,33 @@ pub fn best_two(
     (first, second)
 }
 
+/// Similarity at or above which two routing vectors are the same text
+/// (up to rounding): a question asked again.
+const SAME_TEXT: f32 = 0.9999;
+
+/// A routable cluster's bar (a similarity): the `quantile` of its own
+/// members' leave-one-out similarities, drawn toward the tenant's pooled
+/// bar `pooled` as if that were `prior` members more (`n / (n + prior)`
+/// of the cluster's own, the rest pooled). `own` is reordered.
+///
+/// Why per cluster: topics differ in how alike their questions are. A
+/// glossary ("What is X?", "Define X") whose subjects never repeat has
+/// members far apart, and a bar pooled with tightly-worded topics turns
+/// away a fifth of its new questions; a topic worded the same way every
+/// time ("How often should I water X?") is one whose template an unseen
+/// question can share, and a bar pooled with loose topics lets those
+/// through. Why drawn toward the pool: a cluster of eight members has
+/// no stable quantile of its own. No members of its own: the pooled bar.
+pub fn cluster_bar(own: &mut [f32], pooled: f32, quantile: f64, prior: f64) -> f32 {
+    if own.is_empty() || !pooled.is_finite() {
+        return pooled;
+    }
+    let n = own.len() as f64;
+    let w = n / (n + prior.max(0.0));
+    let q = f64::from(super::route::linear_quantile(own, quantile));
+    (w * q + (1.0 - w) * f64::from(pooled)) as f32
+}
+
 /// What [`calibrate_examples`] needs.
 #[derive(Debug, Clone, Copy)]
 pub struct ExampleInputs<'a> {
@@ -255,6 +282,9 @@ pub struct ExampleInputs<'a> {
     /// The first `bar_logs` vectors set the bar (the clusters' members);
     /// the rest (logged queries placed by the worker) are examples only.
     pub bar_logs: usize,
+    /// How many members' worth of weight the tenant's pooled bar has
+    /// against a cluster's own ([`cluster_bar`]).
+    pub bar_prior: f64,
     /// Per cluster: its defining features ([`defining_features`]); a log
     /// with none of a cluster's scores 0 against its examples, as the
     /// proxy scores a query.
@@ -282,6 +312,9 @@ pub struct ExampleCalibration {
     /// routable clusters; 0 when nothing is routable (nothing but an
     /// identical text would pass, and nothing is indexed anyway).
     pub threshold: f32,
+    /// Per cluster, its own bar as a cosine distance ([`cluster_bar`]);
+    /// 0 for a cluster that is not routable.
+    pub thresholds: Vec<f32>,
     /// Per cluster.
     pub clusters: Vec<ExampleClusterCalibration>,
     /// Share of logs routed to their own cluster (left out of the index).
@@ -292,12 +325,14 @@ pub struct ExampleCalibration {
     pub passthrough: f64,
 }
 
-/// Calibrates the example router on the logs themselves: the bar is the
-/// `quantile` of the routable clusters' members' leave-one-out similarity
-/// to their own cluster's other examples (pooled, so a small cluster's few
-/// members do not set a bar of their own), then every log is routed with
-/// itself left out, as the proxy would route it, to report agreement and
-/// false accepts.
+/// Calibrates the example router on the logs themselves: each routable
+/// cluster's bar is the `quantile` of its members' leave-one-out
+/// similarity to the cluster's other examples, drawn toward the same
+/// quantile pooled over the tenant's routable clusters ([`cluster_bar`]),
+/// then every log is routed with itself left out, as the proxy would route
+/// it, to report agreement and false accepts. Leave-one-out also leaves
+/// out the same question asked again: a repeat passes any bar, and says
+/// nothing about how close a new question comes.
 pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
     let k = inputs.routable.len();
     let n = inputs.vectors.len().min(inputs.labels.len());
@@ -310,6 +345,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
         }
     }
     let mut own: Vec<f32> = Vec::new();
+    let mut own_by: Vec<Vec<f32>> = vec![Vec::new(); k];
     let mut best_own: Vec<Option<f32>> = vec![None; n];
     // Each log's two most similar clusters, itself left out: they do not
     // depend on the bar, so one pass of similarities serves both the bar
@@ -335,7 +371,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             .iter()
             .zip(&cluster_of)
             .enumerate()
-            .filter(|(e, (_, c))| Some(*e) != skip && **c == label)
+            .filter(|(e, (s, c))| Some(*e) != skip && **c == label && **s < SAME_TEXT)
             .map(|(_, (s, _))| *s)
             .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
         *best = own_best;
@@ -345,6 +381,9 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             && let Some(s) = own_best
         {
             own.push(s);
+            if let Some(o) = own_by.get_mut(label) {
+                o.push(s);
+            }
         }
     }
     let bar = if own.is_empty() {
@@ -357,7 +396,27 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
     } else {
         0.0
     };
-    let thresholds = vec![threshold; k];
+    let bars: Vec<f32> = own_by
+        .iter_mut()
+        .zip(inputs.routable)
+        .map(|(o, &routable)| {
+            if routable {
+                cluster_bar(o, bar, inputs.quantile, inputs.bar_prior)
+            } else {
+                f32::INFINITY
+            }
+        })
+        .collect();
+    let thresholds: Vec<f32> = bars
+        .iter()
+        .map(|b| {
+            if b.is_finite() {
+                (1.0 - b).max(0.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
     // Each log routed with itself left out, now that the bar is known.
     let routed: Vec<Option<usize>> = nearest
         .iter()
@@ -381,7 +440,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             let members: Vec<usize> = (0..n).filter(|&i| inputs.labels[i] == c).collect();
             let accepted = members
                 .iter()
-                .filter(|&&i| best_own[i].is_some_and(|s| bar.is_finite() && s >= bar))
+                .filter(|&&i| best_own[i].is_some_and(|s| bars[c].is_finite() && s >= bars[c]))
                 .count();
             let agreed = members.iter().filter(|&&i| routed[i] == Some(c)).count();
             let negatives = n - members.len();
@@ -414,6 +473,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
         .count();
     ExampleCalibration {
         threshold,
+        thresholds,
         clusters,
         agreement: share(agreed, n),
         agreement_routable: share(agreed_routable, routable_logs.len()),
@@ -491,6 +551,8 @@ mod tests {
             quantile: 0.0,
             margin: 0.0,
             bar_logs: 6,
+            // The pooled bar, which the template alone reaches.
+            bar_prior: f64::INFINITY,
             required: &[],
         };
         let open = calibrate_examples(&base);
@@ -639,6 +701,7 @@ mod tests {
             quantile: 0.1,
             margin: 0.05,
             bar_logs: usize::MAX,
+            bar_prior: 0.0,
         };
         let cal = calibrate_examples(&inputs);
         // Every member is 1/3 similar to its nearest other member.
@@ -664,5 +727,74 @@ mod tests {
         });
         assert_eq!(none.passthrough, 1.0);
         assert_eq!(none.threshold, 0.0);
+        assert_eq!(none.thresholds, vec![0.0; 3]);
+    }
+
+    #[test]
+    fn each_cluster_has_its_own_bar_drawn_toward_the_pooled_one() {
+        let mut own = [0.2, 0.4, 0.6, 0.8, 1.0];
+        // Alone (no prior): the cluster's own quantile.
+        assert!((cluster_bar(&mut own, 0.5, 0.0, 0.0) - 0.2).abs() < 1e-6);
+        // Five members against a prior of five: halfway to the pool.
+        assert!((cluster_bar(&mut own, 0.6, 0.0, 5.0) - 0.4).abs() < 1e-6);
+        // Nothing of its own: the pool.
+        assert_eq!(cluster_bar(&mut [], 0.6, 0.0, 5.0), 0.6);
+    }
+
+    #[test]
+    fn a_loose_topic_gets_a_lower_bar_than_a_tight_one_and_repeats_set_none() {
+        // Topic 0's members share one word of three with each other
+        // (1/3 similar); topic 1's share two of three (2/3), and log 6
+        // repeats log 3 word for word.
+        let vectors = vec![
+            v(&[(1, 1.0), (2, 1.0), (100, 1.0)]),
+            v(&[(1, 1.0), (3, 1.0), (101, 1.0)]),
+            v(&[(2, 1.0), (3, 1.0), (102, 1.0)]),
+            v(&[(11, 1.0), (12, 1.0), (110, 1.0)]),
+            v(&[(11, 1.0), (12, 1.0), (111, 1.0)]),
+            v(&[(11, 1.0), (12, 1.0), (112, 1.0)]),
+            v(&[(11, 1.0), (12, 1.0), (110, 1.0)]),
+        ];
+        let labels = [0, 0, 0, 1, 1, 1, 1];
+        let examples = vec![vec![0, 1, 2], vec![3, 4, 5, 6]];
+        let inputs = ExampleInputs {
+            required: &[],
+            vectors: &vectors,
+            labels: &labels,
+            routable: &[true, true],
+            users: &[3, 3],
+            examples: &examples,
+            quantile: 0.0,
+            margin: 0.0,
+            bar_logs: usize::MAX,
+            bar_prior: 0.0,
+        };
+        let cal = calibrate_examples(&inputs);
+        let third = 1.0 - 1.0 / 3.0;
+        let two_thirds = 1.0 - 2.0 / 3.0;
+        assert!(
+            (cal.thresholds[0] - third).abs() < 1e-5,
+            "{:?}",
+            cal.thresholds
+        );
+        // Not 0: the repeat (similarity 1) does not count as how close a
+        // new question of topic 1 comes.
+        assert!(
+            (cal.thresholds[1] - two_thirds).abs() < 1e-5,
+            "{:?}",
+            cal.thresholds
+        );
+        assert!(
+            (cal.threshold - third).abs() < 1e-5,
+            "pooled: {}",
+            cal.threshold
+        );
+        // With a prior, both move toward the pooled bar.
+        let drawn = calibrate_examples(&ExampleInputs {
+            bar_prior: 4.0,
+            ..inputs
+        });
+        assert!(drawn.thresholds[1] > cal.thresholds[1] && drawn.thresholds[1] < third);
+        assert!((drawn.thresholds[0] - third).abs() < 1e-5);
     }
 }

@@ -188,10 +188,17 @@ pub struct LearnConfig {
     /// radius instead.
     pub route_examples: usize,
     /// Share of routable clusters' own members (each against the cluster's
-    /// other examples) the acceptance bar may leave out: the bar is this
-    /// quantile of their leave-one-out similarities, pooled over the
-    /// tenant's routable clusters.
+    /// other examples) the acceptance bar may leave out: a cluster's bar
+    /// is this quantile of its members' leave-one-out similarities, drawn
+    /// toward the same quantile pooled over the tenant's routable clusters
+    /// (`route_bar_prior`).
     pub route_accept_quantile: f64,
+    /// How many members' worth of weight the tenant's pooled bar has
+    /// against a cluster's own members when its bar is set: a cluster of
+    /// `n` members gets `n / (n + route_bar_prior)` of its own quantile,
+    /// so a small cluster's few members do not set a bar alone (0: each
+    /// cluster's own).
+    pub route_bar_prior: f64,
     /// With example routing: how many of the tenant's most recent logged
     /// first turns without text feedback (rated or not) the worker also
     /// places, each as a routing example of the cluster whose members it
@@ -296,7 +303,8 @@ impl Default for LearnConfig {
             route_max_features: 4096,
             route_false_accept: 0.01,
             route_examples: 200,
-            route_accept_quantile: 0.1,
+            route_accept_quantile: 0.05,
+            route_bar_prior: 20.0,
             route_logged_queries: 1000,
             route_margin: 0.05,
             route_min_users: 3,
@@ -379,6 +387,12 @@ impl LearnConfig {
         if !(cut.is_finite() && cut > 0.0 && cut <= 2.0) {
             return Err(format!(
                 "learn.average_threshold is a cosine distance: more than 0 and at most 2, not {cut}"
+            ));
+        }
+        if !(self.route_bar_prior.is_finite() && self.route_bar_prior >= 0.0) {
+            return Err(format!(
+                "learn.route_bar_prior must be 0 or more, not {}",
+                self.route_bar_prior
             ));
         }
         if !(self.route_margin.is_finite() && self.route_margin >= 0.0) {
