@@ -45,10 +45,22 @@ pub fn select_examples(members: &[usize], max: usize) -> Vec<usize> {
     (0..max).map(|i| members[i * members.len() / max]).collect()
 }
 
+/// Neighbours an example's cluster is checked against in
+/// [`edit_examples`]: Wilson's three.
+pub const EDIT_NEIGHBOURS: usize = 3;
+
 /// The examples worth routing by: `examples` (per cluster, log indices
-/// into `vectors`) less every example that is more like another routable
-/// cluster's examples than like its own cluster's others (Wilson's editing
-/// of a nearest-neighbour classifier).
+/// into `vectors`) less every example whose [`EDIT_NEIGHBOURS`] most
+/// similar other examples (those sharing any feature with it) hold more
+/// of one other routable cluster than of its own (Wilson's editing of a
+/// nearest-neighbour classifier).
+///
+/// Why neighbours and not the single nearest: a misplaced member rarely
+/// comes alone. The logged queries the worker places follow it ("parsing
+/// JSON from an API" asked again, placed beside the one Python question
+/// clustered with the glossary), and the nearest example of each is then
+/// another of them; its three nearest still include the Python
+/// cluster's own questions.
 ///
 /// Why: clustering and routing use different spaces, so a cluster can hold
 /// a few members that, in the routing space, sit among another topic's
@@ -86,19 +98,17 @@ pub fn edit_examples(
                     let Some(v) = vectors.get(i) else {
                         return false;
                     };
-                    let (mut own, mut other) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-                    for &(cluster, e) in &indexed {
-                        if e == i {
-                            continue;
-                        }
-                        let s = sparse_dot(v, &vectors[e]);
-                        if cluster == c {
-                            own = own.max(s);
-                        } else {
-                            other = other.max(s);
-                        }
-                    }
-                    other <= own
+                    let mut near: Vec<(f32, usize)> = indexed
+                        .iter()
+                        .filter(|&&(_, e)| e != i)
+                        .map(|&(cluster, e)| (sparse_dot(v, &vectors[e]), cluster))
+                        .filter(|(s, _)| *s > 0.0)
+                        .collect();
+                    near.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+                    near.truncate(EDIT_NEIGHBOURS);
+                    let votes = |cluster: usize| near.iter().filter(|x| x.1 == cluster).count();
+                    let own = votes(c);
+                    near.iter().filter(|x| x.1 != c).all(|x| votes(x.1) <= own)
                 })
                 .collect();
             if kept.is_empty() { ex.clone() } else { kept }
@@ -595,7 +605,7 @@ mod tests {
             v(&[(2, 1.0)]),
             v(&[(1, 1.0), (2, 0.1)]),
             v(&[(9, 1.0)]),
-            v(&[(2, 1.0), (1, 0.1)]),
+            v(&[(1, 0.1), (2, 1.0)]),
         ];
         assert_eq!(
             edit_examples(&mixed, &lost, &[true, true]),
@@ -605,6 +615,29 @@ mod tests {
         assert_eq!(
             edit_examples(&vectors, &[vec![2], vec![3, 4]], &[true, true]),
             vec![vec![2], vec![3, 4]]
+        );
+    }
+
+    #[test]
+    fn a_misplaced_example_and_the_query_that_followed_it_stop_routing() {
+        // Cluster 0: two glossary questions (1), a Python question (5, 7)
+        // clustered with them and a logged repeat of it placed beside it;
+        // cluster 1: Python questions (7, 8). Each of the two is the
+        // other's nearest example, but two of their three nearest are
+        // cluster 1's.
+        let vectors = vec![
+            v(&[(1, 1.0), (2, 1.0)]),
+            v(&[(1, 1.0), (3, 1.0)]),
+            v(&[(5, 1.0), (7, 1.0)]),
+            v(&[(5, 1.0), (6, 0.3), (7, 1.0)]),
+            v(&[(7, 1.0), (8, 1.0)]),
+            v(&[(7, 1.0), (8, 1.0), (9, 0.5)]),
+            v(&[(5, 0.5), (7, 1.0), (8, 1.0)]),
+        ];
+        let examples = vec![vec![0, 1, 2, 3], vec![4, 5, 6]];
+        assert_eq!(
+            edit_examples(&vectors, &examples, &[true, true]),
+            vec![vec![0, 1], vec![4, 5, 6]]
         );
     }
 
