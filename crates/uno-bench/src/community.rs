@@ -100,6 +100,9 @@ struct TopicRow {
     ceiling: usize,
     follow_n: usize,
     follow_uno: usize,
+    /// Of the follow-ups' questions, those whose first-turn answer met the
+    /// preference (the same questions, asked first).
+    follow_first: usize,
     lost: usize,
     paths: BTreeMap<String, usize>,
 }
@@ -744,6 +747,10 @@ async fn evaluate(
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
+    // First-turn uno outcomes by question, and follow-up questions, to
+    // pair them after the loop (answers arrive in any order).
+    let mut first_ok: HashMap<(&str, &str), bool> = HashMap::new();
+    let mut follow_questions: Vec<(&str, &str, &str)> = Vec::new();
     for r in results {
         let (i, served) = r?;
         let j = &jobs[i];
@@ -790,8 +797,10 @@ async fn evaluate(
             (true, "uno") => {
                 row.follow_n += 1;
                 row.follow_uno += usize::from(ok);
+                follow_questions.push((q.tenant, q.topic, q.question.as_str()));
             }
             (false, "uno") => {
+                first_ok.insert((q.tenant, q.question.as_str()), ok);
                 row.n += 1;
                 row.uno += usize::from(ok);
                 *row.paths.entry(served.path.clone()).or_default() += 1;
@@ -808,6 +817,12 @@ async fn evaluate(
             (false, "global") => row.global += usize::from(ok),
             (false, "ceiling") => row.ceiling += usize::from(ok),
             _ => {}
+        }
+    }
+
+    for (tenant, topic, question) in follow_questions {
+        if let Some(row) = out.topics.get_mut(&(tenant.to_owned(), topic.to_owned())) {
+            row.follow_first += usize::from(first_ok.get(&(tenant, question)) == Some(&true));
         }
     }
 
@@ -953,7 +968,7 @@ fn figures(r: &SeedResult) -> Figures {
         global_mean: mean(&|row| pct(row.global, row.n)),
         ceiling_mean: mean(&|row| pct(row.ceiling, row.n)),
         pass_mean: mean(&|row| pct(row.pass, row.n)),
-        follow_gap: mean(&|row| pct(row.uno, row.n))
+        follow_gap: mean(&|row| pct(row.follow_first, row.follow_n))
             - mean(&|row| pct(row.follow_uno, row.follow_n)),
         unseen: pct(up, un),
         max_lost: rows

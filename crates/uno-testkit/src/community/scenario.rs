@@ -633,8 +633,10 @@ pub fn generate(seed: u64, system_prompt_bytes: usize, sizes: Sizes) -> Communit
             let Some(topic) = topic(topic_key) else {
                 continue;
             };
+            let mut firsts = Vec::with_capacity(sizes.test_per_topic);
             for _ in 0..sizes.test_per_topic {
                 let q = fresh(&mut rng, topic);
+                firsts.push(q.clone());
                 tests.push(TestQuery {
                     tenant: t.name,
                     topic: topic_key,
@@ -643,9 +645,15 @@ pub fn generate(seed: u64, system_prompt_bytes: usize, sizes: Sizes) -> Communit
                     earlier: None,
                 });
             }
-            for _ in 0..sizes.follow_ups_per_topic {
+            // Follow-ups ask first-turn questions again, after another
+            // question on the topic: the issue compares the two "on the
+            // same questions", so the gap is not sampling noise.
+            for j in 0..sizes.follow_ups_per_topic {
                 let earlier = fresh(&mut rng, topic);
-                let q = fresh(&mut rng, topic);
+                let q = match firsts.get(j) {
+                    Some(q) => q.clone(),
+                    None => fresh(&mut rng, topic),
+                };
                 tests.push(TestQuery {
                     tenant: t.name,
                     topic: topic_key,
@@ -734,6 +742,15 @@ mod tests {
         assert_eq!(pushers.len(), 4, "one id and three ids");
         assert!(c.train.iter().any(|e| e.role == Role::Random));
         assert!(c.tests.iter().any(|t| t.unseen) && c.tests.iter().any(|t| t.earlier.is_some()));
+        // Every follow-up asks a question also asked as a first turn.
+        for f in c.tests.iter().filter(|t| t.earlier.is_some()) {
+            assert!(
+                c.tests.iter().any(|t| t.earlier.is_none()
+                    && t.tenant == f.tenant
+                    && t.question == f.question),
+                "{f:?}"
+            );
+        }
         assert_ne!(
             generate(8, 0, Sizes::default()).train[0].question,
             c.train[0].question
