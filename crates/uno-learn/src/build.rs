@@ -446,15 +446,10 @@ fn place_by_examples(
         bar_prior: config.route_bar_prior,
         required: &required,
     });
-    let thresholds: Vec<f32> = routable
-        .iter()
-        .zip(&cal.thresholds)
-        .map(|(&r, &t)| if r { t } else { 0.0 })
-        .collect();
     let calibrations = cal
         .clusters
         .iter()
-        .zip(&thresholds)
+        .zip(&cal.thresholds)
         .zip(routable.iter().zip(users))
         .map(|((e, &threshold), (&routable, &users))| RouteCalibration {
             routable,
@@ -468,7 +463,7 @@ fn place_by_examples(
         })
         .collect();
     Placement {
-        thresholds,
+        thresholds: cal.thresholds,
         calibrations,
         examples: chosen
             .iter()

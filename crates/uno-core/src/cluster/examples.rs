@@ -55,13 +55,6 @@ pub const EDIT_NEIGHBOURS: usize = 3;
 /// of one other routable cluster than of its own (Wilson's editing of a
 /// nearest-neighbour classifier).
 ///
-/// Why neighbours and not the single nearest: a misplaced member rarely
-/// comes alone. The logged queries the worker places follow it ("parsing
-/// JSON from an API" asked again, placed beside the one Python question
-/// clustered with the glossary), and the nearest example of each is then
-/// another of them; its three nearest still include the Python
-/// cluster's own questions.
-///
 /// Why: clustering and routing use different spaces, so a cluster can hold
 /// a few members that, in the routing space, sit among another topic's
 /// queries ("What is an API?" clustered with the Python questions). As
@@ -71,6 +64,13 @@ pub const EDIT_NEIGHBOURS: usize = 3;
 /// routes. A cluster with a single example keeps it (there is nothing of
 /// its own to compare with), and a cluster whose every example would go
 /// keeps them all rather than silently stop being routable.
+///
+/// Why neighbours and not the single nearest: a misplaced member rarely
+/// comes alone. The logged queries the worker places follow it ("parsing
+/// JSON from an API" asked again, placed beside the one Python question
+/// clustered with the glossary), and the nearest example of each is then
+/// another of them; its three nearest still include the Python
+/// cluster's own questions.
 pub fn edit_examples(
     vectors: &[Vec<(u64, f32)>],
     examples: &[Vec<usize>],
@@ -318,12 +318,10 @@ pub struct ExampleClusterCalibration {
 /// The calibration of a tenant's example router.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExampleCalibration {
-    /// The bar as a cosine distance (`1 − similarity`), shared by the
-    /// routable clusters; 0 when nothing is routable (nothing but an
-    /// identical text would pass, and nothing is indexed anyway).
-    pub threshold: f32,
-    /// Per cluster, its own bar as a cosine distance ([`cluster_bar`]);
-    /// 0 for a cluster that is not routable.
+    /// Per cluster, its bar as a cosine distance (`1 − similarity`,
+    /// [`cluster_bar`]); 0 for a cluster that is not routable and for
+    /// every cluster when nothing is (nothing but an identical text would
+    /// pass, and nothing is indexed anyway).
     pub thresholds: Vec<f32>,
     /// Per cluster.
     pub clusters: Vec<ExampleClusterCalibration>,
@@ -354,7 +352,8 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             cluster_of.extend(std::iter::repeat_n(c, ex.len()));
         }
     }
-    let mut own: Vec<f32> = Vec::new();
+    // Per cluster, its members' leave-one-out similarities (routable
+    // clusters only): each cluster's bar, and pooled, the tenant's.
     let mut own_by: Vec<Vec<f32>> = vec![Vec::new(); k];
     let mut best_own: Vec<Option<f32>> = vec![None; n];
     // Each log's two most similar clusters, itself left out: they do not
@@ -389,22 +388,16 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
         if inputs.routable.get(label).copied().unwrap_or(false)
             && i < inputs.bar_logs
             && let Some(s) = own_best
+            && let Some(o) = own_by.get_mut(label)
         {
-            own.push(s);
-            if let Some(o) = own_by.get_mut(label) {
-                o.push(s);
-            }
+            o.push(s);
         }
     }
+    let mut own = own_by.concat();
     let bar = if own.is_empty() {
         f32::INFINITY
     } else {
         super::route::linear_quantile(&mut own, inputs.quantile)
-    };
-    let threshold = if bar.is_finite() {
-        (1.0 - bar).max(0.0)
-    } else {
-        0.0
     };
     let bars: Vec<f32> = own_by
         .iter_mut()
@@ -417,6 +410,8 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             }
         })
         .collect();
+    // As cosine distances; an infinite bar (nothing to calibrate on)
+    // takes nothing but an identical text.
     let thresholds: Vec<f32> = bars
         .iter()
         .map(|b| {
@@ -450,7 +445,7 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             let members: Vec<usize> = (0..n).filter(|&i| inputs.labels[i] == c).collect();
             let accepted = members
                 .iter()
-                .filter(|&&i| best_own[i].is_some_and(|s| bars[c].is_finite() && s >= bars[c]))
+                .filter(|&&i| best_own[i].is_some_and(|s| s >= bars[c]))
                 .count();
             let agreed = members.iter().filter(|&&i| routed[i] == Some(c)).count();
             let negatives = n - members.len();
@@ -482,7 +477,6 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
         .filter(|&&i| routed[i] == Some(inputs.labels[i]))
         .count();
     ExampleCalibration {
-        threshold,
         thresholds,
         clusters,
         agreement: share(agreed, n),
@@ -498,6 +492,30 @@ mod tests {
     fn v(features: &[(u64, f32)]) -> Vec<(u64, f32)> {
         let norm = features.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
         features.iter().map(|(h, w)| (*h, w / norm)).collect()
+    }
+
+    /// Calibration inputs with no margin, no defining features, every
+    /// log setting the bar, each cluster's bar its own (no prior) and the
+    /// lowest of its members' similarities (quantile 0).
+    fn inputs<'a>(
+        vectors: &'a [Vec<(u64, f32)>],
+        labels: &'a [usize],
+        routable: &'a [bool],
+        users: &'a [u32],
+        examples: &'a [Vec<usize>],
+    ) -> ExampleInputs<'a> {
+        ExampleInputs {
+            vectors,
+            labels,
+            routable,
+            users,
+            examples,
+            quantile: 0.0,
+            margin: 0.0,
+            bar_logs: usize::MAX,
+            bar_prior: 0.0,
+            required: &[],
+        }
     }
 
     #[test]
@@ -552,18 +570,17 @@ mod tests {
             v(&[(1, 1.0), (2, 1.0), (40, 1.0)]),
         ];
         let labels = [0, 0, 0, 1, 1, 2];
+        let examples = [vec![0, 1, 2], vec![3, 4], vec![]];
         let base = ExampleInputs {
-            vectors: &vectors,
-            labels: &labels,
-            routable: &[true, true, false],
-            users: &[3, 3, 1],
-            examples: &[vec![0, 1, 2], vec![3, 4], vec![]],
-            quantile: 0.0,
-            margin: 0.0,
-            bar_logs: 6,
             // The pooled bar, which the template alone reaches.
             bar_prior: f64::INFINITY,
-            required: &[],
+            ..inputs(
+                &vectors,
+                &labels,
+                &[true, true, false],
+                &[3, 3, 1],
+                &examples,
+            )
         };
         let open = calibrate_examples(&base);
         assert!(
@@ -725,24 +742,17 @@ mod tests {
         let users = [3, 3, 1];
         let examples = vec![vec![0, 1, 2], vec![3, 4, 5], vec![]];
         let inputs = ExampleInputs {
-            required: &[],
-            vectors: &vectors,
-            labels: &labels,
-            routable: &routable,
-            users: &users,
-            examples: &examples,
             quantile: 0.1,
             margin: 0.05,
-            bar_logs: usize::MAX,
-            bar_prior: 0.0,
+            ..inputs(&vectors, &labels, &routable, &users, &examples)
         };
         let cal = calibrate_examples(&inputs);
-        // Every member is 1/3 similar to its nearest other member.
-        assert!(
-            (cal.threshold - (1.0 - 1.0 / 3.0)).abs() < 1e-5,
-            "{}",
-            cal.threshold
-        );
+        // Every member is 1/3 similar to its nearest other member; the
+        // cluster that is not routable has no bar.
+        for t in &cal.thresholds[..2] {
+            assert!((t - (1.0 - 1.0 / 3.0)).abs() < 1e-5, "{:?}", cal.thresholds);
+        }
+        assert_eq!(cal.thresholds[2], 0.0);
         assert_eq!(cal.clusters[0].agreement, 1.0);
         assert_eq!(cal.clusters[1].true_accept, 1.0);
         assert_eq!(cal.clusters[0].false_accept, 0.0);
@@ -759,7 +769,6 @@ mod tests {
             ..inputs
         });
         assert_eq!(none.passthrough, 1.0);
-        assert_eq!(none.threshold, 0.0);
         assert_eq!(none.thresholds, vec![0.0; 3]);
     }
 
@@ -790,18 +799,7 @@ mod tests {
         ];
         let labels = [0, 0, 0, 1, 1, 1, 1];
         let examples = vec![vec![0, 1, 2], vec![3, 4, 5, 6]];
-        let inputs = ExampleInputs {
-            required: &[],
-            vectors: &vectors,
-            labels: &labels,
-            routable: &[true, true],
-            users: &[3, 3],
-            examples: &examples,
-            quantile: 0.0,
-            margin: 0.0,
-            bar_logs: usize::MAX,
-            bar_prior: 0.0,
-        };
+        let inputs = inputs(&vectors, &labels, &[true, true], &[3, 3], &examples);
         let cal = calibrate_examples(&inputs);
         let third = 1.0 - 1.0 / 3.0;
         let two_thirds = 1.0 - 2.0 / 3.0;
@@ -817,11 +815,15 @@ mod tests {
             "{:?}",
             cal.thresholds
         );
-        assert!(
-            (cal.threshold - third).abs() < 1e-5,
-            "pooled: {}",
-            cal.threshold
-        );
+        // The pooled bar (a prior outweighing every cluster): the
+        // loose topic's.
+        let pooled = calibrate_examples(&ExampleInputs {
+            bar_prior: f64::INFINITY,
+            ..inputs
+        });
+        for t in &pooled.thresholds {
+            assert!((t - third).abs() < 1e-5, "pooled: {:?}", pooled.thresholds);
+        }
         // With a prior, both move toward the pooled bar.
         let drawn = calibrate_examples(&ExampleInputs {
             bar_prior: 4.0,

@@ -185,12 +185,11 @@ impl ExampleIndex {
         }
     }
 
-    /// Zeroes the scores of the examples of every row whose defining
-    /// features `query` lacks: such a row cannot take it. `found`: the
-    /// bits [`ExampleIndex::score_into`] collected for the first 64 rows
-    /// of `required`; later ones are checked against the query.
-    fn mask_unadmitted(&self, query: &[(u64, f32)], found: u64, scores: &mut [f32]) {
-        for row in self.blocked_rows(query, found) {
+    /// Zeroes the scores of the examples of each of `rows` (those whose
+    /// defining features the query lacks, [`ExampleIndex::blocked_rows`]):
+    /// such a row cannot take it.
+    fn mask_rows(&self, rows: impl Iterator<Item = usize>, scores: &mut [f32]) {
+        for row in rows {
             match &self.row_ranges {
                 Some(ranges) => {
                     if let Some(&(start, end)) = ranges.get(row)
@@ -302,8 +301,9 @@ impl ExampleIndex {
     fn scores(&self, query: &[(u64, f32)]) -> (Vec<f32>, Vec<usize>) {
         let mut scores = vec![0.0f32; self.row_of.len()];
         let found = self.score_into(query, &mut scores);
-        self.mask_unadmitted(query, found, &mut scores);
-        (scores, self.blocked_rows(query, found).collect())
+        let blocked: Vec<usize> = self.blocked_rows(query, found).collect();
+        self.mask_rows(blocked.iter().copied(), &mut scores);
+        (scores, blocked)
     }
 
     /// The two most similar rows to `query`, scored in `scores` (one slot
@@ -316,7 +316,7 @@ impl ExampleIndex {
         scores.clear();
         scores.resize(self.row_of.len(), 0.0);
         let found = self.score_into(query, scores);
-        self.mask_unadmitted(query, found, scores);
+        self.mask_rows(self.blocked_rows(query, found), scores);
         self.best_rows(scores)
     }
 }
