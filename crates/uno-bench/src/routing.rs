@@ -205,6 +205,36 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
             .join("\n")
     );
     let empty = Snapshot::empty("bench");
+    let per_cluster: Vec<Vec<Vec<(u64, f32)>>> = (0..CLUSTERS)
+        .map(|c| examples(&embedder, &weights, c, &query))
+        .collect();
+    // The admission rules the worker publishes, so the router makes
+    // those checks too: each cluster's defining features (cluster 0 holds
+    // the bench query, which does not read like its synthetic examples; it
+    // keeps none), and the other clusters' marks that are strangers to it.
+    let vectors: Vec<Vec<(u64, f32)>> = per_cluster.concat();
+    let mut at = 0;
+    let numbered: Vec<Vec<usize>> = per_cluster
+        .iter()
+        .map(|ex| {
+            let ids = (at..at + ex.len()).collect();
+            at += ex.len();
+            ids
+        })
+        .collect();
+    let required: Vec<Vec<u64>> = numbered
+        .iter()
+        .enumerate()
+        .map(|(c, ids)| {
+            if c == 0 {
+                Vec::new()
+            } else {
+                uno_core::cluster::defining_features(&vectors, ids)
+            }
+        })
+        .collect();
+    let excluded =
+        uno_core::cluster::excluded_features(&vectors, &numbered, &[true; CLUSTERS], &required);
     Ok(Snapshot {
         version: 1,
         embedder_id: "bench".to_owned(),
@@ -215,44 +245,40 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
             ..empty.settings
         },
         logs: 100,
-        clusters: (0..CLUSTERS)
-            .map(|c| (c, examples(&embedder, &weights, c, &query)))
-            .map(|(c, route_examples)| ClusterExperience {
-                id: c.to_string(),
-                // The other clusters' defining features, as the worker
-                // publishes them, so the router does that check too
-                // (cluster 0 holds the bench query, which does not read
-                // like its synthetic examples; it keeps none).
-                route_required: if c == 0 {
-                    Vec::new()
-                } else {
-                    let all: Vec<usize> = (0..route_examples.len()).collect();
-                    uno_core::cluster::defining_features(&route_examples, &all)
+        clusters: per_cluster
+            .into_iter()
+            .zip(required.into_iter().zip(excluded))
+            .enumerate()
+            .map(
+                |(c, (route_examples, (route_required, route_excluded)))| ClusterExperience {
+                    id: c.to_string(),
+                    route_required,
+                    route_excluded,
+                    route_examples,
+                    size: EXAMPLES,
+                    lang: "en".to_owned(),
+                    centroid: Vec::new(),
+                    unseen_threshold: 0.0,
+                    route_centroid: centroid.clone(),
+                    route_threshold: 0.5,
+                    route: Some(RouteCalibration {
+                        routable: true,
+                        users: 100,
+                        ..RouteCalibration::default()
+                    }),
+                    mode,
+                    decision: "bench".to_owned(),
+                    gap: Gap::default(),
+                    high_gap: false,
+                    validation: None,
+                    block: block.clone(),
+                    rules: RULES
+                        .iter()
+                        .map(|r| Rule::new(*r, 5, Vec::new(), true))
+                        .collect(),
+                    ..ClusterExperience::default()
                 },
-                route_examples,
-                size: EXAMPLES,
-                lang: "en".to_owned(),
-                centroid: Vec::new(),
-                unseen_threshold: 0.0,
-                route_centroid: centroid.clone(),
-                route_threshold: 0.5,
-                route: Some(RouteCalibration {
-                    routable: true,
-                    users: 100,
-                    ..RouteCalibration::default()
-                }),
-                mode,
-                decision: "bench".to_owned(),
-                gap: Gap::default(),
-                high_gap: false,
-                validation: None,
-                block: block.clone(),
-                rules: RULES
-                    .iter()
-                    .map(|r| Rule::new(*r, 5, Vec::new(), true))
-                    .collect(),
-                ..ClusterExperience::default()
-            })
+            )
             .collect(),
         ..empty
     })

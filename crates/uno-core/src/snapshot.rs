@@ -296,6 +296,13 @@ pub struct ClusterExperience {
     /// none (its questions vary) and in older snapshots.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_required: Vec<u64>,
+    /// Routing features (hashes) that keep a query out of the cluster:
+    /// other clusters' defining features that are strangers here
+    /// (`uno_core::cluster::excluded_features`). A query naming another
+    /// topic's mark ("Python") is not taken here, however close its other
+    /// words; empty in older snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_excluded: Vec<u64>,
     /// How `route_threshold` was calibrated, and whether the cluster is
     /// routable; absent in snapshots from before calibration (every cluster
     /// with a routing centroid is routable then).

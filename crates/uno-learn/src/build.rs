@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use uno_core::cluster::{
     CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, WardOptions, average_auto,
     calibrate, calibrate_examples, centroids, combine, defining_features, edit_examples,
-    merge_agreeing, select_examples, unseen_thresholds, ward_auto,
+    excluded_features, merge_agreeing, select_examples, unseen_thresholds, ward_auto,
 };
 use uno_core::config::{LearnConfig, Linkage};
 use uno_core::snapshot::{
@@ -52,6 +52,9 @@ pub struct ClusterPlan {
     /// Defining features of the examples
     /// (`uno_core::cluster::defining_features`).
     pub route_required: Vec<u64>,
+    /// Other clusters' defining features that keep a query out of this
+    /// one (`uno_core::cluster::excluded_features`).
+    pub route_excluded: Vec<u64>,
     /// Cognitive gap.
     pub gap: Gap,
     /// Majority language.
@@ -262,6 +265,7 @@ pub fn plan_clusters_with(
         calibrations,
         mut examples,
         mut required,
+        mut excluded,
         agreement,
         agreement_routable,
         passthrough,
@@ -299,6 +303,7 @@ pub fn plan_clusters_with(
                 route: calibrations[c].clone(),
                 route_examples: std::mem::take(&mut examples[c]),
                 route_required: required.get_mut(c).map(std::mem::take).unwrap_or_default(),
+                route_excluded: excluded.get_mut(c).map(std::mem::take).unwrap_or_default(),
                 members,
                 train,
                 holdout,
@@ -389,6 +394,8 @@ struct Placement {
     examples: Vec<Vec<Vec<(u64, f32)>>>,
     /// Per cluster: its examples' defining features.
     required: Vec<Vec<u64>>,
+    /// Per cluster: the features that keep a query out of it.
+    excluded: Vec<Vec<u64>>,
     agreement: f64,
     agreement_routable: f64,
     passthrough: f64,
@@ -434,6 +441,7 @@ fn place_by_examples(
         .iter()
         .map(|ex| defining_features(&sparse, ex))
         .collect();
+    let excluded = excluded_features(&sparse, &chosen, routable, &required);
     let cal = calibrate_examples(&ExampleInputs {
         vectors: &sparse,
         labels,
@@ -445,6 +453,7 @@ fn place_by_examples(
         bar_logs,
         bar_prior: config.route_bar_prior,
         required: &required,
+        excluded: &excluded,
     });
     let calibrations = cal
         .clusters
@@ -470,6 +479,7 @@ fn place_by_examples(
             .map(|ex| ex.iter().map(|&i| sparse[i].clone()).collect())
             .collect(),
         required,
+        excluded,
         agreement: cal.agreement,
         agreement_routable: cal.agreement_routable,
         passthrough: cal.passthrough,
@@ -521,6 +531,7 @@ fn place_by_centroids(
             .collect(),
         examples: vec![Vec::new(); routable.len()],
         required: vec![Vec::new(); routable.len()],
+        excluded: vec![Vec::new(); routable.len()],
         agreement: cal.agreement,
         agreement_routable: cal.agreement_routable,
         passthrough: cal.passthrough,

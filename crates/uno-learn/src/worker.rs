@@ -736,6 +736,7 @@ impl Worker {
             route: Some(plan.route.clone()),
             route_examples: plan.route_examples.clone(),
             route_required: plan.route_required.clone(),
+            route_excluded: plan.route_excluded.clone(),
             mode,
             decision,
             gap: plan.gap,

@@ -163,6 +163,86 @@ pub fn admits(required: &[u64], has: impl Fn(u64) -> bool) -> bool {
     required.is_empty() || required.iter().any(|&h| has(h))
 }
 
+/// Largest share of a cluster's examples another cluster's defining
+/// feature may be in for queries with that feature to be kept out of it
+/// ([`excluded_features`]).
+pub const STRANGER_SHARE: f64 = 0.2;
+
+/// Per cluster, the features that keep a query out of it: the defining
+/// features of other routable clusters (`required`, per cluster, from
+/// [`defining_features`]) that are in at most [`STRANGER_SHARE`] of its
+/// own examples. A feature that a cluster of at least
+/// [`DEFINING_MIN_EXAMPLES`] examples holds in more than that share
+/// without being defined by it is a common word rather than a topic's
+/// mark, and keeps nobody out.
+///
+/// Why: the mirror of defining features. Every question of the Python
+/// cluster says "Python"; a glossary cluster that MiniLM gave one
+/// "parsing JSON from an API in Python" question (and the logged repeats
+/// of it) took new Python questions on that subject through their shared
+/// words, "a topic losing its queries to a minority cluster" (issue 23).
+/// A question naming another cluster's mark belongs with that cluster, or
+/// with a cluster where the mark is at home, never with one where it is a
+/// stranger.
+pub fn excluded_features(
+    vectors: &[Vec<(u64, f32)>],
+    examples: &[Vec<usize>],
+    routable: &[bool],
+    required: &[Vec<u64>],
+) -> Vec<Vec<u64>> {
+    let is_routable = |c: usize| routable.get(c).copied().unwrap_or(false);
+    let share = |c: usize, h: u64| {
+        let ex = examples.get(c).map_or(&[][..], Vec::as_slice);
+        if ex.is_empty() {
+            return 0.0;
+        }
+        let n = ex
+            .iter()
+            .filter(|&&e| {
+                vectors
+                    .get(e)
+                    .is_some_and(|v| v.binary_search_by_key(&h, |f| f.0).is_ok())
+            })
+            .count();
+        n as f64 / ex.len() as f64
+    };
+    let mut marks: Vec<u64> = required
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| is_routable(*c))
+        .flat_map(|(_, r)| r.iter().copied())
+        .collect();
+    marks.sort_unstable();
+    marks.dedup();
+    let mut out: Vec<Vec<u64>> = vec![Vec::new(); examples.len()];
+    for h in marks {
+        let defines = |c: usize| required.get(c).is_some_and(|r| r.contains(&h));
+        let shares: Vec<(usize, f64)> = (0..examples.len())
+            .filter(|&c| is_routable(c))
+            .map(|c| (c, share(c, h)))
+            .collect();
+        let common_word = shares.iter().any(|&(c, s)| {
+            s > STRANGER_SHARE && !defines(c) && examples[c].len() >= DEFINING_MIN_EXAMPLES
+        });
+        if common_word {
+            continue;
+        }
+        for (c, s) in shares {
+            if s <= STRANGER_SHARE && !defines(c) {
+                out[c].push(h);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a query whose features satisfy `has` may go to a cluster with
+/// `required` defining and `excluded` features ([`admits`],
+/// [`excluded_features`]).
+pub fn admits_query(required: &[u64], excluded: &[u64], has: impl Fn(u64) -> bool) -> bool {
+    admits(required, &has) && !excluded.iter().any(|&h| has(h))
+}
+
 /// A routable cluster's best similarity to a query, for the decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -299,6 +379,9 @@ pub struct ExampleInputs<'a> {
     /// with none of a cluster's scores 0 against its examples, as the
     /// proxy scores a query.
     pub required: &'a [Vec<u64>],
+    /// Per cluster: the features that keep a log out of it
+    /// ([`excluded_features`]), as the proxy keeps a query out.
+    pub excluded: &'a [Vec<u64>],
 }
 
 /// Per cluster, how its bar does on the logs.
@@ -365,7 +448,13 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
         let v = &inputs.vectors[i];
         let has = |h: u64| v.binary_search_by_key(&h, |f| f.0).is_ok();
         let admitted: Vec<bool> = (0..k)
-            .map(|c| admits(inputs.required.get(c).map_or(&[][..], Vec::as_slice), has))
+            .map(|c| {
+                admits_query(
+                    inputs.required.get(c).map_or(&[][..], Vec::as_slice),
+                    inputs.excluded.get(c).map_or(&[][..], Vec::as_slice),
+                    has,
+                )
+            })
             .collect();
         for ((s, &e), &c) in sims.iter_mut().zip(&example_logs).zip(&cluster_of) {
             *s = if admitted[c] {
@@ -385,8 +474,19 @@ pub fn calibrate_examples(inputs: &ExampleInputs<'_>) -> ExampleCalibration {
             .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
         *best = own_best;
         *near = best_two(sims.iter().copied().enumerate(), &cluster_of, skip);
+        // A member naming another topic's mark (the Python question in
+        // the glossary's cluster) is kept out of its own cluster: its 0
+        // would drag the bar down for everyone, so it sets none. Members
+        // lacking their own cluster's defining feature (a typo in
+        // "Python") still count: leaving them out too raised the bars
+        // and cost 1-5 points of uno in four of ten seeds.
+        let kept_out = inputs
+            .excluded
+            .get(label)
+            .is_some_and(|x| x.iter().any(|&h| has(h)));
         if inputs.routable.get(label).copied().unwrap_or(false)
             && i < inputs.bar_logs
+            && !kept_out
             && let Some(s) = own_best
             && let Some(o) = own_by.get_mut(label)
         {
@@ -515,6 +615,7 @@ mod tests {
             bar_logs: usize::MAX,
             bar_prior: 0.0,
             required: &[],
+            excluded: &[],
         }
     }
 
@@ -597,6 +698,113 @@ mod tests {
             closed.clusters[0].agreement, 1.0,
             "its own members still go there"
         );
+    }
+
+    /// Routing vectors and, per cluster, its examples.
+    type Topics = (Vec<Vec<(u64, f32)>>, Vec<Vec<usize>>);
+
+    /// Five examples of cluster 0, each with feature 7 ("python") and a
+    /// word of its own, then those of cluster 1 (`others`).
+    fn two_topics(others: &[&[u64]]) -> Topics {
+        let mut vectors: Vec<Vec<(u64, f32)>> =
+            (0..5u64).map(|i| v(&[(7, 1.0), (100 + i, 1.0)])).collect();
+        for o in others {
+            let f: Vec<(u64, f32)> = o.iter().map(|&h| (h, 1.0)).collect();
+            vectors.push(v(&f));
+        }
+        let examples = vec![(0..5).collect(), (5..5 + others.len()).collect()];
+        (vectors, examples)
+    }
+
+    #[test]
+    fn another_clusters_defining_feature_keeps_a_query_out_where_it_is_a_stranger() {
+        // Cluster 1 holds "python" in one of six examples: a stranger.
+        let (vectors, examples) = two_topics(&[&[7, 50], &[51], &[52], &[53], &[54], &[55]]);
+        let required = vec![vec![7], vec![]];
+        let excluded = excluded_features(&vectors, &examples, &[true, true], &required);
+        assert_eq!(excluded, vec![vec![], vec![7]]);
+        assert!(!admits_query(&required[1], &excluded[1], |h| h == 7));
+        assert!(admits_query(&required[1], &excluded[1], |h| h == 51));
+        assert!(admits_query(&required[0], &excluded[0], |h| h == 7));
+        // Not routable: its defining feature keeps nobody out.
+        let off = excluded_features(&vectors, &examples, &[false, true], &required);
+        assert_eq!(off, vec![Vec::<u64>::new(), vec![]]);
+    }
+
+    #[test]
+    fn a_defining_feature_that_another_cluster_uses_often_keeps_nobody_out() {
+        // Cluster 1 holds 7 in two of five examples (a common word there),
+        // so 7 is no cluster's mark; with a third, stranger cluster it
+        // still keeps nothing out.
+        let (mut vectors, mut examples) = two_topics(&[&[7, 50], &[7, 51], &[52], &[53], &[54]]);
+        vectors.push(v(&[(60, 1.0)]));
+        examples.push(vec![10]);
+        let required = vec![vec![7], vec![], vec![]];
+        let excluded = excluded_features(&vectors, &examples, &[true, true, true], &required);
+        assert!(excluded.iter().all(Vec::is_empty), "{excluded:?}");
+        // A small cluster (under five examples) using it often does not
+        // make it common: it is simply not kept out.
+        let (vectors, examples) = two_topics(&[&[7, 50], &[51]]);
+        let excluded = excluded_features(&vectors, &examples, &[true, true], &required[..2]);
+        assert_eq!(excluded, vec![Vec::<u64>::new(), vec![]]);
+    }
+
+    #[test]
+    fn a_member_its_cluster_keeps_out_does_not_set_the_bar() {
+        // Cluster 0's members all say 7 but log 3, which shares nothing
+        // with the others and names feature 40 (another topic's mark);
+        // the lowest member (quantile 0) sets the bar.
+        let vectors = vec![
+            v(&[(7, 1.0), (20, 1.0)]),
+            v(&[(7, 1.0), (20, 1.0), (21, 1.0)]),
+            v(&[(7, 1.0), (21, 1.0)]),
+            v(&[(40, 1.0)]),
+            v(&[(30, 1.0), (31, 1.0)]),
+            v(&[(30, 1.0), (32, 1.0)]),
+        ];
+        let labels = [0, 0, 0, 0, 1, 1];
+        let examples = [vec![0, 1, 2, 3], vec![4, 5]];
+        let base = inputs(&vectors, &labels, &[true, true], &[3, 3], &examples);
+        let open = calibrate_examples(&base);
+        assert_eq!(open.thresholds[0], 1.0, "log 3's 0 sets the bar: {open:?}");
+        let excluded = [vec![40], vec![]];
+        let kept_out = calibrate_examples(&ExampleInputs {
+            excluded: &excluded,
+            ..base
+        });
+        assert!(kept_out.thresholds[0] < 0.6, "{kept_out:?}");
+        // Lacking the defining feature still counts (see the comment).
+        let required = [vec![7], vec![]];
+        let lacking = calibrate_examples(&ExampleInputs {
+            required: &required,
+            ..base
+        });
+        assert_eq!(lacking.thresholds[0], 1.0, "{lacking:?}");
+    }
+
+    #[test]
+    fn calibration_keeps_a_log_out_as_the_proxy_does() {
+        // Log 5 ("python" and a word of cluster 1's) is cluster 0's; its
+        // nearest example is cluster 1's python stranger (log 4).
+        let vectors = vec![
+            v(&[(7, 1.0), (20, 1.0)]),
+            v(&[(7, 1.0), (21, 1.0)]),
+            v(&[(7, 1.0), (22, 1.0)]),
+            v(&[(30, 1.0), (31, 1.0)]),
+            v(&[(7, 0.3), (30, 1.0), (32, 1.0)]),
+            v(&[(7, 0.3), (32, 1.0), (33, 1.0)]),
+        ];
+        let labels = [0, 0, 0, 1, 1, 0];
+        let examples = [vec![0, 1, 2], vec![3, 4]];
+        let base = inputs(&vectors, &labels, &[true, true], &[3, 3], &examples);
+        let open = calibrate_examples(&base);
+        assert!(open.clusters[1].false_accept > 0.0, "{open:?}");
+        let excluded = [vec![], vec![7]];
+        let closed = calibrate_examples(&ExampleInputs {
+            excluded: &excluded,
+            ..base
+        });
+        assert_eq!(closed.clusters[1].false_accept, 0.0, "{closed:?}");
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub struct ClusterDistance {
     /// Whether the text lies within the threshold.
     pub within: bool,
     /// Whether the text has none of the cluster's defining features
-    /// (`uno_core::cluster::defining_features`), so that the cluster
+    /// (`uno_core::cluster::defining_features`), or names another
+    /// cluster's mark that is a stranger here
+    /// (`uno_core::cluster::excluded_features`), so that the cluster
     /// cannot take it whatever its distance.
     pub excluded: bool,
 }
@@ -271,7 +273,7 @@ impl fmt::Display for Explanation {
                     if c.within {
                         "  within"
                     } else if c.excluded {
-                        "  lacks every word that defines it"
+                        "  kept out: lacks every word that defines it, or names another topic's"
                     } else {
                         ""
                     }

@@ -84,10 +84,11 @@ struct ExampleIndex {
     /// this 32 KB filter, which stays in cache, turns those away before
     /// they cost a probe of the (much larger) range table.
     filter: Vec<u64>,
-    /// Feature hash → its range of `postings`, and the bits of the
-    /// entries of `required` (the first 64) it is a defining feature of,
-    /// so the lookup scoring makes also says which rows a query may reach.
-    ranges: HashMap<u64, (u32, u32, u64), BuildFeatureHasher>,
+    /// Feature hash → its range of `postings`, the bits of the entries
+    /// of `required` (the first 64) it is a defining feature of, and those
+    /// of the entries of `excluded` (the first 64) it keeps out, so the
+    /// lookup scoring makes also says which rows a query may reach.
+    ranges: HashMap<u64, Range, BuildFeatureHasher>,
     /// (example, weight), grouped by feature: one allocation, read in
     /// order, so a query's few long lists stay in cache.
     postings: Vec<(u32, f32)>,
@@ -101,6 +102,31 @@ struct ExampleIndex {
     /// Per row: its defining features (`uno_core::cluster::admits`);
     /// `(row, features)` for the rows that have any.
     required: Vec<(usize, Vec<u64>)>,
+    /// Per row: the features that keep a query out of it
+    /// (`uno_core::cluster::excluded_features`); `(row, features)` for
+    /// the rows that have any.
+    excluded: Vec<(usize, Vec<u64>)>,
+}
+
+/// A feature's entry in [`ExampleIndex::ranges`].
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    /// Its postings, `start..end`.
+    start: u32,
+    end: u32,
+    /// Bits of the entries of `required` it defines.
+    defines: u64,
+    /// Bits of the entries of `excluded` it keeps out.
+    excludes: u64,
+}
+
+/// What a query's features say about the rows with admission rules:
+/// bits of the entries of `required` it has a defining feature of, and of
+/// the entries of `excluded` it has a feature of.
+#[derive(Debug, Clone, Copy, Default)]
+struct Found {
+    defines: u64,
+    excludes: u64,
 }
 
 /// Bits of [`ExampleIndex::filter`]: 2^18 (32 KB), about one in ten
@@ -140,10 +166,11 @@ impl std::hash::Hasher for FeatureHasher {
 
 impl ExampleIndex {
     /// Indexes `(row, example)` pairs, examples numbered in order, with
-    /// the rows' defining features (`(row, features)`).
+    /// the rows' defining and excluded features (`(row, features)`).
     fn build<'a>(
         examples: impl Iterator<Item = (usize, &'a [(u64, f32)])>,
         required: Vec<(usize, Vec<u64>)>,
+        excluded: Vec<(usize, Vec<u64>)>,
     ) -> Self {
         let mut row_of = Vec::new();
         let mut entries: Vec<(u64, u32, f32)> = Vec::new();
@@ -153,17 +180,35 @@ impl ExampleIndex {
             entries.extend(example.iter().map(|&(h, w)| (h, e, w)));
         }
         entries.sort_unstable_by_key(|&(h, e, _)| (h, e));
-        let mut ranges: HashMap<u64, (u32, u32, u64), BuildFeatureHasher> = HashMap::default();
+        let mut ranges: HashMap<u64, Range, BuildFeatureHasher> = HashMap::default();
         let mut postings = Vec::with_capacity(entries.len());
         for (h, e, w) in entries {
             let at = u32::try_from(postings.len()).unwrap_or(u32::MAX);
-            ranges.entry(h).or_insert((at, at, 0)).1 = at + 1;
+            ranges
+                .entry(h)
+                .or_insert(Range {
+                    start: at,
+                    end: at,
+                    defines: 0,
+                    excludes: 0,
+                })
+                .end = at + 1;
             postings.push((e, w));
         }
         for (bit, (_, features)) in required.iter().enumerate().take(64) {
             for h in features {
                 if let Some(range) = ranges.get_mut(h) {
-                    range.2 |= 1 << bit;
+                    range.defines |= 1 << bit;
+                }
+            }
+        }
+        // A feature in no example is in no query's lookup either; such an
+        // entry falls to the slow path of `blocked_rows` (none is, as the
+        // worker builds them: each is another row's defining feature).
+        for (bit, (_, features)) in excluded.iter().enumerate().take(64) {
+            for h in features {
+                if let Some(range) = ranges.get_mut(h) {
+                    range.excludes |= 1 << bit;
                 }
             }
         }
@@ -182,6 +227,7 @@ impl ExampleIndex {
             row_of,
             row_ranges,
             required,
+            excluded,
         }
     }
 
@@ -248,44 +294,62 @@ impl ExampleIndex {
             .is_some_and(|word| word & (1 << (bit % 64)) != 0)
     }
 
-    /// The rows whose defining features `query` lacks. `found`: the bits
+    /// The rows `query` may not reach: those whose defining features it
+    /// lacks, and those it has an excluded feature of. `found`: the bits
     /// [`ExampleIndex::score_into`] collected for the first 64 entries of
-    /// `required`; later ones are looked for in the query.
+    /// `required` and of `excluded`; later ones are looked for in the
+    /// query.
     fn blocked_rows<'a>(
         &'a self,
         query: &'a [(u64, f32)],
-        found: u64,
+        found: Found,
     ) -> impl Iterator<Item = usize> + 'a {
-        self.required
+        let has = move |h: u64| query.iter().any(|f| f.0 == h);
+        let lacking = self
+            .required
             .iter()
             .enumerate()
             .filter(move |(bit, (_, features))| {
                 let admitted = if *bit < 64 {
-                    found & (1 << bit) != 0
+                    found.defines & (1 << bit) != 0
                 } else {
-                    admits(features, |h| query.iter().any(|f| f.0 == h))
+                    admits(features, has)
                 };
                 !admitted
             })
-            .map(|(_, (row, _))| *row)
+            .map(|(_, (row, _))| *row);
+        let kept_out = self
+            .excluded
+            .iter()
+            .enumerate()
+            .filter(move |(bit, (_, features))| {
+                if *bit < 64 {
+                    found.excludes & (1 << bit) != 0
+                } else {
+                    features.iter().any(|&h| has(h))
+                }
+            })
+            .map(|(_, (row, _))| *row);
+        lacking.chain(kept_out)
     }
 
     /// Adds each example's similarity to `query` into `scores` (one slot
     /// per example, zeroed by the caller). Returns the bits of the entries
-    /// of `required` whose defining features the query has.
-    fn score_into(&self, query: &[(u64, f32)], scores: &mut [f32]) -> u64 {
-        let mut found = 0u64;
+    /// of `required` and `excluded` whose features the query has.
+    fn score_into(&self, query: &[(u64, f32)], scores: &mut [f32]) -> Found {
+        let mut found = Found::default();
         for (h, w) in query {
             if !self.may_hold(*h) {
                 continue;
             }
-            let Some(&(start, end, defines)) = self.ranges.get(h) else {
+            let Some(range) = self.ranges.get(h) else {
                 continue;
             };
-            found |= defines;
+            found.defines |= range.defines;
+            found.excludes |= range.excludes;
             let list = self
                 .postings
-                .get(start as usize..end as usize)
+                .get(range.start as usize..range.end as usize)
                 .unwrap_or_default();
             for &(e, we) in list {
                 if let Some(s) = scores.get_mut(e as usize) {
@@ -451,6 +515,7 @@ impl LoadedSnapshot {
             .any(|c| !c.route_examples.is_empty());
         let mut example_rows: Vec<(usize, &[(u64, f32)])> = Vec::new();
         let mut required: Vec<(usize, Vec<u64>)> = Vec::new();
+        let mut excluded: Vec<(usize, Vec<u64>)> = Vec::new();
         for (i, c) in snapshot.clusters.iter().enumerate() {
             let bad = |problem: String| LoadError::BadCluster {
                 cluster: c.id.clone(),
@@ -484,6 +549,9 @@ impl LoadedSnapshot {
                         }
                         if !c.route_required.is_empty() {
                             required.push((rows.len(), c.route_required.clone()));
+                        }
+                        if !c.route_excluded.is_empty() {
+                            excluded.push((rows.len(), c.route_excluded.clone()));
                         }
                     } else {
                         if c.route_centroid.len() != dim {
@@ -533,7 +601,7 @@ impl LoadedSnapshot {
                 users,
                 margin,
                 examples: by_examples
-                    .then(|| ExampleIndex::build(example_rows.into_iter(), required)),
+                    .then(|| ExampleIndex::build(example_rows.into_iter(), required, excluded)),
             }),
             clusters,
         })
@@ -601,7 +669,8 @@ impl LoadedSnapshot {
     /// decision (`uno route`), not for the request path.
     ///
     /// The flag says the query has none of the cluster's defining features
-    /// (`uno_core::cluster::defining_features`), so that the cluster
+    /// (`uno_core::cluster::defining_features`) or has one of its excluded
+    /// ones (`uno_core::cluster::excluded_features`), so that the cluster
     /// cannot take it whatever the distance.
     pub fn distances<S: AsRef<str>>(&self, parts: &[S]) -> Vec<(usize, f32, bool)> {
         let Some(router) = self.router.as_ref() else {
@@ -927,6 +996,7 @@ mod tests {
         let index = ExampleIndex::build(
             examples.iter().enumerate().map(|(r, e)| (r, e.as_slice())),
             required,
+            Vec::new(),
         );
         for wanted in [3usize, 69] {
             let query = [(5u64, 0.6f32), (1000 + wanted as u64, 0.8)];
@@ -943,6 +1013,77 @@ mod tests {
         }
     }
 
+    /// Row `r` of 70 is kept out by feature `2000 + r` (in row `r + 1`'s
+    /// example, as another cluster's defining feature is in its
+    /// examples); rows past the first 64 entries are found the slow way.
+    #[test]
+    fn excluded_features_keep_a_query_out_past_the_first_64_too() {
+        let examples: Vec<Vec<(u64, f32)>> = (0..70u64)
+            .map(|r| vec![(5, 0.6), (2000 + (r + 69) % 70, 0.8)])
+            .collect();
+        let excluded: Vec<(usize, Vec<u64>)> =
+            (0..70usize).map(|r| (r, vec![2000 + r as u64])).collect();
+        let index = ExampleIndex::build(
+            examples.iter().enumerate().map(|(r, e)| (r, e.as_slice())),
+            Vec::new(),
+            excluded,
+        );
+        let (_, open) = index.scores(&[(5, 1.0)]);
+        assert!(open.is_empty(), "no excluded feature: every row open");
+        for shut in [3usize, 68] {
+            let query = [(5u64, 0.6f32), (2000 + shut as u64, 0.8)];
+            let (scores, blocked) = index.scores(&query);
+            assert_eq!(blocked, vec![shut]);
+            assert_eq!(scores[shut], 0.0);
+            assert!((scores[shut + 1] - 1.0).abs() < 1e-5);
+            let (first, _) = index.best_rows(&scores);
+            assert_eq!(first.map(|c| c.cluster), Some(shut + 1));
+        }
+    }
+
+    /// A query naming the Python cluster's mark is not taken by a cluster
+    /// where "python" is a stranger, however close its other words; the
+    /// Python cluster still takes it, and the explanation agrees.
+    #[test]
+    fn a_query_with_another_clusters_mark_is_kept_out() {
+        let e = HashingEmbedder::new(64).unwrap();
+        let glossary = [
+            "what is an api",
+            "what is an api exactly",
+            "what is latency",
+        ];
+        let python = ["why am i getting a key error in python"];
+        let weights = FeatureWeights::new(1.0, &[]);
+        let vectors = |texts: &[&str]| -> Vec<Vec<(u64, f32)>> {
+            texts
+                .iter()
+                .map(|t| e.sparse_weighted(&[t], Some(&weights)).unwrap())
+                .collect()
+        };
+        let python_hash = e.distinct_features("python")[0];
+        let mut g = cluster("0", Mode::Primary, &[], &[]);
+        g.route_examples = vectors(&glossary);
+        g.route_threshold = 0.6;
+        let mut p = cluster("1", Mode::Primary, &[], &[]);
+        p.route_examples = vectors(&python);
+        p.route_threshold = 0.6;
+        p.route_required = vec![python_hash];
+        let query = "what is an api in python";
+        let open =
+            LoadedSnapshot::load(&snapshot("hashing:v1:64", vec![g.clone(), p.clone()])).unwrap();
+        assert_eq!(open.route(query).map(|r| r.cluster), Some(0));
+        g.route_excluded = vec![python_hash];
+        let shut = LoadedSnapshot::load(&snapshot("hashing:v1:64", vec![g, p])).unwrap();
+        assert_ne!(shut.route(query).map(|r| r.cluster), Some(0));
+        assert_eq!(
+            shut.route("what is an api exactly").map(|r| r.cluster),
+            Some(0)
+        );
+        let d = shut.distances(&[query]);
+        assert!(d.iter().any(|d| d.0 == 0 && d.2), "{d:?}");
+        assert!(d.iter().any(|d| d.0 == 1 && !d.2), "{d:?}");
+    }
+
     #[test]
     fn the_best_rows_by_range_are_the_general_scans() {
         // Rows 0..4 (row 2 without examples), scores with ties and NaN.
@@ -957,12 +1098,14 @@ mod tests {
         let by_range = ExampleIndex::build(
             row_of.iter().map(|&row| (row, [(1u64, 1.0f32)].as_slice())),
             Vec::new(),
+            Vec::new(),
         );
         assert!(by_range.row_ranges.is_some());
         let general = ExampleIndex {
             row_ranges: None,
             ..ExampleIndex::build(
                 row_of.iter().map(|&row| (row, [(1u64, 1.0f32)].as_slice())),
+                Vec::new(),
                 Vec::new(),
             )
         };
