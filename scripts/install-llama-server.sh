@@ -15,10 +15,13 @@
 # gcc/g++ must be installed). The build is CPU-only and trimmed to the shared
 # libraries the Python bindings load: no tests, examples, tools, server
 # binary, multimodal (mtmd/llava) library, BLAS, GPU backends or OpenSSL. It
-# is tuned for the building machine (GGML_NATIVE), so the venv is not meant
-# to be copied to another machine. Expect roughly 5-10 minutes on 2 cores;
-# pip's output goes to target/llama-venv-build.log. pip keeps the built wheel
-# in its cache, so recreating the venv later is quick.
+# targets AVX2/FMA/F16C (x86-64-v3) rather than the building machine
+# (GGML_NATIVE=OFF): with -march=native on a CPU that advertises AMX
+# (amx_tile, amx_int8, amx_bf16), the server died of a general protection
+# fault in libggml-cpu.so on its first completion, even for "Say hi"
+# (issue 27). Expect roughly 5-10 minutes on 2 cores;
+# pip's output goes to target/llama-venv-build.log. The flags are stamped
+# in the venv (.uno-cmake-args): a venv built with others is rebuilt.
 #
 # Idempotent: returns at once when the venv's python can already
 # `import llama_cpp.server` and the GGUF is in place.
@@ -26,8 +29,8 @@
 # Environment: UNO_LLAMA_VENV (default <repo>/target/llama-venv) moves the
 # venv; PYTHON (default python3) picks the interpreter; UNO_LLAMA_JOBS
 # (default 2) sets the build parallelism; UNO_LLAMA_CMAKE_ARGS is appended to
-# the cmake flags (e.g. -DGGML_NATIVE=OFF); UNO_LLAMA_REBUILD=1 ignores pip's
-# cache and reinstalls. UNO_MODELS_DIR / UNO_MODELS_VENV are passed on to
+# the cmake flags (e.g. -DGGML_NATIVE=ON to tune for this machine);
+# UNO_LLAMA_REBUILD=1 rebuilds and reinstalls. UNO_MODELS_DIR / UNO_MODELS_VENV are passed on to
 # install-models.sh.
 set -euo pipefail
 
@@ -59,8 +62,41 @@ say() { [ "$quiet" = 1 ] || printf '%s\n' "$*" >&2; }
 "$root/scripts/install-models.sh" --smollm2 --quiet >/dev/null
 
 # --- the server ----------------------------------------------------------------
+# CPU-only, smallest build that still serves: llama-cpp-python's CMakeLists
+# forces LLAMA_BUILD_COMMON on and curl off; everything else optional is off.
+cmake_args=(
+    -DLLAVA_BUILD=OFF
+    -DLLAMA_BUILD_TESTS=OFF
+    -DLLAMA_BUILD_EXAMPLES=OFF
+    -DLLAMA_BUILD_TOOLS=OFF
+    -DLLAMA_BUILD_SERVER=OFF
+    -DLLAMA_BUILD_APP=OFF
+    -DLLAMA_OPENSSL=OFF
+    -DLLAMA_ALL_WARNINGS=OFF
+    -DGGML_BLAS=OFF
+    -DGGML_CUDA=OFF
+    -DGGML_VULKAN=OFF
+    -DGGML_METAL=OFF
+    -DGGML_RPC=OFF
+    -DGGML_NATIVE=OFF
+    -DGGML_AVX=ON
+    -DGGML_AVX2=ON
+    -DGGML_FMA=ON
+    -DGGML_F16C=ON
+    -DGGML_AVX512=OFF
+    -DGGML_AMX_TILE=OFF
+    -DGGML_AMX_INT8=OFF
+    -DGGML_AMX_BF16=OFF
+    -DGGML_CCACHE=OFF
+)
+all_args="${cmake_args[*]} ${UNO_LLAMA_CMAKE_ARGS:-}"
+# The flags the venv was built with: a venv built otherwise (an older
+# script's -march=native build) is rebuilt rather than trusted.
+stamp="$venv/.uno-cmake-args"
+
 vpy="$venv/bin/python"
-if [ "${UNO_LLAMA_REBUILD:-0}" != 1 ] && [ -x "$vpy" ] && "$vpy" -c 'import llama_cpp.server' 2>/dev/null; then
+if [ "${UNO_LLAMA_REBUILD:-0}" != 1 ] && [ -x "$vpy" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$all_args" ] &&
+    "$vpy" -c 'import llama_cpp.server' 2>/dev/null; then
     say "llama-cpp-python server already installed"
     echo "$vpy"
     exit 0
@@ -78,33 +114,18 @@ command -v "${CXX:-g++}" >/dev/null || {
     exit 1
 }
 
-# CPU-only, smallest build that still serves: llama-cpp-python's CMakeLists
-# forces LLAMA_BUILD_COMMON on and curl off; everything else optional is off.
-cmake_args=(
-    -DLLAVA_BUILD=OFF
-    -DLLAMA_BUILD_TESTS=OFF
-    -DLLAMA_BUILD_EXAMPLES=OFF
-    -DLLAMA_BUILD_TOOLS=OFF
-    -DLLAMA_BUILD_SERVER=OFF
-    -DLLAMA_BUILD_APP=OFF
-    -DLLAMA_OPENSSL=OFF
-    -DLLAMA_ALL_WARNINGS=OFF
-    -DGGML_BLAS=OFF
-    -DGGML_CUDA=OFF
-    -DGGML_VULKAN=OFF
-    -DGGML_METAL=OFF
-    -DGGML_RPC=OFF
-    -DGGML_NATIVE=ON
-    -DGGML_CCACHE=OFF
-)
-
-pip_flags=(--no-input)
-[ "${UNO_LLAMA_REBUILD:-0}" = 1 ] && pip_flags+=(--no-cache-dir --force-reinstall)
+# pip's wheel cache does not key a wheel by the flags it was built with, so
+# it is not used; an install built otherwise (or asked to be rebuilt) is
+# replaced.
+pip_flags=(--no-input --no-cache-dir)
+if [ "${UNO_LLAMA_REBUILD:-0}" = 1 ] || "$vpy" -c 'import llama_cpp' 2>/dev/null; then
+    pip_flags+=(--force-reinstall)
+fi
 
 log="$venv-build.log"
 say "installing $LLAMA_PKG into $venv (compiles llama.cpp; log: $log)"
 start=$SECONDS
-if ! CMAKE_ARGS="${cmake_args[*]} ${UNO_LLAMA_CMAKE_ARGS:-}" \
+if ! CMAKE_ARGS="$all_args" \
     CMAKE_BUILD_PARALLEL_LEVEL="$jobs" \
     MAKEFLAGS="-j$jobs" \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -117,5 +138,6 @@ fi
     echo "install-llama-server.sh: installed, but 'import llama_cpp.server' fails; see $log" >&2
     exit 1
 }
+printf '%s' "$all_args" >"$stamp"
 say "installed in $((SECONDS - start))s"
 echo "$vpy"
