@@ -195,23 +195,25 @@ impl ExampleIndex {
                 .end = at + 1;
             postings.push((e, w));
         }
-        for (bit, (_, features)) in required.iter().enumerate().take(64) {
-            for h in features {
-                if let Some(range) = ranges.get_mut(h) {
-                    range.defines |= 1 << bit;
+        // Every admission feature gets an entry, with postings or without,
+        // so the lookup that scores a query sees each one a query has: the
+        // bits are exact even for a feature no example holds.
+        let end = u32::try_from(postings.len()).unwrap_or(u32::MAX);
+        let mut mark = |lists: &[(usize, Vec<u64>)], bits: fn(&mut Range) -> &mut u64| {
+            for (bit, (_, features)) in lists.iter().enumerate().take(64) {
+                for &h in features {
+                    let range = ranges.entry(h).or_insert(Range {
+                        start: end,
+                        end,
+                        defines: 0,
+                        excludes: 0,
+                    });
+                    *bits(range) |= 1 << bit;
                 }
             }
-        }
-        // A feature in no example is in no query's lookup either; such an
-        // entry falls to the slow path of `blocked_rows` (none is, as the
-        // worker builds them: each is another row's defining feature).
-        for (bit, (_, features)) in excluded.iter().enumerate().take(64) {
-            for h in features {
-                if let Some(range) = ranges.get_mut(h) {
-                    range.excludes |= 1 << bit;
-                }
-            }
-        }
+        };
+        mark(&required, |r| &mut r.defines);
+        mark(&excluded, |r| &mut r.excludes);
         let mut filter = vec![0u64; FILTER_WORDS];
         for h in ranges.keys() {
             let bit = filter_bit(*h);
@@ -1039,6 +1041,27 @@ mod tests {
             let (first, _) = index.best_rows(&scores);
             assert_eq!(first.map(|c| c.cluster), Some(shut + 1));
         }
+    }
+
+    /// Admission features that no example holds are still seen: a query
+    /// with such an excluded feature is kept out, one with such a defining
+    /// feature let in (the first 64 entries go by the lookup's bits).
+    #[test]
+    fn admission_features_in_no_example_still_count() {
+        let examples: Vec<Vec<(u64, f32)>> = vec![vec![(5, 1.0)], vec![(5, 1.0)]];
+        let index = ExampleIndex::build(
+            examples.iter().enumerate().map(|(r, e)| (r, e.as_slice())),
+            vec![(0, vec![900])],
+            vec![(1, vec![901])],
+        );
+        let (_, blocked) = index.scores(&[(5, 1.0)]);
+        assert_eq!(blocked, vec![0], "row 0 lacks its defining feature");
+        let (scores, blocked) = index.scores(&[(5, 0.6), (900, 0.8)]);
+        assert!(blocked.is_empty(), "{blocked:?}");
+        assert!((scores[0] - 0.6).abs() < 1e-6);
+        let (scores, blocked) = index.scores(&[(5, 0.6), (900, 0.5), (901, 0.6)]);
+        assert_eq!(blocked, vec![1]);
+        assert_eq!(scores[1], 0.0);
     }
 
     /// A query naming the Python cluster's mark is not taken by a cluster
