@@ -25,6 +25,8 @@ use uno_core::config::{ApiKeyConfig, Config, EmbedderKind, LearnConfig};
 use uno_core::snapshot::Snapshot;
 use uno_learn::{LogProgress, Worker};
 use uno_server::connection::Limits;
+use uno_server::experience::explain::{explain_request, text_request};
+use uno_server::experience::route::ServingPolicy;
 use uno_server::experience::spawn_snapshot_refresh;
 use uno_server::{AppState, BoundServer, build_router};
 use uno_store::Store;
@@ -658,6 +660,7 @@ async fn evaluate(
             out.clusters.push(json!({
                 "tenant": tenant, "id": cl.id, "size": cl.size, "mode": format!("{:?}", cl.mode),
                 "decision": cl.decision, "members_by_topic": make_up,
+                "examples": cl.route_examples.len(), "question_forms": cl.route_templates.len(),
                 "member_questions": cl.members.iter().filter_map(|id| event_of.get(id).map(|&i| json!([c.train[i].topic, c.train[i].question]))).collect::<Vec<_>>(),
                 "served_rules": cl.rules.iter().filter(|r| r.served).map(|r| json!({"text": r.text, "support": r.support})).collect::<Vec<_>>(),
                 "unserved_rules": cl.rules.iter().filter(|r| !r.served).map(|r| json!({"text": r.text, "support": r.support})).collect::<Vec<_>>(),
@@ -769,8 +772,12 @@ async fn evaluate(
             let e = out.unseen.entry(q.tenant.to_owned()).or_default();
             e.0 += 1;
             e.1 += usize::from(served.path == "passthrough");
-            out.routes
-                .push(route_row(q, &served, served.path == "passthrough"));
+            out.routes.push(route_row(
+                q,
+                &served,
+                served.path == "passthrough",
+                snapshots,
+            ));
             continue;
         }
         let Some(spec) = c.tenant(q.tenant) else {
@@ -811,7 +818,7 @@ async fn evaluate(
                     row.lost += 1;
                 }
                 let right = served.cluster.is_some() && served.cluster.as_ref() == main;
-                out.routes.push(route_row(q, &served, right));
+                out.routes.push(route_row(q, &served, right, snapshots));
             }
             (false, "pass") => row.pass += usize::from(ok),
             (false, "global") => row.global += usize::from(ok),
@@ -864,11 +871,37 @@ async fn evaluate(
     Ok(())
 }
 
-/// One first-turn test query's route, for the JSON report.
-fn route_row(q: &uno_testkit::community::TestQuery, served: &Served, right: bool) -> Value {
+/// One first-turn test query's route, for the JSON report, with its three
+/// nearest clusters as `uno route` explains them (distance, bar, whether a
+/// feature keeps it out): what a contributor reads to see why a query was
+/// missed or taken.
+fn route_row(
+    q: &uno_testkit::community::TestQuery,
+    served: &Served,
+    right: bool,
+    snapshots: &HashMap<String, Snapshot>,
+) -> Value {
+    let policy = ServingPolicy::default();
+    let nearest: Vec<Value> = explain_request(
+        snapshots.get(q.tenant),
+        &policy,
+        q.tenant,
+        &text_request(&q.question),
+    )
+    .map(|e| {
+        e.clusters
+            .iter()
+            .take(3)
+            .map(|c| {
+                json!({"id": c.id, "distance": c.distance, "threshold": c.threshold,
+                    "within": c.within, "excluded": c.excluded})
+            })
+            .collect()
+    })
+    .unwrap_or_default();
     json!({
         "tenant": q.tenant, "topic": q.topic, "unseen": q.unseen, "question": q.question,
-        "path": served.path, "cluster": served.cluster, "right": right,
+        "path": served.path, "cluster": served.cluster, "right": right, "nearest": nearest,
     })
 }
 

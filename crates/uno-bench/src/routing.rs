@@ -235,6 +235,30 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
         .collect();
     let excluded =
         uno_core::cluster::excluded_features(&vectors, &numbered, &[true; CLUSTERS], &required);
+    // And the question forms the worker publishes, which the router reads
+    // for a query no bar takes.
+    let forms: Vec<(Vec<uno_core::cluster::RouteTemplate>, Vec<u64>)> = (0..CLUSTERS)
+        .map(|c| {
+            let min_word = uno_core::cluster::TEMPLATE_WORD_SHARE * weights.rare();
+            let kept: Vec<Vec<u64>> = example_texts(c, &query)
+                .iter()
+                .map(|t| {
+                    let mut out = Vec::new();
+                    embedder.weighty_words(t, &weights, min_word, &mut out);
+                    out
+                })
+                .collect();
+            let templates = uno_core::cluster::cluster_templates(
+                &kept,
+                |h| weights.get(h),
+                uno_core::cluster::TEMPLATE_MIN_SHARE * weights.rare(),
+            );
+            let mut words = kept.concat();
+            words.sort_unstable();
+            words.dedup();
+            (templates, words)
+        })
+        .collect();
     Ok(Snapshot {
         version: 1,
         embedder_id: "bench".to_owned(),
@@ -248,12 +272,21 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
         clusters: per_cluster
             .into_iter()
             .zip(required.into_iter().zip(excluded))
+            .zip(forms)
             .enumerate()
             .map(
-                |(c, (route_examples, (route_required, route_excluded)))| ClusterExperience {
+                |(
+                    c,
+                    (
+                        (route_examples, (route_required, route_excluded)),
+                        (route_templates, route_words),
+                    ),
+                )| ClusterExperience {
                     id: c.to_string(),
                     route_required,
                     route_excluded,
+                    route_templates,
+                    route_words,
                     route_examples,
                     size: EXAMPLES,
                     lang: "en".to_owned(),

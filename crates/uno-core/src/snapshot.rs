@@ -303,6 +303,18 @@ pub struct ClusterExperience {
     /// words; empty in older snapshots.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_excluded: Vec<u64>,
+    /// The question forms of the cluster's examples
+    /// (`uno_core::cluster::cluster_templates`): a query below the bar of
+    /// every cluster is still taken here when it is in one of these forms
+    /// about a subject made of words the tenant never used or this
+    /// cluster's own. Empty in older snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_templates: Vec<crate::cluster::RouteTemplate>,
+    /// The words (hashes) of the cluster's examples that forms are made
+    /// of, sorted: the words a form's subject may use besides those the
+    /// tenant never used. Empty in older snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_words: Vec<u64>,
     /// How `route_threshold` was calibrated, and whether the cluster is
     /// routable; absent in snapshots from before calibration (every cluster
     /// with a routing centroid is routable then).

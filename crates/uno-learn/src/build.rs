@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
-    CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, WardOptions, average_auto,
-    calibrate, calibrate_examples, centroids, combine, defining_features, edit_examples,
+    CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, RouteTemplate,
+    TEMPLATE_MIN_SHARE, TEMPLATE_WORD_SHARE, WardOptions, average_auto, calibrate,
+    calibrate_examples, centroids, cluster_templates, combine, defining_features, edit_examples,
     excluded_features, merge_agreeing, select_examples, unseen_thresholds, ward_auto,
 };
 use uno_core::config::{LearnConfig, Linkage};
@@ -55,6 +56,11 @@ pub struct ClusterPlan {
     /// Other clusters' defining features that keep a query out of this
     /// one (`uno_core::cluster::excluded_features`).
     pub route_excluded: Vec<u64>,
+    /// The question forms of the examples
+    /// (`uno_core::cluster::cluster_templates`).
+    pub route_templates: Vec<RouteTemplate>,
+    /// The words forms are made of in the examples, sorted.
+    pub route_words: Vec<u64>,
     /// Cognitive gap.
     pub gap: Gap,
     /// Majority language.
@@ -266,6 +272,8 @@ pub fn plan_clusters_with(
         mut examples,
         mut required,
         mut excluded,
+        mut templates,
+        mut words,
         agreement,
         agreement_routable,
         passthrough,
@@ -304,6 +312,8 @@ pub fn plan_clusters_with(
                 route_examples: std::mem::take(&mut examples[c]),
                 route_required: required.get_mut(c).map(std::mem::take).unwrap_or_default(),
                 route_excluded: excluded.get_mut(c).map(std::mem::take).unwrap_or_default(),
+                route_templates: templates.get_mut(c).map(std::mem::take).unwrap_or_default(),
+                route_words: words.get_mut(c).map(std::mem::take).unwrap_or_default(),
                 members,
                 train,
                 holdout,
@@ -396,6 +406,10 @@ struct Placement {
     required: Vec<Vec<u64>>,
     /// Per cluster: the features that keep a query out of it.
     excluded: Vec<Vec<u64>>,
+    /// Per cluster: its examples' question forms.
+    templates: Vec<Vec<RouteTemplate>>,
+    /// Per cluster: the words its forms are made of.
+    words: Vec<Vec<u64>>,
     agreement: f64,
     agreement_routable: f64,
     passthrough: f64,
@@ -455,6 +469,7 @@ fn place_by_examples(
         required: &required,
         excluded: &excluded,
     });
+    let (templates, words) = question_forms(route, weights, texts, &chosen);
     let calibrations = cal
         .clusters
         .iter()
@@ -480,10 +495,49 @@ fn place_by_examples(
             .collect(),
         required,
         excluded,
+        templates,
+        words,
         agreement: cal.agreement,
         agreement_routable: cal.agreement_routable,
         passthrough: cal.passthrough,
     }
+}
+
+/// Per cluster, the question forms of its examples (`chosen`, indices into
+/// `texts`) and the words they are made of, sorted: each text's words
+/// weighing at least [`TEMPLATE_WORD_SHARE`] of the rare-word weight, forms
+/// whose words weigh [`TEMPLATE_MIN_SHARE`] of it together
+/// ([`cluster_templates`]).
+fn question_forms(
+    route: &HashingEmbedder,
+    weights: &FeatureWeights,
+    texts: &[&str],
+    chosen: &[Vec<usize>],
+) -> (Vec<Vec<RouteTemplate>>, Vec<Vec<u64>>) {
+    let rare = weights.rare();
+    chosen
+        .iter()
+        .map(|ex| {
+            let kept: Vec<Vec<u64>> = ex
+                .iter()
+                .filter_map(|&i| texts.get(i))
+                .map(|t| {
+                    let mut out = Vec::new();
+                    route.weighty_words(t, weights, TEMPLATE_WORD_SHARE * rare, &mut out);
+                    out
+                })
+                .collect();
+            let templates = cluster_templates(&kept, |h| weights.get(h), TEMPLATE_MIN_SHARE * rare);
+            let mut words: Vec<u64> = if templates.is_empty() {
+                Vec::new()
+            } else {
+                kept.concat()
+            };
+            words.sort_unstable();
+            words.dedup();
+            (templates, words)
+        })
+        .unzip()
 }
 
 /// The centroid router (`learn.route_examples = 0`): each cluster's
@@ -532,6 +586,8 @@ fn place_by_centroids(
         examples: vec![Vec::new(); routable.len()],
         required: vec![Vec::new(); routable.len()],
         excluded: vec![Vec::new(); routable.len()],
+        templates: vec![Vec::new(); routable.len()],
+        words: vec![Vec::new(); routable.len()],
         agreement: cal.agreement,
         agreement_routable: cal.agreement_routable,
         passthrough: cal.passthrough,

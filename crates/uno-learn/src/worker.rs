@@ -737,6 +737,8 @@ impl Worker {
             route_examples: plan.route_examples.clone(),
             route_required: plan.route_required.clone(),
             route_excluded: plan.route_excluded.clone(),
+            route_templates: plan.route_templates.clone(),
+            route_words: plan.route_words.clone(),
             mode,
             decision,
             gap: plan.gap,

@@ -36,6 +36,7 @@ mod parallel;
 mod projection;
 mod rng;
 mod route;
+mod templates;
 mod vector;
 mod ward;
 
@@ -55,6 +56,10 @@ pub use examples::{
     select_examples, sparse_dot,
 };
 pub use route::{add_to_centroid, centroids, linear_quantile, nearest, unseen_thresholds};
+pub use templates::{
+    MAX_TEMPLATES, RouteTemplate, TEMPLATE_MIN_SHARE, TEMPLATE_WORD_SHARE, cluster_templates,
+    fits_template,
+};
 pub use vector::{combine, combine_into, l2_normalize};
 pub use ward::{ward, ward_tree, ward_tree_weighted};
 

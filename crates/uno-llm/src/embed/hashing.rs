@@ -262,6 +262,45 @@ impl HashingEmbedder {
         seen
     }
 
+    /// The word (unigram feature) hashes of `text` in order, each word
+    /// that weighs less than `min_weight` by `weights` left out: what
+    /// question forms are made of (`uno_core::cluster::cluster_templates`),
+    /// appended to `out`.
+    pub fn weighty_words(
+        &self,
+        text: &str,
+        weights: &FeatureWeights,
+        min_weight: f32,
+        out: &mut Vec<u64>,
+    ) {
+        struct Words<'a> {
+            word: u64,
+            weights: &'a FeatureWeights,
+            min_weight: f32,
+            out: &'a mut Vec<u64>,
+        }
+        impl WordSink for Words<'_> {
+            fn byte(&mut self, b: u8) {
+                self.word = fnv_byte(self.word, b);
+            }
+            fn end(&mut self) {
+                if self.weights.get(self.word) >= self.min_weight {
+                    self.out.push(self.word);
+                }
+                self.word = FNV_OFFSET;
+            }
+        }
+        scan_words(
+            text,
+            &mut Words {
+                word: FNV_OFFSET,
+                weights,
+                min_weight,
+                out,
+            },
+        );
+    }
+
     fn add(&self, v: &mut [f32], h: u64, weight: f32) {
         let m = mix(h);
         // A mask where the dimension is a power of two (the default 256):
@@ -544,6 +583,25 @@ impl FeatureWeights {
             mask,
             shift,
         }
+    }
+
+    /// The weight of every feature not listed (the rarest).
+    pub fn rare(&self) -> f32 {
+        self.rare
+    }
+
+    /// Whether `h` is listed (a feature of the tenant's traffic common
+    /// enough to have its own weight).
+    pub fn listed(&self, h: u64) -> bool {
+        let mut i = slot(h, self.shift);
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i).copied().flatten() {
+                Some((k, _)) if k == h => return true,
+                Some(_) => i = (i + 1) & self.mask,
+                None => return false,
+            }
+        }
+        false
     }
 
     /// The weight of the feature with hash `h`.

@@ -227,9 +227,14 @@ pub fn explain(
     };
     out.path = path.as_str();
     out.reason = format!(
-        "routed to cluster {}, a {} cluster",
+        "routed to cluster {}, a {} cluster{}",
         cluster.id,
-        path.as_str()
+        path.as_str(),
+        if routed.by_form {
+            ", by one of its question forms (no example within its threshold)"
+        } else {
+            ""
+        }
     );
     match path {
         ServePath::Primary => out.block = Some(cluster.block.clone()),

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use http::HeaderValue;
 use std::collections::HashMap;
 
-use uno_core::cluster::{Candidate, admits, best_two, choose_by_examples, route_choice};
+use uno_core::cluster::{
+    Candidate, RouteTemplate, TEMPLATE_WORD_SHARE, admits, admits_query, best_two,
+    choose_by_examples, fits_template, route_choice,
+};
 use uno_core::snapshot::{Mode, Snapshot};
 use uno_llm::{FeatureWeights, HashingEmbedder};
 
@@ -71,6 +74,19 @@ struct Router {
     /// The routable clusters' examples, when the snapshot routes by
     /// examples (else by `centroids`).
     examples: Option<ExampleIndex>,
+    /// Per row with question forms: its forms and admission features.
+    forms: Vec<RowForms>,
+}
+
+/// One routable cluster's question forms, for queries below every bar.
+#[derive(Debug)]
+struct RowForms {
+    row: usize,
+    templates: Vec<RouteTemplate>,
+    /// The words its forms are made of, sorted.
+    words: Vec<u64>,
+    required: Vec<u64>,
+    excluded: Vec<u64>,
 }
 
 /// The routable clusters' routing examples as an inverted index: a query
@@ -485,6 +501,10 @@ pub struct Routed {
     /// The query's routing vector, kept for the critic's rule choice
     /// (empty when the cluster is not reflective).
     pub vector: Vec<f32>,
+    /// Taken by one of the cluster's question forms
+    /// (`uno_core::cluster::cluster_templates`) rather than by an example
+    /// within the bar.
+    pub by_form: bool,
 }
 
 impl LoadedSnapshot {
@@ -518,6 +538,7 @@ impl LoadedSnapshot {
         let mut example_rows: Vec<(usize, &[(u64, f32)])> = Vec::new();
         let mut required: Vec<(usize, Vec<u64>)> = Vec::new();
         let mut excluded: Vec<(usize, Vec<u64>)> = Vec::new();
+        let mut forms: Vec<RowForms> = Vec::new();
         for (i, c) in snapshot.clusters.iter().enumerate() {
             let bad = |problem: String| LoadError::BadCluster {
                 cluster: c.id.clone(),
@@ -554,6 +575,17 @@ impl LoadedSnapshot {
                         }
                         if !c.route_excluded.is_empty() {
                             excluded.push((rows.len(), c.route_excluded.clone()));
+                        }
+                        if !c.route_templates.is_empty() {
+                            let mut words = c.route_words.clone();
+                            words.sort_unstable();
+                            forms.push(RowForms {
+                                row: rows.len(),
+                                templates: c.route_templates.clone(),
+                                words,
+                                required: c.route_required.clone(),
+                                excluded: c.route_excluded.clone(),
+                            });
                         }
                     } else {
                         if c.route_centroid.len() != dim {
@@ -604,6 +636,7 @@ impl LoadedSnapshot {
                 margin,
                 examples: by_examples
                     .then(|| ExampleIndex::build(example_rows.into_iter(), required, excluded)),
+                forms,
             }),
             clusters,
         })
@@ -631,13 +664,18 @@ impl LoadedSnapshot {
         }
         if let Some(index) = &router.examples {
             let (first, second) = router.best_examples(index, parts)?;
-            let row = choose_by_examples(
+            let by_bar = choose_by_examples(
                 first,
                 second,
                 &router.thresholds,
                 &router.users,
                 router.margin,
-            )?;
+            );
+            let by_form = by_bar.is_none();
+            let row = match by_bar {
+                Some(row) => row,
+                None => router.row_by_form(parts, [first, second])?,
+            };
             let cluster = *router.rows.get(row)?;
             // The dense vector only serves the critic's choice of rules,
             // so it is made only for a query routed to a reflective
@@ -648,7 +686,11 @@ impl LoadedSnapshot {
             } else {
                 Vec::new()
             };
-            return Some(Routed { cluster, vector });
+            return Some(Routed {
+                cluster,
+                vector,
+                by_form,
+            });
         }
         let vector = router.embed(parts)?;
         let row = route_choice(
@@ -660,7 +702,11 @@ impl LoadedSnapshot {
             &vector,
         )?;
         let cluster = *router.rows.get(row)?;
-        Some(Routed { cluster, vector })
+        Some(Routed {
+            cluster,
+            vector,
+            by_form: false,
+        })
     }
 }
 
@@ -728,6 +774,75 @@ impl LoadedSnapshot {
 }
 
 impl Router {
+    /// The row whose question form one of `parts` is in, for a query no
+    /// cluster's bar takes (`uno_core::cluster::fits_template`): the
+    /// nearer of `nearest` when one of them fits, else the fitting row
+    /// with most distinct users. A form's subject may hold words the
+    /// tenant never used and the cluster's own, never another topic's;
+    /// the cluster's defining and excluded features apply as for examples.
+    /// Allocates only for a query that reached no bar, and only when the
+    /// snapshot has forms.
+    fn row_by_form<S: AsRef<str>>(
+        &self,
+        parts: &[S],
+        nearest: [Option<Candidate>; 2],
+    ) -> Option<usize> {
+        if self.forms.is_empty() {
+            return None;
+        }
+        let weights = self.weights.as_ref()?;
+        let min_weight = TEMPLATE_WORD_SHARE * weights.rare();
+        let words: Vec<Vec<u64>> = parts
+            .iter()
+            .map(|p| {
+                let mut out = Vec::new();
+                self.embedder
+                    .weighty_words(p.as_ref(), weights, min_weight, &mut out);
+                out
+            })
+            .collect();
+        let mut features: Option<Vec<u64>> = None;
+        let mut fitting: Vec<usize> = Vec::new();
+        for f in &self.forms {
+            let subject_word = |h: u64| !weights.listed(h) || f.words.binary_search(&h).is_ok();
+            let fits = words.iter().any(|w| {
+                f.templates
+                    .iter()
+                    .any(|t| fits_template(w, t, subject_word))
+            });
+            if !fits {
+                continue;
+            }
+            let features = features.get_or_insert_with(|| {
+                let mut all: Vec<u64> = parts
+                    .iter()
+                    .flat_map(|p| self.embedder.distinct_features(p.as_ref()))
+                    .collect();
+                all.sort_unstable();
+                all.dedup();
+                all
+            });
+            if admits_query(&f.required, &f.excluded, |h| {
+                features.binary_search(&h).is_ok()
+            }) {
+                fitting.push(f.row);
+            }
+        }
+        nearest
+            .iter()
+            .flatten()
+            .map(|c| c.cluster)
+            .find(|r| fitting.contains(r))
+            .or_else(|| {
+                fitting.iter().copied().max_by_key(|&r| {
+                    (
+                        self.users.get(r).copied().unwrap_or(0),
+                        std::cmp::Reverse(r),
+                    )
+                })
+            })
+    }
+
     /// The query of `parts` in the routing space, weighted by the tenant's
     /// feature weights; `None` for a text with no weighed feature (only
     /// what all the tenant's traffic says, or nothing): it has no topic,
@@ -1105,6 +1220,91 @@ mod tests {
         let d = shut.distances(&[query]);
         assert!(d.iter().any(|d| d.0 == 0 && d.2), "{d:?}");
         assert!(d.iter().any(|d| d.0 == 1 && !d.2), "{d:?}");
+    }
+
+    #[test]
+    fn a_query_below_every_bar_is_taken_by_a_question_form() {
+        let e = HashingEmbedder::new(64).unwrap();
+        let glossary = [
+            "what does inflation mean",
+            "define inflation for me",
+            "what does a mortgage mean",
+            "define an api for me",
+        ];
+        let python = [
+            "why am i getting a key error in python",
+            "python loop error",
+        ];
+        // Every listed word weighs 1 and rare ones 2, so forms need two
+        // words; "python" is listed (another topic's word).
+        let mut common: Vec<(u64, f32)> = glossary
+            .iter()
+            .chain(&python)
+            .flat_map(|t| e.distinct_features(t))
+            .map(|h| (h, 1.0))
+            .collect();
+        common.sort_unstable_by_key(|c| c.0);
+        common.dedup_by_key(|c| c.0);
+        let weights = FeatureWeights::new(2.0, &common);
+        let vectors = |texts: &[&str]| -> Vec<Vec<(u64, f32)>> {
+            texts
+                .iter()
+                .map(|t| e.sparse_weighted(&[t], Some(&weights)).unwrap())
+                .collect()
+        };
+        let words = |texts: &[&str]| -> Vec<Vec<u64>> {
+            texts
+                .iter()
+                .map(|t| {
+                    let mut out = Vec::new();
+                    e.weighty_words(t, &weights, 0.5, &mut out);
+                    out
+                })
+                .collect()
+        };
+        let kept = words(&glossary);
+        let mut g = cluster("0", Mode::Primary, &[], &[]);
+        g.route_examples = vectors(&glossary);
+        // A bar nothing but the same text reaches.
+        g.route_threshold = 0.001;
+        g.route_templates = uno_core::cluster::cluster_templates(&kept, |h| weights.get(h), 2.0);
+        g.route_words = kept.concat();
+        assert!(!g.route_templates.is_empty());
+        let mut p = cluster("1", Mode::Primary, &[], &[]);
+        p.route_examples = vectors(&python);
+        p.route_threshold = 0.001;
+        let mut s = snapshot("hashing:v1:64", vec![g.clone(), p]);
+        s.routing = Some(uno_core::snapshot::Routing {
+            rare_weight: 2.0,
+            common: common.clone(),
+            ..uno_core::snapshot::Routing::default()
+        });
+        let loaded = LoadedSnapshot::load(&s).unwrap();
+        // TEMPLATE_WORD_SHARE of the rare weight 2 keeps every word.
+        let routed = loaded.route("what does a firewall mean").unwrap();
+        assert_eq!(routed.cluster, 0);
+        assert!(routed.by_form);
+        assert_eq!(
+            loaded.route("define entropy for me").map(|r| r.cluster),
+            Some(0)
+        );
+        // Another form, a subject of another topic's words, or no
+        // subject: passed through.
+        assert!(loaded.route("what does a kitten need").is_none());
+        assert!(loaded.route("define python for me").is_none());
+        assert!(loaded.route("define for me").is_none());
+        // A follow-up: the earlier turn's form counts.
+        assert_eq!(
+            loaded
+                .route_parts(&["define entropy for me", "and more"])
+                .map(|r| r.cluster),
+            Some(0)
+        );
+        // Without forms, the same query is not taken.
+        g.route_templates.clear();
+        s.clusters[0] = g;
+        let plain = LoadedSnapshot::load(&s).unwrap();
+        assert!(plain.route("what does a firewall mean").is_none());
     }
 
     #[test]
