@@ -400,6 +400,11 @@ async fn one_seed(args: &Args, seed: u64, sizes: Sizes) -> anyhow::Result<SeedRe
                 .snapshots
                 .install(&s)
                 .map_err(|e| anyhow::anyhow!("snapshot of {} does not load: {e}", t.name))?;
+            if let Ok(dir) = std::env::var("UNO_BENCH_SNAPSHOT_DIR") {
+                let path = format!("{dir}/seed{seed}-{}.json", t.name);
+                std::fs::write(&path, serde_json::to_vec_pretty(&s)?)
+                    .with_context(|| format!("cannot write {path}"))?;
+            }
             snapshots.insert(t.name.to_owned(), s);
         }
     }

@@ -168,13 +168,20 @@ pub fn admits(required: &[u64], has: impl Fn(u64) -> bool) -> bool {
 /// ([`excluded_features`]).
 pub const STRANGER_SHARE: f64 = 0.2;
 
+/// Largest share of the other routable clusters' examples, pooled, a
+/// defining feature found in two or more of them may be in and still
+/// keep queries out ([`excluded_features`]): a word spread thinly over
+/// the other topics is common, even where no one cluster holds it often.
+pub const POOLED_STRANGER_SHARE: f64 = 0.05;
+
 /// Per cluster, the features that keep a query out of it: the defining
 /// features of other routable clusters (`required`, per cluster, from
 /// [`defining_features`]) that are in at most [`STRANGER_SHARE`] of its
 /// own examples. A feature that a cluster of at least
 /// [`DEFINING_MIN_EXAMPLES`] examples holds in more than that share
-/// without being defined by it is a common word rather than a topic's
-/// mark, and keeps nobody out.
+/// without being defined by it, or that two or more other clusters hold
+/// in more than [`POOLED_STRANGER_SHARE`] of their examples together, is
+/// a common word rather than a topic's mark, and keeps nobody out.
 ///
 /// Why: the mirror of defining features. Every question of the Python
 /// cluster says "Python"; a glossary cluster that MiniLM gave one
@@ -221,9 +228,28 @@ pub fn excluded_features(
             .filter(|&c| is_routable(c))
             .map(|c| (c, share(c, h)))
             .collect();
-        let common_word = shares.iter().any(|&(c, s)| {
-            s > STRANGER_SHARE && !defines(c) && examples[c].len() >= DEFINING_MIN_EXAMPLES
-        });
+        // Or spread thinly over the other clusters ("the" defining a
+        // history cluster whose subjects all have it, and in a tenth of
+        // every other topic's questions: "the best soil", "the tax
+        // office").
+        let others: Vec<(usize, f64)> = shares
+            .iter()
+            .copied()
+            .filter(|&(c, _)| !defines(c))
+            .collect();
+        let holders = others.iter().filter(|&&(_, s)| s > 0.0).count();
+        let (held, outside) = others
+            .iter()
+            .map(|&(c, s)| {
+                let n = examples[c].len() as f64;
+                (s * n, n)
+            })
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let spread_thinly = holders >= 2 && outside > 0.0 && held / outside > POOLED_STRANGER_SHARE;
+        let common_word = spread_thinly
+            || others
+                .iter()
+                .any(|&(c, s)| s > STRANGER_SHARE && examples[c].len() >= DEFINING_MIN_EXAMPLES);
         if common_word {
             continue;
         }
@@ -747,6 +773,38 @@ mod tests {
         let (vectors, examples) = two_topics(&[&[7, 50], &[51]]);
         let excluded = excluded_features(&vectors, &examples, &[true, true], &required[..2]);
         assert_eq!(excluded, vec![Vec::<u64>::new(), vec![]]);
+    }
+
+    #[test]
+    fn a_defining_feature_spread_thinly_over_other_clusters_keeps_nobody_out() {
+        // Feature 7 defines cluster 0 ("the" in every history subject)
+        // and is in one of six examples of three other clusters each
+        // ("the best soil", "the tax office"): a common word.
+        let spread: &[&[u64]] = &[&[7, 50], &[51], &[52], &[53], &[54], &[55]];
+        let (mut vectors, mut examples) = two_topics(spread);
+        for c in 0..2u64 {
+            let first = vectors.len();
+            for (i, o) in spread.iter().enumerate() {
+                let f: Vec<(u64, f32)> = o
+                    .iter()
+                    .map(|&h| {
+                        if h == 7 {
+                            (7, 1.0)
+                        } else {
+                            (h + 100 * (c + 1) + i as u64, 1.0)
+                        }
+                    })
+                    .collect();
+                vectors.push(v(&f));
+            }
+            examples.push((first..vectors.len()).collect());
+        }
+        let required = vec![vec![7], vec![], vec![], vec![]];
+        let excluded = excluded_features(&vectors, &examples, &[true; 4], &required);
+        assert!(excluded.iter().all(Vec::is_empty), "{excluded:?}");
+        // In one other cluster only, it is still that cluster's stranger.
+        let excluded = excluded_features(&vectors, &examples[..2], &[true; 2], &required[..2]);
+        assert_eq!(excluded, vec![vec![], vec![7]]);
     }
 
     #[test]
