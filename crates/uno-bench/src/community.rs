@@ -640,9 +640,15 @@ async fn evaluate(
     let mut member_cluster: HashMap<Uuid, String> = HashMap::new();
     // (tenant, topic) → the cluster with most of the topic's genuine members.
     let mut main_cluster: HashMap<(String, String), String> = HashMap::new();
+    // (tenant, cluster id) → its served rules' texts.
+    let mut voice: HashMap<(String, String), Vec<String>> = HashMap::new();
     for (tenant, s) in snapshots {
         let mut best: HashMap<String, (usize, String)> = HashMap::new();
         for cl in &s.clusters {
+            voice.insert(
+                (tenant.clone(), cl.id.clone()),
+                cl.served_rules().map(|r| r.text.clone()).collect(),
+            );
             let mut make_up: BTreeMap<String, usize> = BTreeMap::new();
             for id in &cl.members {
                 member_cluster.insert(*id, cl.id.clone());
@@ -817,8 +823,15 @@ async fn evaluate(
                 row.uno += usize::from(ok);
                 *row.paths.entry(served.path.clone()).or_default() += 1;
                 let main = main_cluster.get(&(q.tenant.to_owned(), q.topic.to_owned()));
+                // Lost: taken by another cluster that does not serve the
+                // topic's preference (a minority's or another topic's
+                // voice). A second cluster of the topic's own users that
+                // serves what they asked for is not a minority.
                 if let Some(cl) = &served.cluster
                     && main != Some(cl)
+                    && !voice
+                        .get(&(q.tenant.to_owned(), cl.clone()))
+                        .is_some_and(|rules| rules.iter().any(|r| pref.requested_in(r)))
                 {
                     row.lost += 1;
                 }
@@ -1149,7 +1162,10 @@ fn print_summary(args: &Args, overrides: &[(String, String)], results: &[SeedRes
                 "pushed products in 0 answers",
                 g.product_answers.iter().all(|p| p.2 == 0),
             ),
-            ("no topic loses > 5% to another cluster", g.max_lost <= 5.0),
+            (
+                "no topic loses > 5% to a cluster serving another preference",
+                g.max_lost <= 5.0,
+            ),
             ("follow-up within 5 points", g.follow_gap.abs() <= 5.0),
             ("<= 4 LLM calls per feedback log", g.calls_per_log <= 4.0),
         ];

@@ -233,6 +233,8 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
             }
         })
         .collect();
+    let required =
+        uno_core::cluster::topic_marks(&vectors, &numbered, &[true; CLUSTERS], &required);
     let excluded =
         uno_core::cluster::excluded_features(&vectors, &numbered, &[true; CLUSTERS], &required);
     // And the question forms the worker publishes, which the router reads

@@ -10,7 +10,8 @@ use uno_core::cluster::{
     CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, RouteTemplate,
     TEMPLATE_MIN_SHARE, TEMPLATE_WORD_SHARE, WardOptions, average_auto, calibrate,
     calibrate_examples, centroids, cluster_templates, combine, defining_features, edit_examples,
-    excluded_features, merge_agreeing, select_examples, unseen_thresholds, ward_auto,
+    excluded_features, fits_template, merge_agreeing, select_examples, topic_marks,
+    unseen_thresholds, ward_auto,
 };
 use uno_core::config::{LearnConfig, Linkage};
 use uno_core::snapshot::{
@@ -449,12 +450,15 @@ fn place_by_examples(
             }
         })
         .collect();
-    // Members that read like another topic's queries do not route.
+    // Members that read like another topic's queries do not route: by
+    // their nearest examples, and by the question forms they are in.
     let chosen = edit_examples(&sparse, &chosen, routable);
-    let required: Vec<Vec<u64>> = chosen
+    let chosen = drop_other_forms(route, weights, texts, &chosen);
+    let defining: Vec<Vec<u64>> = chosen
         .iter()
         .map(|ex| defining_features(&sparse, ex))
         .collect();
+    let required = topic_marks(&sparse, &chosen, routable, &defining);
     let excluded = excluded_features(&sparse, &chosen, routable, &required);
     let cal = calibrate_examples(&ExampleInputs {
         vectors: &sparse,
@@ -501,6 +505,70 @@ fn place_by_examples(
         agreement_routable: cal.agreement_routable,
         passthrough: cal.passthrough,
     }
+}
+
+/// `chosen` (per cluster, indices into `texts`) less the examples in a
+/// form of another cluster and in none of their own that another of their
+/// examples is in too (`uno_core::cluster::fits_template`, any words in
+/// the slot): a
+/// glossary question ("What does inflation mean?") that the clustering put
+/// with the history questions would take the glossary's new questions on
+/// its subject there. A cluster keeps its examples if every one would go.
+fn drop_other_forms(
+    route: &HashingEmbedder,
+    weights: &FeatureWeights,
+    texts: &[&str],
+    chosen: &[Vec<usize>],
+) -> Vec<Vec<usize>> {
+    let (forms, _) = question_forms(route, weights, texts, chosen);
+    let min_weight = TEMPLATE_WORD_SHARE * weights.rare();
+    let words: Vec<Vec<Vec<u64>>> = chosen
+        .iter()
+        .map(|ex| {
+            ex.iter()
+                .map(|&i| {
+                    let mut w = Vec::new();
+                    if let Some(t) = texts.get(i) {
+                        route.weighty_words(t, weights, min_weight, &mut w);
+                    }
+                    w
+                })
+                .collect()
+        })
+        .collect();
+    let fits = |w: &[u64], t: &RouteTemplate| fits_template(w, t, |_| true);
+    // An example's own cluster's forms count for it only where another of
+    // its examples is in them too: every example is in the forms cut from
+    // itself. (Requiring the same of other clusters' forms, or a share of
+    // the cluster's examples, cost more than it saved: see the README.)
+    let shared: Vec<Vec<&RouteTemplate>> = forms
+        .iter()
+        .zip(&words)
+        .map(|(ts, ws)| {
+            ts.iter()
+                .filter(|t| ws.iter().filter(|w| fits(w, t)).count() >= 2)
+                .collect()
+        })
+        .collect();
+    chosen
+        .iter()
+        .enumerate()
+        .map(|(c, ex)| {
+            let kept: Vec<usize> = ex
+                .iter()
+                .zip(&words[c])
+                .filter(|(_, w)| {
+                    shared[c].iter().any(|t| fits(w, t))
+                        || !forms
+                            .iter()
+                            .enumerate()
+                            .any(|(d, ts)| d != c && ts.iter().any(|t| fits(w, t)))
+                })
+                .map(|(&i, _)| i)
+                .collect();
+            if kept.is_empty() { ex.clone() } else { kept }
+        })
+        .collect()
 }
 
 /// Per cluster, the question forms of its examples (`chosen`, indices into
@@ -919,6 +987,33 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_in_another_clusters_form_and_none_of_its_own_does_not_route() {
+        let texts = [
+            "what does inflation mean",
+            "define inflation for me",
+            "what does a mortgage mean",
+            "define a mortgage for me",
+            "why was the war important",
+            "why was the plague important",
+            "what led to the war",
+            "what led to the plague",
+            "what does entropy mean",
+        ];
+        let route = HashingEmbedder::default();
+        // Every word weighs the same: all are kept, any two make a form.
+        let weights = FeatureWeights::new(2.0, &[]);
+        let chosen = vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7, 8]];
+        let kept = drop_other_forms(&route, &weights, &texts, &chosen);
+        assert_eq!(kept, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+        let (forms, words) = question_forms(&route, &weights, &texts, &kept);
+        assert!(!forms[0].is_empty() && !forms[1].is_empty(), "{forms:?}");
+        assert!(
+            words[0].windows(2).all(|w| w[0] < w[1]),
+            "sorted, once each"
+        );
+    }
 
     fn cand(text: &str, source: u128, who: &str) -> Candidate {
         Candidate {

@@ -1045,7 +1045,7 @@ async fn unseen_topics_pass_through_and_a_minority_takes_nothing(backend: Backen
         let r = c.route.as_ref().unwrap();
         let users = LOGS_PER_TOPIC + usize::from(topic.name == "cooking");
         assert!(r.routable && r.users == users, "{r:?}");
-        // The bar (`learn.route_accept_quantile`, 0.05) leaves out 5% of
+        // The bar (`learn.route_accept_quantile`, 0.1) leaves out 10% of
         // the cluster's members' leave-one-out similarities, drawn toward
         // the same quantile pooled over the topics.
         assert!(r.true_accept >= 0.75 && r.false_accept <= 0.01, "{r:?}");

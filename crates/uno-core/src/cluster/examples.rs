@@ -198,68 +198,122 @@ pub fn excluded_features(
     required: &[Vec<u64>],
 ) -> Vec<Vec<u64>> {
     let is_routable = |c: usize| routable.get(c).copied().unwrap_or(false);
-    let share = |c: usize, h: u64| {
-        let ex = examples.get(c).map_or(&[][..], Vec::as_slice);
-        if ex.is_empty() {
-            return 0.0;
-        }
-        let n = ex
-            .iter()
-            .filter(|&&e| {
-                vectors
-                    .get(e)
-                    .is_some_and(|v| v.binary_search_by_key(&h, |f| f.0).is_ok())
-            })
-            .count();
-        n as f64 / ex.len() as f64
-    };
-    let mut marks: Vec<u64> = required
-        .iter()
-        .enumerate()
-        .filter(|(c, _)| is_routable(*c))
-        .flat_map(|(_, r)| r.iter().copied())
-        .collect();
-    marks.sort_unstable();
-    marks.dedup();
+    let common = common_marks(vectors, examples, routable, required);
     let mut out: Vec<Vec<u64>> = vec![Vec::new(); examples.len()];
-    for h in marks {
-        let defines = |c: usize| required.get(c).is_some_and(|r| r.contains(&h));
-        let shares: Vec<(usize, f64)> = (0..examples.len())
-            .filter(|&c| is_routable(c))
-            .map(|c| (c, share(c, h)))
-            .collect();
-        // Or spread thinly over the other clusters ("the" defining a
-        // history cluster whose subjects all have it, and in a tenth of
-        // every other topic's questions: "the best soil", "the tax
-        // office").
-        let others: Vec<(usize, f64)> = shares
-            .iter()
-            .copied()
-            .filter(|&(c, _)| !defines(c))
-            .collect();
-        let holders = others.iter().filter(|&&(_, s)| s > 0.0).count();
-        let (held, outside) = others
-            .iter()
-            .map(|&(c, s)| {
-                let n = examples[c].len() as f64;
-                (s * n, n)
-            })
-            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-        let spread_thinly = holders >= 2 && outside > 0.0 && held / outside > POOLED_STRANGER_SHARE;
-        let common_word = spread_thinly
-            || others
-                .iter()
-                .any(|&(c, s)| s > STRANGER_SHARE && examples[c].len() >= DEFINING_MIN_EXAMPLES);
-        if common_word {
+    for h in all_marks(routable, required) {
+        if common.binary_search(&h).is_ok() {
             continue;
         }
-        for (c, s) in shares {
-            if s <= STRANGER_SHARE && !defines(c) {
+        let defines = |c: usize| required.get(c).is_some_and(|r| r.contains(&h));
+        for c in (0..examples.len()).filter(|&c| is_routable(c)) {
+            if share_of(vectors, examples, c, h) <= STRANGER_SHARE && !defines(c) {
                 out[c].push(h);
             }
         }
     }
     out
+}
+
+/// Each routable cluster's defining features (`required`, from
+/// [`defining_features`]) less those that are no topic's mark
+/// ([`common_marks`]): what the router requires of a query.
+///
+/// Why: a function word can be in nearly every example of a cluster by
+/// the accident of its subjects ("in" in "a week in Portugal", "three
+/// days in Kyoto"), and then the topic's questions without it ("a rail
+/// journey through the Alps") were turned away; where another cluster
+/// defines the same word ("in Python"), it marks neither.
+pub fn topic_marks(
+    vectors: &[Vec<(u64, f32)>],
+    examples: &[Vec<usize>],
+    routable: &[bool],
+    required: &[Vec<u64>],
+) -> Vec<Vec<u64>> {
+    let common = common_marks(vectors, examples, routable, required);
+    required
+        .iter()
+        .map(|r| {
+            r.iter()
+                .copied()
+                .filter(|h| common.binary_search(h).is_err())
+                .collect()
+        })
+        .collect()
+}
+
+/// Every routable cluster's defining features, sorted, once each.
+fn all_marks(routable: &[bool], required: &[Vec<u64>]) -> Vec<u64> {
+    let mut marks: Vec<u64> = required
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| routable.get(*c).copied().unwrap_or(false))
+        .flat_map(|(_, r)| r.iter().copied())
+        .collect();
+    marks.sort_unstable();
+    marks.dedup();
+    marks
+}
+
+/// Share of cluster `c`'s examples whose vector has feature `h`.
+fn share_of(vectors: &[Vec<(u64, f32)>], examples: &[Vec<usize>], c: usize, h: u64) -> f64 {
+    let ex = examples.get(c).map_or(&[][..], Vec::as_slice);
+    if ex.is_empty() {
+        return 0.0;
+    }
+    let n = ex
+        .iter()
+        .filter(|&&e| {
+            vectors
+                .get(e)
+                .is_some_and(|v| v.binary_search_by_key(&h, |f| f.0).is_ok())
+        })
+        .count();
+    n as f64 / ex.len() as f64
+}
+
+/// The defining features (sorted) that are common words rather than one
+/// topic's mark: defined by two or more routable clusters, held by a
+/// cluster of at least [`DEFINING_MIN_EXAMPLES`] examples that does not
+/// define it in more than [`STRANGER_SHARE`] of them, or spread thinly
+/// (two or more such clusters, more than [`POOLED_STRANGER_SHARE`] of
+/// their examples together: "the" defining a history cluster whose
+/// subjects all have it, and in a tenth of every other topic's questions,
+/// "the best soil", "the tax office").
+fn common_marks(
+    vectors: &[Vec<(u64, f32)>],
+    examples: &[Vec<usize>],
+    routable: &[bool],
+    required: &[Vec<u64>],
+) -> Vec<u64> {
+    let is_routable = |c: usize| routable.get(c).copied().unwrap_or(false);
+    all_marks(routable, required)
+        .into_iter()
+        .filter(|&h| {
+            let defines = |c: usize| required.get(c).is_some_and(|r| r.contains(&h));
+            let definers = (0..examples.len())
+                .filter(|&c| is_routable(c) && defines(c))
+                .count();
+            let others: Vec<(usize, f64)> = (0..examples.len())
+                .filter(|&c| is_routable(c) && !defines(c))
+                .map(|c| (c, share_of(vectors, examples, c, h)))
+                .collect();
+            let holders = others.iter().filter(|&&(_, s)| s > 0.0).count();
+            let (held, outside) = others
+                .iter()
+                .map(|&(c, s)| {
+                    let n = examples[c].len() as f64;
+                    (s * n, n)
+                })
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            let spread_thinly =
+                holders >= 2 && outside > 0.0 && held / outside > POOLED_STRANGER_SHARE;
+            definers >= 2
+                || spread_thinly
+                || others
+                    .iter()
+                    .any(|&(c, s)| s > STRANGER_SHARE && examples[c].len() >= DEFINING_MIN_EXAMPLES)
+        })
+        .collect()
 }
 
 /// Whether a query whose features satisfy `has` may go to a cluster with
@@ -805,6 +859,30 @@ mod tests {
         // In one other cluster only, it is still that cluster's stranger.
         let excluded = excluded_features(&vectors, &examples[..2], &[true; 2], &required[..2]);
         assert_eq!(excluded, vec![vec![], vec![7]]);
+    }
+
+    #[test]
+    fn a_word_two_clusters_define_or_others_use_marks_neither() {
+        // Feature 7 defines cluster 0 and cluster 1 ("in Python", "a week
+        // in Portugal"); feature 8 defines cluster 1 alone.
+        let mut vectors: Vec<Vec<(u64, f32)>> =
+            (0..5u64).map(|i| v(&[(7, 1.0), (100 + i, 1.0)])).collect();
+        vectors.extend((0..5u64).map(|i| v(&[(7, 1.0), (8, 1.0), (200 + i, 1.0)])));
+        vectors.extend((0..5u64).map(|i| v(&[(300 + i, 1.0)])));
+        let examples = vec![(0..5).collect(), (5..10).collect(), (10..15).collect()];
+        let required = vec![vec![7], vec![7, 8], vec![]];
+        let routable = [true; 3];
+        assert_eq!(
+            topic_marks(&vectors, &examples, &routable, &required),
+            vec![vec![], vec![8], vec![]]
+        );
+        let excluded = excluded_features(&vectors, &examples, &routable, &required);
+        assert_eq!(excluded, vec![vec![8], vec![], vec![8]]);
+        // A cluster that is not routable defines nothing.
+        assert_eq!(
+            topic_marks(&vectors, &examples, &[true, false, true], &required)[0],
+            vec![7]
+        );
     }
 
     #[test]

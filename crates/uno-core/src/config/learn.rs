@@ -303,7 +303,7 @@ impl Default for LearnConfig {
             route_max_features: 4096,
             route_false_accept: 0.01,
             route_examples: 200,
-            route_accept_quantile: 0.05,
+            route_accept_quantile: 0.1,
             route_bar_prior: 20.0,
             route_logged_queries: 1000,
             route_margin: 0.05,
