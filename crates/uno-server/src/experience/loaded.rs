@@ -83,10 +83,69 @@ struct Router {
 struct RowForms {
     row: usize,
     templates: Vec<RouteTemplate>,
+    /// (a form's first word, its index), sorted, for the forms with words
+    /// before the slot; a query can only be in those starting with its
+    /// own first word.
+    by_first: Vec<(u64, u32)>,
+    /// (a form's last word, its index), sorted, for the forms with nothing
+    /// before the slot.
+    by_last: Vec<(u64, u32)>,
     /// The words its forms are made of, sorted.
     words: Vec<u64>,
     required: Vec<u64>,
     excluded: Vec<u64>,
+}
+
+impl RowForms {
+    fn new(
+        row: usize,
+        templates: Vec<RouteTemplate>,
+        mut words: Vec<u64>,
+        required: Vec<u64>,
+        excluded: Vec<u64>,
+    ) -> RowForms {
+        words.sort_unstable();
+        let mut by_first = Vec::new();
+        let mut by_last = Vec::new();
+        for (i, t) in templates.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            match (t.before.first(), t.after.last()) {
+                (Some(&h), _) => by_first.push((h, i)),
+                (None, Some(&h)) => by_last.push((h, i)),
+                // No words around the slot: no form (the worker never
+                // publishes one).
+                (None, None) => {}
+            }
+        }
+        by_first.sort_unstable();
+        by_last.sort_unstable();
+        RowForms {
+            row,
+            templates,
+            by_first,
+            by_last,
+            words,
+            required,
+            excluded,
+        }
+    }
+
+    /// Whether `query` (kept word hashes) is in one of the forms, its
+    /// subject words accepted by `subject_word`.
+    fn fits(&self, query: &[u64], subject_word: impl Fn(u64) -> bool + Copy) -> bool {
+        let (Some(&first), Some(&last)) = (query.first(), query.last()) else {
+            return false;
+        };
+        let check = |index: &[(u64, u32)], key: u64| {
+            let start = index.partition_point(|e| e.0 < key);
+            index[start..]
+                .iter()
+                .take_while(|e| e.0 == key)
+                .filter_map(|e| self.templates.get(e.1 as usize))
+                .any(|t| fits_template(query, t, subject_word))
+        };
+        check(&self.by_first, first) || check(&self.by_last, last)
+    }
 }
 
 /// The routable clusters' routing examples as an inverted index: a query
@@ -577,15 +636,13 @@ impl LoadedSnapshot {
                             excluded.push((rows.len(), c.route_excluded.clone()));
                         }
                         if !c.route_templates.is_empty() {
-                            let mut words = c.route_words.clone();
-                            words.sort_unstable();
-                            forms.push(RowForms {
-                                row: rows.len(),
-                                templates: c.route_templates.clone(),
-                                words,
-                                required: c.route_required.clone(),
-                                excluded: c.route_excluded.clone(),
-                            });
+                            forms.push(RowForms::new(
+                                rows.len(),
+                                c.route_templates.clone(),
+                                c.route_words.clone(),
+                                c.route_required.clone(),
+                                c.route_excluded.clone(),
+                            ));
                         }
                     } else {
                         if c.route_centroid.len() != dim {
@@ -805,11 +862,7 @@ impl Router {
         let mut fitting: Vec<usize> = Vec::new();
         for f in &self.forms {
             let subject_word = |h: u64| !weights.listed(h) || f.words.binary_search(&h).is_ok();
-            let fits = words.iter().any(|w| {
-                f.templates
-                    .iter()
-                    .any(|t| fits_template(w, t, subject_word))
-            });
+            let fits = words.iter().any(|w| f.fits(w, subject_word));
             if !fits {
                 continue;
             }
