@@ -222,7 +222,7 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
             ids
         })
         .collect();
-    let required: Vec<Vec<u64>> = numbered
+    let defining: Vec<Vec<u64>> = numbered
         .iter()
         .enumerate()
         .map(|(c, ids)| {
@@ -233,10 +233,8 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
             }
         })
         .collect();
-    let required =
-        uno_core::cluster::topic_marks(&vectors, &numbered, &[true; CLUSTERS], &required);
-    let excluded =
-        uno_core::cluster::excluded_features(&vectors, &numbered, &[true; CLUSTERS], &required);
+    let uno_core::cluster::RouteMarks { required, excluded } =
+        uno_core::cluster::route_marks(&vectors, &numbered, &[true; CLUSTERS], &defining);
     // And the question forms the worker publishes, which the router reads
     // for a query no bar takes.
     let forms: Vec<(Vec<uno_core::cluster::RouteTemplate>, Vec<u64>)> = (0..CLUSTERS)

@@ -298,7 +298,7 @@ pub struct ClusterExperience {
     pub route_required: Vec<u64>,
     /// Routing features (hashes) that keep a query out of the cluster:
     /// other clusters' defining features that are strangers here
-    /// (`uno_core::cluster::excluded_features`). A query naming another
+    /// (`uno_core::cluster::route_marks`). A query naming another
     /// topic's mark ("Python") is not taken here, however close its other
     /// words; empty in older snapshots.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

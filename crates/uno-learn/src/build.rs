@@ -7,11 +7,10 @@ use std::collections::{HashMap, HashSet};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
-    CalibrationOptions, ClusterError, ExampleInputs, RoutePoints, RouteTemplate,
+    CalibrationOptions, ClusterError, ExampleInputs, RouteMarks, RoutePoints, RouteTemplate,
     TEMPLATE_MIN_SHARE, TEMPLATE_WORD_SHARE, WardOptions, average_auto, calibrate,
     calibrate_examples, centroids, cluster_templates, combine, defining_features, edit_examples,
-    excluded_features, fits_template, merge_agreeing, select_examples, topic_marks,
-    unseen_thresholds, ward_auto,
+    fits_template, merge_agreeing, route_marks, select_examples, unseen_thresholds, ward_auto,
 };
 use uno_core::config::{LearnConfig, Linkage};
 use uno_core::snapshot::{
@@ -55,7 +54,7 @@ pub struct ClusterPlan {
     /// (`uno_core::cluster::defining_features`).
     pub route_required: Vec<u64>,
     /// Other clusters' defining features that keep a query out of this
-    /// one (`uno_core::cluster::excluded_features`).
+    /// one (`uno_core::cluster::route_marks`).
     pub route_excluded: Vec<u64>,
     /// The question forms of the examples
     /// (`uno_core::cluster::cluster_templates`).
@@ -458,8 +457,7 @@ fn place_by_examples(
         .iter()
         .map(|ex| defining_features(&sparse, ex))
         .collect();
-    let required = topic_marks(&sparse, &chosen, routable, &defining);
-    let excluded = excluded_features(&sparse, &chosen, routable, &required);
+    let RouteMarks { required, excluded } = route_marks(&sparse, &chosen, routable, &defining);
     let cal = calibrate_examples(&ExampleInputs {
         vectors: &sparse,
         labels,

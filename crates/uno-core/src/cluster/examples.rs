@@ -165,80 +165,70 @@ pub fn admits(required: &[u64], has: impl Fn(u64) -> bool) -> bool {
 
 /// Largest share of a cluster's examples another cluster's defining
 /// feature may be in for queries with that feature to be kept out of it
-/// ([`excluded_features`]).
+/// ([`route_marks`]).
 pub const STRANGER_SHARE: f64 = 0.2;
 
 /// Largest share of the other routable clusters' examples, pooled, a
 /// defining feature found in two or more of them may be in and still
-/// keep queries out ([`excluded_features`]): a word spread thinly over
+/// keep queries out ([`route_marks`]): a word spread thinly over
 /// the other topics is common, even where no one cluster holds it often.
 pub const POOLED_STRANGER_SHARE: f64 = 0.05;
 
-/// Per cluster, the features that keep a query out of it: the defining
-/// features of other routable clusters (`required`, per cluster, from
-/// [`defining_features`]) that are in at most [`STRANGER_SHARE`] of its
-/// own examples. A feature that a cluster of at least
-/// [`DEFINING_MIN_EXAMPLES`] examples holds in more than that share
-/// without being defined by it, or that two or more other clusters hold
-/// in more than [`POOLED_STRANGER_SHARE`] of their examples together, is
-/// a common word rather than a topic's mark, and keeps nobody out.
+/// A tenant's routing marks, per cluster ([`route_marks`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteMarks {
+    /// The features a query must have one of to be taken there (none:
+    /// anything may come): its defining features that are a topic's mark.
+    pub required: Vec<Vec<u64>>,
+    /// The features that keep a query out of it: other clusters' marks
+    /// that are strangers there.
+    pub excluded: Vec<Vec<u64>>,
+}
+
+/// Each routable cluster's marks from its defining features (`defining`,
+/// per cluster, from [`defining_features`]), less those that are no
+/// topic's mark ([`common_marks`]). A cluster requires its own marks, and
+/// the other clusters' marks that are in at most [`STRANGER_SHARE`] of
+/// its own examples keep queries out of it.
 ///
-/// Why: the mirror of defining features. Every question of the Python
-/// cluster says "Python"; a glossary cluster that MiniLM gave one
+/// Why required less the common words: a function word can be in nearly
+/// every example of a cluster by the accident of its subjects ("in" in "a
+/// week in Portugal", "three days in Kyoto"), and then the topic's
+/// questions without it ("a rail journey through the Alps") were turned
+/// away; where another cluster defines the same word ("in Python"), it
+/// marks neither.
+///
+/// Why excluded: the mirror of defining features. Every question of the
+/// Python cluster says "Python"; a glossary cluster that MiniLM gave one
 /// "parsing JSON from an API in Python" question (and the logged repeats
 /// of it) took new Python questions on that subject through their shared
 /// words, "a topic losing its queries to a minority cluster" (issue 23).
 /// A question naming another cluster's mark belongs with that cluster, or
 /// with a cluster where the mark is at home, never with one where it is a
 /// stranger.
-pub fn excluded_features(
+pub fn route_marks(
     vectors: &[Vec<(u64, f32)>],
     examples: &[Vec<usize>],
     routable: &[bool],
-    required: &[Vec<u64>],
-) -> Vec<Vec<u64>> {
+    defining: &[Vec<u64>],
+) -> RouteMarks {
     let is_routable = |c: usize| routable.get(c).copied().unwrap_or(false);
-    let common = common_marks(vectors, examples, routable, required);
-    let mut out: Vec<Vec<u64>> = vec![Vec::new(); examples.len()];
-    for h in all_marks(routable, required) {
-        if common.binary_search(&h).is_ok() {
-            continue;
-        }
-        let defines = |c: usize| required.get(c).is_some_and(|r| r.contains(&h));
-        for c in (0..examples.len()).filter(|&c| is_routable(c)) {
-            if share_of(vectors, examples, c, h) <= STRANGER_SHARE && !defines(c) {
-                out[c].push(h);
+    let common = common_marks(vectors, examples, routable, defining);
+    let is_mark = |h: &u64| common.binary_search(h).is_err();
+    let required = defining
+        .iter()
+        .map(|r| r.iter().copied().filter(is_mark).collect())
+        .collect();
+    let mut excluded: Vec<Vec<u64>> = vec![Vec::new(); examples.len()];
+    for h in all_marks(routable, defining).into_iter().filter(is_mark) {
+        let defines = |c: usize| defining.get(c).is_some_and(|r| r.contains(&h));
+        for c in (0..examples.len()).filter(|&c| is_routable(c) && !defines(c)) {
+            if share_of(vectors, examples, c, h) <= STRANGER_SHARE {
+                excluded[c].push(h);
             }
         }
     }
-    out
-}
-
-/// Each routable cluster's defining features (`required`, from
-/// [`defining_features`]) less those that are no topic's mark
-/// ([`common_marks`]): what the router requires of a query.
-///
-/// Why: a function word can be in nearly every example of a cluster by
-/// the accident of its subjects ("in" in "a week in Portugal", "three
-/// days in Kyoto"), and then the topic's questions without it ("a rail
-/// journey through the Alps") were turned away; where another cluster
-/// defines the same word ("in Python"), it marks neither.
-pub fn topic_marks(
-    vectors: &[Vec<(u64, f32)>],
-    examples: &[Vec<usize>],
-    routable: &[bool],
-    required: &[Vec<u64>],
-) -> Vec<Vec<u64>> {
-    let common = common_marks(vectors, examples, routable, required);
-    required
-        .iter()
-        .map(|r| {
-            r.iter()
-                .copied()
-                .filter(|h| common.binary_search(h).is_err())
-                .collect()
-        })
-        .collect()
+    RouteMarks { required, excluded }
 }
 
 /// Every routable cluster's defining features, sorted, once each.
@@ -318,7 +308,7 @@ fn common_marks(
 
 /// Whether a query whose features satisfy `has` may go to a cluster with
 /// `required` defining and `excluded` features ([`admits`],
-/// [`excluded_features`]).
+/// [`route_marks`]).
 pub fn admits_query(required: &[u64], excluded: &[u64], has: impl Fn(u64) -> bool) -> bool {
     admits(required, &has) && !excluded.iter().any(|&h| has(h))
 }
@@ -460,7 +450,7 @@ pub struct ExampleInputs<'a> {
     /// proxy scores a query.
     pub required: &'a [Vec<u64>],
     /// Per cluster: the features that keep a log out of it
-    /// ([`excluded_features`]), as the proxy keeps a query out.
+    /// ([`route_marks`]), as the proxy keeps a query out.
     pub excluded: &'a [Vec<u64>],
 }
 
@@ -801,13 +791,13 @@ mod tests {
         // Cluster 1 holds "python" in one of six examples: a stranger.
         let (vectors, examples) = two_topics(&[&[7, 50], &[51], &[52], &[53], &[54], &[55]]);
         let required = vec![vec![7], vec![]];
-        let excluded = excluded_features(&vectors, &examples, &[true, true], &required);
+        let excluded = route_marks(&vectors, &examples, &[true, true], &required).excluded;
         assert_eq!(excluded, vec![vec![], vec![7]]);
         assert!(!admits_query(&required[1], &excluded[1], |h| h == 7));
         assert!(admits_query(&required[1], &excluded[1], |h| h == 51));
         assert!(admits_query(&required[0], &excluded[0], |h| h == 7));
         // Not routable: its defining feature keeps nobody out.
-        let off = excluded_features(&vectors, &examples, &[false, true], &required);
+        let off = route_marks(&vectors, &examples, &[false, true], &required).excluded;
         assert_eq!(off, vec![Vec::<u64>::new(), vec![]]);
     }
 
@@ -820,12 +810,12 @@ mod tests {
         vectors.push(v(&[(60, 1.0)]));
         examples.push(vec![10]);
         let required = vec![vec![7], vec![], vec![]];
-        let excluded = excluded_features(&vectors, &examples, &[true, true, true], &required);
+        let excluded = route_marks(&vectors, &examples, &[true, true, true], &required).excluded;
         assert!(excluded.iter().all(Vec::is_empty), "{excluded:?}");
         // A small cluster (under five examples) using it often does not
         // make it common: it is simply not kept out.
         let (vectors, examples) = two_topics(&[&[7, 50], &[51]]);
-        let excluded = excluded_features(&vectors, &examples, &[true, true], &required[..2]);
+        let excluded = route_marks(&vectors, &examples, &[true, true], &required[..2]).excluded;
         assert_eq!(excluded, vec![Vec::<u64>::new(), vec![]]);
     }
 
@@ -854,10 +844,10 @@ mod tests {
             examples.push((first..vectors.len()).collect());
         }
         let required = vec![vec![7], vec![], vec![], vec![]];
-        let excluded = excluded_features(&vectors, &examples, &[true; 4], &required);
+        let excluded = route_marks(&vectors, &examples, &[true; 4], &required).excluded;
         assert!(excluded.iter().all(Vec::is_empty), "{excluded:?}");
         // In one other cluster only, it is still that cluster's stranger.
-        let excluded = excluded_features(&vectors, &examples[..2], &[true; 2], &required[..2]);
+        let excluded = route_marks(&vectors, &examples[..2], &[true; 2], &required[..2]).excluded;
         assert_eq!(excluded, vec![vec![], vec![7]]);
     }
 
@@ -873,14 +863,14 @@ mod tests {
         let required = vec![vec![7], vec![7, 8], vec![]];
         let routable = [true; 3];
         assert_eq!(
-            topic_marks(&vectors, &examples, &routable, &required),
+            route_marks(&vectors, &examples, &routable, &required).required,
             vec![vec![], vec![8], vec![]]
         );
-        let excluded = excluded_features(&vectors, &examples, &routable, &required);
+        let excluded = route_marks(&vectors, &examples, &routable, &required).excluded;
         assert_eq!(excluded, vec![vec![8], vec![], vec![8]]);
         // A cluster that is not routable defines nothing.
         assert_eq!(
-            topic_marks(&vectors, &examples, &[true, false, true], &required)[0],
+            route_marks(&vectors, &examples, &[true, false, true], &required).required[0],
             vec![7]
         );
     }

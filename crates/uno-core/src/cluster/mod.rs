@@ -51,9 +51,9 @@ pub use dendrogram::{Clustering, Dendrogram, Merge};
 pub use error::ClusterError;
 pub use examples::{
     Candidate, DEFINING_MIN_EXAMPLES, DEFINING_SHARE, ExampleCalibration,
-    ExampleClusterCalibration, ExampleInputs, STRANGER_SHARE, admits, admits_query, best_two,
-    calibrate_examples, choose_by_examples, defining_features, edit_examples, excluded_features,
-    select_examples, sparse_dot, topic_marks,
+    ExampleClusterCalibration, ExampleInputs, RouteMarks, STRANGER_SHARE, admits, admits_query,
+    best_two, calibrate_examples, choose_by_examples, defining_features, edit_examples,
+    route_marks, select_examples, sparse_dot,
 };
 pub use route::{add_to_centroid, centroids, linear_quantile, nearest, unseen_thresholds};
 pub use templates::{

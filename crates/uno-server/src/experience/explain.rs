@@ -44,7 +44,7 @@ pub struct ClusterDistance {
     /// Whether the text has none of the cluster's defining features
     /// (`uno_core::cluster::defining_features`), or names another
     /// cluster's mark that is a stranger here
-    /// (`uno_core::cluster::excluded_features`), so that the cluster
+    /// (`uno_core::cluster::route_marks`), so that the cluster
     /// cannot take it whatever its distance.
     pub excluded: bool,
 }

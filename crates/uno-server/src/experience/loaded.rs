@@ -178,7 +178,7 @@ struct ExampleIndex {
     /// `(row, features)` for the rows that have any.
     required: Vec<(usize, Vec<u64>)>,
     /// Per row: the features that keep a query out of it
-    /// (`uno_core::cluster::excluded_features`); `(row, features)` for
+    /// (`uno_core::cluster::route_marks`); `(row, features)` for
     /// the rows that have any.
     excluded: Vec<(usize, Vec<u64>)>,
 }
@@ -775,7 +775,7 @@ impl LoadedSnapshot {
     ///
     /// The flag says the query has none of the cluster's defining features
     /// (`uno_core::cluster::defining_features`) or has one of its excluded
-    /// ones (`uno_core::cluster::excluded_features`), so that the cluster
+    /// ones (`uno_core::cluster::route_marks`), so that the cluster
     /// cannot take it whatever the distance.
     pub fn distances<S: AsRef<str>>(&self, parts: &[S]) -> Vec<(usize, f32, bool)> {
         let Some(router) = self.router.as_ref() else {
