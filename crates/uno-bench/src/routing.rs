@@ -239,24 +239,15 @@ fn snapshot(mode: Mode, system_bytes: usize) -> anyhow::Result<Snapshot> {
     // for a query no bar takes.
     let forms: Vec<(Vec<uno_core::cluster::RouteTemplate>, Vec<u64>)> = (0..CLUSTERS)
         .map(|c| {
-            let min_word = uno_core::cluster::TEMPLATE_WORD_SHARE * weights.rare();
             let kept: Vec<Vec<u64>> = example_texts(c, &query)
                 .iter()
                 .map(|t| {
                     let mut out = Vec::new();
-                    embedder.weighty_words(t, &weights, min_word, &mut out);
+                    embedder.form_words(t, &weights, &mut out);
                     out
                 })
                 .collect();
-            let templates = uno_core::cluster::cluster_templates(
-                &kept,
-                |h| weights.get(h),
-                uno_core::cluster::TEMPLATE_MIN_SHARE * weights.rare(),
-            );
-            let mut words = kept.concat();
-            words.sort_unstable();
-            words.dedup();
-            (templates, words)
+            uno_core::cluster::question_forms(&kept, |h| weights.get(h), weights.rare())
         })
         .collect();
     Ok(Snapshot {

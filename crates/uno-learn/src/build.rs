@@ -8,9 +8,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use uno_core::cluster::{
     CalibrationOptions, ClusterError, ExampleInputs, RouteMarks, RoutePoints, RouteTemplate,
-    TEMPLATE_MIN_SHARE, TEMPLATE_WORD_SHARE, WardOptions, average_auto, calibrate,
-    calibrate_examples, centroids, cluster_templates, combine, defining_features, edit_examples,
-    fits_template, merge_agreeing, route_marks, select_examples, unseen_thresholds, ward_auto,
+    WardOptions, average_auto, calibrate, calibrate_examples, centroids, combine,
+    defining_features, edit_examples, fits_template, merge_agreeing, question_forms, route_marks,
+    select_examples, unseen_thresholds, ward_auto,
 };
 use uno_core::config::{LearnConfig, Linkage};
 use uno_core::snapshot::{
@@ -452,7 +452,15 @@ fn place_by_examples(
     // Members that read like another topic's queries do not route: by
     // their nearest examples, and by the question forms they are in.
     let chosen = edit_examples(&sparse, &chosen, routable);
-    let chosen = drop_other_forms(route, weights, texts, &chosen);
+    let words: Vec<Vec<u64>> = texts
+        .iter()
+        .map(|t| {
+            let mut w = Vec::new();
+            route.form_words(t, weights, &mut w);
+            w
+        })
+        .collect();
+    let chosen = drop_other_forms(&words, weights, &chosen);
     let defining: Vec<Vec<u64>> = chosen
         .iter()
         .map(|ex| defining_features(&sparse, ex))
@@ -471,7 +479,7 @@ fn place_by_examples(
         required: &required,
         excluded: &excluded,
     });
-    let (templates, words) = question_forms(route, weights, texts, &chosen);
+    let (templates, words) = cluster_forms(&words, weights, &chosen);
     let calibrations = cal
         .clusters
         .iter()
@@ -505,46 +513,31 @@ fn place_by_examples(
     }
 }
 
-/// `chosen` (per cluster, indices into `texts`) less the examples in a
-/// form of another cluster and in none of their own that another of their
-/// examples is in too (`uno_core::cluster::fits_template`, any words in
-/// the slot): a
+/// `chosen` (per cluster, indices into `words`, each text's kept words)
+/// less the examples in a form of another cluster and in none of their
+/// own that another of their examples is in too
+/// (`uno_core::cluster::fits_template`, any words in the slot): a
 /// glossary question ("What does inflation mean?") that the clustering put
 /// with the history questions would take the glossary's new questions on
 /// its subject there. A cluster keeps its examples if every one would go.
 fn drop_other_forms(
-    route: &HashingEmbedder,
+    words: &[Vec<u64>],
     weights: &FeatureWeights,
-    texts: &[&str],
     chosen: &[Vec<usize>],
 ) -> Vec<Vec<usize>> {
-    let (forms, _) = question_forms(route, weights, texts, chosen);
-    let min_weight = TEMPLATE_WORD_SHARE * weights.rare();
-    let words: Vec<Vec<Vec<u64>>> = chosen
-        .iter()
-        .map(|ex| {
-            ex.iter()
-                .map(|&i| {
-                    let mut w = Vec::new();
-                    if let Some(t) = texts.get(i) {
-                        route.weighty_words(t, weights, min_weight, &mut w);
-                    }
-                    w
-                })
-                .collect()
-        })
-        .collect();
-    let fits = |w: &[u64], t: &RouteTemplate| fits_template(w, t, |_| true);
+    let (forms, _) = cluster_forms(words, weights, chosen);
+    let fits =
+        |i: usize, t: &RouteTemplate| words.get(i).is_some_and(|w| fits_template(w, t, |_| true));
     // An example's own cluster's forms count for it only where another of
     // its examples is in them too: every example is in the forms cut from
     // itself. (Requiring the same of other clusters' forms, or a share of
     // the cluster's examples, cost more than it saved: see the README.)
     let shared: Vec<Vec<&RouteTemplate>> = forms
         .iter()
-        .zip(&words)
-        .map(|(ts, ws)| {
+        .zip(chosen)
+        .map(|(ts, ex)| {
             ts.iter()
-                .filter(|t| ws.iter().filter(|w| fits(w, t)).count() >= 2)
+                .filter(|t| ex.iter().filter(|&&i| fits(i, t)).count() >= 2)
                 .collect()
         })
         .collect();
@@ -554,15 +547,14 @@ fn drop_other_forms(
         .map(|(c, ex)| {
             let kept: Vec<usize> = ex
                 .iter()
-                .zip(&words[c])
-                .filter(|(_, w)| {
-                    shared[c].iter().any(|t| fits(w, t))
+                .copied()
+                .filter(|&i| {
+                    shared[c].iter().any(|t| fits(i, t))
                         || !forms
                             .iter()
                             .enumerate()
-                            .any(|(d, ts)| d != c && ts.iter().any(|t| fits(w, t)))
+                            .any(|(d, ts)| d != c && ts.iter().any(|t| fits(i, t)))
                 })
-                .map(|(&i, _)| i)
                 .collect();
             if kept.is_empty() { ex.clone() } else { kept }
         })
@@ -570,38 +562,21 @@ fn drop_other_forms(
 }
 
 /// Per cluster, the question forms of its examples (`chosen`, indices into
-/// `texts`) and the words they are made of, sorted: each text's words
-/// weighing at least [`TEMPLATE_WORD_SHARE`] of the rare-word weight, forms
-/// whose words weigh [`TEMPLATE_MIN_SHARE`] of it together
-/// ([`cluster_templates`]).
-fn question_forms(
-    route: &HashingEmbedder,
+/// `words`, each text's kept words) and the words they are made of
+/// ([`question_forms`]).
+fn cluster_forms(
+    words: &[Vec<u64>],
     weights: &FeatureWeights,
-    texts: &[&str],
     chosen: &[Vec<usize>],
 ) -> (Vec<Vec<RouteTemplate>>, Vec<Vec<u64>>) {
-    let rare = weights.rare();
     chosen
         .iter()
         .map(|ex| {
-            let kept: Vec<Vec<u64>> = ex
+            let examples: Vec<&[u64]> = ex
                 .iter()
-                .filter_map(|&i| texts.get(i))
-                .map(|t| {
-                    let mut out = Vec::new();
-                    route.weighty_words(t, weights, TEMPLATE_WORD_SHARE * rare, &mut out);
-                    out
-                })
+                .filter_map(|&i| words.get(i).map(Vec::as_slice))
                 .collect();
-            let templates = cluster_templates(&kept, |h| weights.get(h), TEMPLATE_MIN_SHARE * rare);
-            let mut words: Vec<u64> = if templates.is_empty() {
-                Vec::new()
-            } else {
-                kept.concat()
-            };
-            words.sort_unstable();
-            words.dedup();
-            (templates, words)
+            question_forms(&examples, |h| weights.get(h), weights.rare())
         })
         .unzip()
 }
@@ -1002,10 +977,18 @@ mod tests {
         let route = HashingEmbedder::default();
         // Every word weighs the same: all are kept, any two make a form.
         let weights = FeatureWeights::new(2.0, &[]);
+        let words: Vec<Vec<u64>> = texts
+            .iter()
+            .map(|t| {
+                let mut w = Vec::new();
+                route.form_words(t, &weights, &mut w);
+                w
+            })
+            .collect();
         let chosen = vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7, 8]];
-        let kept = drop_other_forms(&route, &weights, &texts, &chosen);
+        let kept = drop_other_forms(&words, &weights, &chosen);
         assert_eq!(kept, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
-        let (forms, words) = question_forms(&route, &weights, &texts, &kept);
+        let (forms, words) = cluster_forms(&words, &weights, &kept);
         assert!(!forms[0].is_empty() && !forms[1].is_empty(), "{forms:?}");
         assert!(
             words[0].windows(2).all(|w| w[0] < w[1]),

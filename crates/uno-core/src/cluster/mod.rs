@@ -58,7 +58,7 @@ pub use examples::{
 pub use route::{add_to_centroid, centroids, linear_quantile, nearest, unseen_thresholds};
 pub use templates::{
     MAX_TEMPLATES, RouteTemplate, TEMPLATE_MIN_SHARE, TEMPLATE_WORD_SHARE, cluster_templates,
-    fits_template,
+    fits_template, question_forms,
 };
 pub use vector::{combine, combine_into, l2_normalize};
 pub use ward::{ward, ward_tree, ward_tree_weighted};

@@ -53,8 +53,13 @@ pub const MAX_TEMPLATES: usize = 512;
 /// `start`) is asked about elsewhere in `examples` in another context: it
 /// occurs in another example next to at least one kept word, and the words
 /// beside it there differ from those beside it in `from`.
-fn asked_in_another_form(examples: &[Vec<u64>], from: usize, start: usize, len: usize) -> bool {
-    let own = &examples[from];
+fn asked_in_another_form<W: AsRef<[u64]>>(
+    examples: &[W],
+    from: usize,
+    start: usize,
+    len: usize,
+) -> bool {
+    let own = examples[from].as_ref();
     let neighbours = |words: &[u64], at: usize| {
         let left = at.checked_sub(1).and_then(|i| words.get(i)).copied();
         let right = words.get(at + len).copied();
@@ -63,6 +68,7 @@ fn asked_in_another_form(examples: &[Vec<u64>], from: usize, start: usize, len: 
     let own_context = neighbours(own, start);
     let span = &own[start..start + len];
     examples.iter().enumerate().any(|(k, words)| {
+        let words = words.as_ref();
         k != from
             && words.len() >= len
             && (0..=words.len() - len).any(|i| {
@@ -80,13 +86,14 @@ fn asked_in_another_form(examples: &[Vec<u64>], from: usize, start: usize, len: 
 /// another form ([`asked_in_another_form`]) whose surrounding words weigh,
 /// by `weight`, at least `min_weight` together. Sorted, without repeats,
 /// at most [`MAX_TEMPLATES`].
-pub fn cluster_templates(
-    examples: &[Vec<u64>],
+pub fn cluster_templates<W: AsRef<[u64]>>(
+    examples: &[W],
     weight: impl Fn(u64) -> f32,
     min_weight: f32,
 ) -> Vec<RouteTemplate> {
     let mut found: Vec<RouteTemplate> = Vec::new();
     for (e, words) in examples.iter().enumerate() {
+        let words = words.as_ref();
         for start in 0..words.len() {
             for len in 1..=MAX_SUBJECT_WORDS.min(words.len() - start) {
                 if start == 0 && len == words.len() {
@@ -125,6 +132,30 @@ pub fn cluster_templates(
     out
 }
 
+/// What a cluster publishes for routing by form: its forms
+/// ([`cluster_templates`], words weighing [`TEMPLATE_MIN_SHARE`] of the
+/// tenant's rare-word weight `rare` together) and the words its examples
+/// are made of, sorted, once each (none when it has no form). `examples`
+/// are the cluster's examples' kept words (`uno_llm::HashingEmbedder::
+/// form_words`). The worker and the load harness both publish this.
+pub fn question_forms<W: AsRef<[u64]>>(
+    examples: &[W],
+    weight: impl Fn(u64) -> f32,
+    rare: f32,
+) -> (Vec<RouteTemplate>, Vec<u64>) {
+    let templates = cluster_templates(examples, weight, TEMPLATE_MIN_SHARE * rare);
+    let mut words: Vec<u64> = Vec::new();
+    if !templates.is_empty() {
+        words = examples
+            .iter()
+            .flat_map(|e| e.as_ref().iter().copied())
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+    }
+    (templates, words)
+}
+
 /// Whether the query `words` (kept word hashes) is in `template`'s form:
 /// it starts with the words before the slot, ends with those after, and
 /// puts at least one word in the slot, each of which `subject_word`
@@ -160,21 +191,23 @@ mod tests {
             .collect()
     }
 
+    /// Each text's word "hashes", as a cluster's examples.
+    fn examples(texts: &[&str]) -> Vec<Vec<u64>> {
+        texts.iter().map(|t| words(t)).collect()
+    }
+
     fn one(_: u64) -> f32 {
         1.0
     }
 
     #[test]
     fn a_form_counts_where_its_subject_is_asked_in_another_form() {
-        let examples: Vec<Vec<u64>> = [
+        let examples = examples(&[
             "does inflation mean",
             "define inflation me",
             "does mortgage mean",
             "define api me",
-        ]
-        .iter()
-        .map(|t| words(t))
-        .collect();
+        ]);
         let templates = cluster_templates(&examples, one, 2.0);
         let define = RouteTemplate {
             before: words("define"),
@@ -200,10 +233,7 @@ mod tests {
     #[test]
     fn a_phrase_asked_in_one_form_only_is_no_subject() {
         // "water roses" only ever follows "often": "often {…}" is no form.
-        let examples: Vec<Vec<u64>> = ["often water roses", "often water roses", "prune basil"]
-            .iter()
-            .map(|t| words(t))
-            .collect();
+        let examples = examples(&["often water roses", "often water roses", "prune basil"]);
         let templates = cluster_templates(&examples, one, 1.0);
         let often = RouteTemplate {
             before: words("often"),
@@ -221,10 +251,7 @@ mod tests {
     fn a_whole_question_asked_again_under_an_opening_is_no_subject() {
         // The opening "sorry basic" before a whole question: the question
         // recurs, but alone (no word beside it), so it is no slot.
-        let examples: Vec<Vec<u64>> = ["sorry basic getting csv python", "getting csv python"]
-            .iter()
-            .map(|t| words(t))
-            .collect();
+        let examples = examples(&["sorry basic getting csv python", "getting csv python"]);
         let templates = cluster_templates(&examples, one, 1.0);
         let opening = RouteTemplate {
             before: words("sorry basic"),
@@ -238,11 +265,18 @@ mod tests {
 
     #[test]
     fn light_forms_are_not_kept() {
-        let examples: Vec<Vec<u64>> = ["does inflation mean", "define inflation me"]
-            .iter()
-            .map(|t| words(t))
-            .collect();
+        let examples = examples(&["does inflation mean", "define inflation me"]);
         assert!(cluster_templates(&examples, |_| 0.5, 1.5).is_empty());
         assert!(!cluster_templates(&examples, |_| 1.0, 1.5).is_empty());
+        // What a cluster publishes: no words without a form; with forms,
+        // its words sorted, once each (TEMPLATE_MIN_SHARE of 3.75 is 1.5).
+        assert_eq!(question_forms(&examples, |_| 0.5, 3.75), (vec![], vec![]));
+        let (forms, mut words) = question_forms(&examples, |_| 1.0, 3.75);
+        assert!(!forms.is_empty());
+        let published = words.clone();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(published, words);
+        assert_eq!(words.len(), 5, "does, inflation, mean, define, me");
     }
 }

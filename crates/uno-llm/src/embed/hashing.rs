@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use uno_core::cluster::TEMPLATE_WORD_SHARE;
 use uno_core::query::is_cjk;
 
 use super::{EmbedError, EmbedFuture, Embedder, l2_normalize};
@@ -262,17 +263,14 @@ impl HashingEmbedder {
         seen
     }
 
-    /// The word (unigram feature) hashes of `text` in order, each word
-    /// that weighs less than `min_weight` by `weights` left out: what
-    /// question forms are made of (`uno_core::cluster::cluster_templates`),
-    /// appended to `out`.
-    pub fn weighty_words(
-        &self,
-        text: &str,
-        weights: &FeatureWeights,
-        min_weight: f32,
-        out: &mut Vec<u64>,
-    ) {
+    /// The words question forms are made of (`uno_core::cluster::
+    /// templates`), appended to `out`: `text`'s word (unigram feature)
+    /// hashes in order, less those weighing under
+    /// [`TEMPLATE_WORD_SHARE`] of the rare-word weight (the openings and
+    /// fillers every topic uses). The worker, the proxy and the load
+    /// harness all cut words this way, so forms and queries agree.
+    pub fn form_words(&self, text: &str, weights: &FeatureWeights, out: &mut Vec<u64>) {
+        let min_weight = TEMPLATE_WORD_SHARE * weights.rare();
         struct Words<'a> {
             word: u64,
             weights: &'a FeatureWeights,
@@ -593,29 +591,27 @@ impl FeatureWeights {
     /// Whether `h` is listed (a feature of the tenant's traffic common
     /// enough to have its own weight).
     pub fn listed(&self, h: u64) -> bool {
-        let mut i = slot(h, self.shift);
-        for _ in 0..self.slots.len() {
-            match self.slots.get(i).copied().flatten() {
-                Some((k, _)) if k == h => return true,
-                Some(_) => i = (i + 1) & self.mask,
-                None => return false,
-            }
-        }
-        false
+        self.lookup(h).is_some()
     }
 
     /// The weight of the feature with hash `h`.
     pub fn get(&self, h: u64) -> f32 {
+        self.lookup(h).unwrap_or(self.rare)
+    }
+
+    /// The listed weight of `h`, if it is listed.
+    #[inline]
+    fn lookup(&self, h: u64) -> Option<f32> {
         let mut i = slot(h, self.shift);
         // The table is at most half full, so a probe meets an empty slot.
         for _ in 0..self.slots.len() {
             match self.slots.get(i).copied().flatten() {
-                Some((k, w)) if k == h => return w,
+                Some((k, w)) if k == h => return Some(w),
                 Some(_) => i = (i + 1) & self.mask,
-                None => return self.rare,
+                None => return None,
             }
         }
-        self.rare
+        None
     }
 }
 

@@ -14,8 +14,7 @@ use http::HeaderValue;
 use std::collections::HashMap;
 
 use uno_core::cluster::{
-    Candidate, RouteTemplate, TEMPLATE_WORD_SHARE, admits, admits_query, best_two,
-    choose_by_examples, fits_template, route_choice,
+    Candidate, RouteTemplate, admits, best_two, choose_by_examples, fits_template, route_choice,
 };
 use uno_core::snapshot::{Mode, Snapshot};
 use uno_llm::{FeatureWeights, HashingEmbedder};
@@ -92,18 +91,10 @@ struct RowForms {
     by_last: Vec<(u64, u32)>,
     /// The words its forms are made of, sorted.
     words: Vec<u64>,
-    required: Vec<u64>,
-    excluded: Vec<u64>,
 }
 
 impl RowForms {
-    fn new(
-        row: usize,
-        templates: Vec<RouteTemplate>,
-        mut words: Vec<u64>,
-        required: Vec<u64>,
-        excluded: Vec<u64>,
-    ) -> RowForms {
+    fn new(row: usize, templates: Vec<RouteTemplate>, mut words: Vec<u64>) -> RowForms {
         words.sort_unstable();
         let mut by_first = Vec::new();
         let mut by_last = Vec::new();
@@ -125,8 +116,6 @@ impl RowForms {
             by_first,
             by_last,
             words,
-            required,
-            excluded,
         }
     }
 
@@ -448,17 +437,19 @@ impl ExampleIndex {
     }
 
     /// The two most similar rows to `query`, scored in `scores` (one slot
-    /// per example, overwritten).
+    /// per example, overwritten), and the admission bits the lookup found
+    /// (for [`ExampleIndex::blocked_rows`]).
     fn best_two(
         &self,
         query: &[(u64, f32)],
         scores: &mut Vec<f32>,
-    ) -> (Option<Candidate>, Option<Candidate>) {
+    ) -> (Option<Candidate>, Option<Candidate>, Found) {
         scores.clear();
         scores.resize(self.row_of.len(), 0.0);
         let found = self.score_into(query, scores);
         self.mask_rows(self.blocked_rows(query, found), scores);
-        self.best_rows(scores)
+        let (first, second) = self.best_rows(scores);
+        (first, second, found)
     }
 }
 
@@ -469,6 +460,10 @@ struct RouteBuffers {
     query: Vec<(u64, f32)>,
     slots: Vec<u32>,
     scores: Vec<f32>,
+    /// The query's form words, every part's in turn, and where each
+    /// part's end (for a query no bar takes).
+    words: Vec<u64>,
+    ends: Vec<usize>,
 }
 
 impl RouteBuffers {
@@ -477,28 +472,46 @@ impl RouteBuffers {
             query: Vec::new(),
             slots: Vec::new(),
             scores: Vec::new(),
+            words: Vec::new(),
+            ends: Vec::new(),
         }
     }
 }
 
 impl Router {
-    /// The two best rows for the query of `parts` in `index`; `None` when
-    /// no feature of it weighs anything. The query's sparse vector is built
-    /// unordered (the index only looks its features up), so routing
-    /// neither sorts nor, in the thread's buffers, allocates.
-    fn best_examples<S: AsRef<str>>(
+    /// The row the query of `parts` goes to in `index`, and whether a
+    /// question form took it ([`Router::row_by_form`]) rather than an
+    /// example within its bar (`choose_by_examples`); `None` when it passes
+    /// through, or no feature of it weighs anything. The query's sparse
+    /// vector is built unordered (the index only looks its features up),
+    /// so routing neither sorts nor, in the thread's buffers, allocates.
+    fn route_by_examples<S: AsRef<str>>(
         &self,
         index: &ExampleIndex,
         parts: &[S],
-    ) -> Option<(Option<Candidate>, Option<Candidate>)> {
+    ) -> Option<(usize, bool)> {
         thread_local! {
             static BUFFERS: std::cell::RefCell<RouteBuffers> =
                 const { std::cell::RefCell::new(RouteBuffers::new()) };
         }
         let route = |b: &mut RouteBuffers| {
-            self.embedder
-                .sparse_weighted_unordered(parts, self.weights.as_ref(), &mut b.query, &mut b.slots)
-                .then(|| index.best_two(&b.query, &mut b.scores))
+            if !self.embedder.sparse_weighted_unordered(
+                parts,
+                self.weights.as_ref(),
+                &mut b.query,
+                &mut b.slots,
+            ) {
+                return None;
+            }
+            let (first, second, found) = index.best_two(&b.query, &mut b.scores);
+            if let Some(row) =
+                choose_by_examples(first, second, &self.thresholds, &self.users, self.margin)
+            {
+                return Some((row, false));
+            }
+            let blocked = |row: usize| index.blocked_rows(&b.query, found).any(|r| r == row);
+            self.row_by_form(parts, [first, second], blocked, &mut b.words, &mut b.ends)
+                .map(|row| (row, true))
         };
         BUFFERS.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buffers) => route(&mut buffers),
@@ -640,8 +653,6 @@ impl LoadedSnapshot {
                                 rows.len(),
                                 c.route_templates.clone(),
                                 c.route_words.clone(),
-                                c.route_required.clone(),
-                                c.route_excluded.clone(),
                             ));
                         }
                     } else {
@@ -720,19 +731,7 @@ impl LoadedSnapshot {
             return None;
         }
         if let Some(index) = &router.examples {
-            let (first, second) = router.best_examples(index, parts)?;
-            let by_bar = choose_by_examples(
-                first,
-                second,
-                &router.thresholds,
-                &router.users,
-                router.margin,
-            );
-            let by_form = by_bar.is_none();
-            let row = match by_bar {
-                Some(row) => row,
-                None => router.row_by_form(parts, [first, second])?,
-            };
+            let (row, by_form) = router.route_by_examples(index, parts)?;
             let cluster = *router.rows.get(row)?;
             // The dense vector only serves the critic's choice of rules,
             // so it is made only for a query routed to a reflective
@@ -836,63 +835,51 @@ impl Router {
     /// nearer of `nearest` when one of them fits, else the fitting row
     /// with most distinct users. A form's subject may hold words the
     /// tenant never used and the cluster's own, never another topic's;
-    /// the cluster's defining and excluded features apply as for examples.
-    /// Allocates only for a query that reached no bar, and only when the
-    /// snapshot has forms.
+    /// rows `blocked` for the query (its defining and excluded features,
+    /// as the example lookup found them) are never taken. `words` and
+    /// `ends` are the thread's buffers for the parts' form words.
     fn row_by_form<S: AsRef<str>>(
         &self,
         parts: &[S],
         nearest: [Option<Candidate>; 2],
+        blocked: impl Fn(usize) -> bool,
+        words: &mut Vec<u64>,
+        ends: &mut Vec<usize>,
     ) -> Option<usize> {
         if self.forms.is_empty() {
             return None;
         }
         let weights = self.weights.as_ref()?;
-        let min_weight = TEMPLATE_WORD_SHARE * weights.rare();
-        let words: Vec<Vec<u64>> = parts
-            .iter()
-            .map(|p| {
-                let mut out = Vec::new();
-                self.embedder
-                    .weighty_words(p.as_ref(), weights, min_weight, &mut out);
-                out
-            })
-            .collect();
-        let mut features: Option<Vec<u64>> = None;
-        let mut fitting: Vec<usize> = Vec::new();
-        for f in &self.forms {
-            let subject_word = |h: u64| !weights.listed(h) || f.words.binary_search(&h).is_ok();
-            let fits = words.iter().any(|w| f.fits(w, subject_word));
-            if !fits {
-                continue;
-            }
-            let features = features.get_or_insert_with(|| {
-                let mut all: Vec<u64> = parts
-                    .iter()
-                    .flat_map(|p| self.embedder.distinct_features(p.as_ref()))
-                    .collect();
-                all.sort_unstable();
-                all.dedup();
-                all
-            });
-            if admits_query(&f.required, &f.excluded, |h| {
-                features.binary_search(&h).is_ok()
-            }) {
-                fitting.push(f.row);
-            }
+        words.clear();
+        ends.clear();
+        for p in parts {
+            self.embedder.form_words(p.as_ref(), weights, words);
+            ends.push(words.len());
         }
-        nearest
+        let rank = |row: usize| {
+            nearest
+                .iter()
+                .position(|c| c.is_some_and(|c| c.cluster == row))
+                .map_or(0, |pos| nearest.len() - pos)
+        };
+        self.forms
             .iter()
-            .flatten()
-            .map(|c| c.cluster)
-            .find(|r| fitting.contains(r))
-            .or_else(|| {
-                fitting.iter().copied().max_by_key(|&r| {
-                    (
-                        self.users.get(r).copied().unwrap_or(0),
-                        std::cmp::Reverse(r),
-                    )
-                })
+            .filter(|f| {
+                let subject_word = |h: u64| !weights.listed(h) || f.words.binary_search(&h).is_ok();
+                let mut start = 0;
+                ends.iter().any(|&end| {
+                    let part = words.get(start..end).unwrap_or_default();
+                    start = end;
+                    f.fits(part, subject_word)
+                }) && !blocked(f.row)
+            })
+            .map(|f| f.row)
+            .max_by_key(|&row| {
+                (
+                    rank(row),
+                    self.users.get(row).copied().unwrap_or(0),
+                    std::cmp::Reverse(row),
+                )
             })
     }
 
@@ -963,6 +950,18 @@ mod tests {
                 .collect(),
             ..ClusterExperience::default()
         }
+    }
+
+    /// `texts`' sparse routing vectors under `weights`, as examples.
+    fn sparse_vectors(
+        e: &HashingEmbedder,
+        weights: &FeatureWeights,
+        texts: &[&str],
+    ) -> Vec<Vec<(u64, f32)>> {
+        texts
+            .iter()
+            .map(|t| e.sparse_weighted(&[t], Some(weights)).unwrap())
+            .collect()
     }
 
     fn snapshot(route_embedder: &str, clusters: Vec<ClusterExperience>) -> Snapshot {
@@ -1245,12 +1244,7 @@ mod tests {
         ];
         let python = ["why am i getting a key error in python"];
         let weights = FeatureWeights::new(1.0, &[]);
-        let vectors = |texts: &[&str]| -> Vec<Vec<(u64, f32)>> {
-            texts
-                .iter()
-                .map(|t| e.sparse_weighted(&[t], Some(&weights)).unwrap())
-                .collect()
-        };
+        let vectors = |texts: &[&str]| sparse_vectors(&e, &weights, texts);
         let python_hash = e.distinct_features("python")[0];
         let mut g = cluster("0", Mode::Primary, &[], &[]);
         g.route_examples = vectors(&glossary);
@@ -1299,18 +1293,13 @@ mod tests {
         common.sort_unstable_by_key(|c| c.0);
         common.dedup_by_key(|c| c.0);
         let weights = FeatureWeights::new(2.0, &common);
-        let vectors = |texts: &[&str]| -> Vec<Vec<(u64, f32)>> {
-            texts
-                .iter()
-                .map(|t| e.sparse_weighted(&[t], Some(&weights)).unwrap())
-                .collect()
-        };
+        let vectors = |texts: &[&str]| sparse_vectors(&e, &weights, texts);
         let words = |texts: &[&str]| -> Vec<Vec<u64>> {
             texts
                 .iter()
                 .map(|t| {
                     let mut out = Vec::new();
-                    e.weighty_words(t, &weights, 0.5, &mut out);
+                    e.form_words(t, &weights, &mut out);
                     out
                 })
                 .collect()
