@@ -25,8 +25,7 @@ use uno_core::config::{ApiKeyConfig, Config, EmbedderKind, LearnConfig};
 use uno_core::snapshot::Snapshot;
 use uno_learn::{LogProgress, Worker};
 use uno_server::connection::Limits;
-use uno_server::experience::explain::{explain_request, text_request};
-use uno_server::experience::route::ServingPolicy;
+use uno_server::experience::loaded::LoadedSnapshot;
 use uno_server::experience::spawn_snapshot_refresh;
 use uno_server::{AppState, BoundServer, build_router};
 use uno_store::Store;
@@ -631,6 +630,14 @@ async fn evaluate(
     seed: u64,
     out: &mut SeedResult,
 ) -> anyhow::Result<()> {
+    // Each tenant's snapshot as the proxy loads it, to report the nearest
+    // clusters of every route.
+    let mut loaded: HashMap<&str, LoadedSnapshot> = HashMap::new();
+    for (tenant, s) in snapshots {
+        let l = LoadedSnapshot::load(s)
+            .map_err(|e| anyhow::anyhow!("snapshot of {tenant} does not load: {e}"))?;
+        loaded.insert(tenant.as_str(), l);
+    }
     // Which cluster holds each training interaction, and each cluster's
     // make-up by topic.
     let mut event_of: HashMap<Uuid, usize> = HashMap::new();
@@ -787,7 +794,7 @@ async fn evaluate(
                 q,
                 &served,
                 served.path == "passthrough",
-                snapshots,
+                loaded.get(q.tenant),
             ));
             continue;
         }
@@ -836,7 +843,8 @@ async fn evaluate(
                     row.lost += 1;
                 }
                 let right = served.cluster.is_some() && served.cluster.as_ref() == main;
-                out.routes.push(route_row(q, &served, right, snapshots));
+                out.routes
+                    .push(route_row(q, &served, right, loaded.get(q.tenant)));
             }
             (false, "pass") => row.pass += usize::from(ok),
             (false, "global") => row.global += usize::from(ok),
@@ -890,33 +898,29 @@ async fn evaluate(
 }
 
 /// One first-turn test query's route, for the JSON report, with its three
-/// nearest clusters as `uno route` explains them (distance, bar, whether a
-/// feature keeps it out): what a contributor reads to see why a query was
+/// nearest clusters as `uno route` measures them (distance, bar, whether a
+/// mark keeps it out): what a contributor reads to see why a query was
 /// missed or taken.
 fn route_row(
     q: &uno_testkit::community::TestQuery,
     served: &Served,
     right: bool,
-    snapshots: &HashMap<String, Snapshot>,
+    loaded: Option<&LoadedSnapshot>,
 ) -> Value {
-    let policy = ServingPolicy::default();
-    let nearest: Vec<Value> = explain_request(
-        snapshots.get(q.tenant),
-        &policy,
-        q.tenant,
-        &text_request(&q.question),
-    )
-    .map(|e| {
-        e.clusters
-            .iter()
-            .take(3)
-            .map(|c| {
-                json!({"id": c.id, "distance": c.distance, "threshold": c.threshold,
-                    "within": c.within, "excluded": c.excluded})
-            })
-            .collect()
-    })
-    .unwrap_or_default();
+    let nearest: Vec<Value> = loaded
+        .map(|l| {
+            l.distances(&[q.question.as_str()])
+                .into_iter()
+                .take(3)
+                .filter_map(|(i, distance, excluded)| {
+                    let c = l.clusters.get(i)?;
+                    Some(json!({"id": c.id.as_ref(), "distance": distance,
+                        "threshold": c.threshold, "within": !excluded && distance <= c.threshold,
+                        "excluded": excluded}))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     json!({
         "tenant": q.tenant, "topic": q.topic, "unseen": q.unseen, "question": q.question,
         "path": served.path, "cluster": served.cluster, "right": right, "nearest": nearest,
