@@ -519,7 +519,11 @@ fn place_by_examples(
 /// (`uno_core::cluster::fits_template`, any words in the slot): a
 /// glossary question ("What does inflation mean?") that the clustering put
 /// with the history questions would take the glossary's new questions on
-/// its subject there. A cluster keeps its examples if every one would go.
+/// its subject there. Such an example joins the one other cluster whose
+/// forms it is in that two of that cluster's examples share (it reads as
+/// that cluster's question: its words become that cluster's); in several
+/// or none, it routes nowhere. A cluster keeps its examples if every one
+/// would go.
 fn drop_other_forms(
     words: &[Vec<u64>],
     weights: &FeatureWeights,
@@ -541,24 +545,50 @@ fn drop_other_forms(
                 .collect()
         })
         .collect();
-    chosen
-        .iter()
-        .enumerate()
-        .map(|(c, ex)| {
-            let kept: Vec<usize> = ex
+    let mut out: Vec<Vec<usize>> = Vec::with_capacity(chosen.len());
+    let mut moved: Vec<(usize, usize)> = Vec::new();
+    for (c, ex) in chosen.iter().enumerate() {
+        let mut kept: Vec<usize> = Vec::with_capacity(ex.len());
+        let mut gone: Vec<(usize, Option<usize>)> = Vec::new();
+        for &i in ex {
+            let in_other = |d: usize, ts: &[RouteTemplate]| d != c && ts.iter().any(|t| fits(i, t));
+            if shared[c].iter().any(|t| fits(i, t))
+                || !forms.iter().enumerate().any(|(d, ts)| in_other(d, ts))
+            {
+                kept.push(i);
+                continue;
+            }
+            // In the forms two or more examples of exactly one other
+            // cluster share: an example of that cluster.
+            let mut homes = shared
                 .iter()
-                .copied()
-                .filter(|&i| {
-                    shared[c].iter().any(|t| fits(i, t))
-                        || !forms
-                            .iter()
-                            .enumerate()
-                            .any(|(d, ts)| d != c && ts.iter().any(|t| fits(i, t)))
-                })
-                .collect();
-            if kept.is_empty() { ex.clone() } else { kept }
-        })
-        .collect()
+                .enumerate()
+                .filter(|(d, ts)| *d != c && ts.iter().any(|t| fits(i, t)))
+                .map(|(d, _)| d);
+            let home = match (homes.next(), homes.next()) {
+                (Some(d), None) => Some(d),
+                _ => None,
+            };
+            gone.push((i, home));
+        }
+        if kept.is_empty() {
+            out.push(ex.clone());
+        } else {
+            out.push(kept);
+            moved.extend(
+                gone.into_iter()
+                    .filter_map(|(i, home)| home.map(|d| (d, i))),
+            );
+        }
+    }
+    for (d, i) in moved {
+        if let Some(ex) = out.get_mut(d)
+            && !ex.contains(&i)
+        {
+            ex.push(i);
+        }
+    }
+    out
 }
 
 /// Per cluster, the question forms of its examples (`chosen`, indices into
@@ -962,7 +992,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_member_in_another_clusters_form_and_none_of_its_own_does_not_route() {
+    fn a_member_in_another_clusters_form_and_none_of_its_own_routes_with_that_cluster() {
         let texts = [
             "what does inflation mean",
             "define inflation for me",
@@ -975,8 +1005,15 @@ mod tests {
             "what does entropy mean",
         ];
         let route = HashingEmbedder::default();
-        // Every word weighs the same: all are kept, any two make a form.
-        let weights = FeatureWeights::new(2.0, &[]);
+        // The words every topic says weigh little, as in a tenant's
+        // traffic, and are left out of forms; the others weigh the same,
+        // so any two make a form.
+        let light: Vec<(u64, f32)> = ["what", "the", "a", "for", "to", "was", "me"]
+            .iter()
+            .flat_map(|w| route.distinct_features(w))
+            .map(|h| (h, 0.1))
+            .collect();
+        let weights = FeatureWeights::new(2.0, &light);
         let words: Vec<Vec<u64>> = texts
             .iter()
             .map(|t| {
@@ -987,7 +1024,9 @@ mod tests {
             .collect();
         let chosen = vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7, 8]];
         let kept = drop_other_forms(&words, &weights, &chosen);
-        assert_eq!(kept, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+        // The glossary question clustered with history routes with the
+        // glossary, whose "does {…} mean" two of its examples share.
+        assert_eq!(kept, vec![vec![0, 1, 2, 3, 8], vec![4, 5, 6, 7]]);
         let (forms, words) = cluster_forms(&words, &weights, &kept);
         assert!(!forms[0].is_empty() && !forms[1].is_empty(), "{forms:?}");
         assert!(

@@ -14,9 +14,12 @@
 //! only where the cluster shows it is one: its slot holds a *subject*, a
 //! run of words the cluster's questions also ask about in another form
 //! ("inflation" in "What is inflation?" and in "What does inflation
-//! mean?"), and the words around the slot carry weight of their own (not
-//! only what every topic says). "water roses" is asked in no other form,
-//! so "How often should I {…}" is no form of the gardening cluster.
+//! mean?"), or the same words frame another of its questions around a
+//! different subject ("What does a mortgage mean?"), and the words around
+//! the slot carry weight of their own (not only what every topic says).
+//! "water roses" is asked in no other form, and "water basil" shares
+//! "water" with it, so "How often should I {…}" is no form of the
+//! gardening cluster ("How often should I water {…}" is).
 //!
 //! Texts are sequences of word hashes (see `uno_llm::HashingEmbedder::
 //! word_hashes`), with the words every topic uses (low routing weight)
@@ -81,9 +84,36 @@ fn asked_in_another_form<W: AsRef<[u64]>>(
     })
 }
 
+/// Whether the words around `span` (cut from example `from` at `start`)
+/// frame another example too, around a subject with none of `span`'s
+/// words: two questions ask different things in one form ("What does
+/// inflation mean?", "What does a hedge fund mean?").
+fn framed_in_another_example<W: AsRef<[u64]>>(
+    examples: &[W],
+    from: usize,
+    start: usize,
+    len: usize,
+) -> bool {
+    let own = examples[from].as_ref();
+    let (before, rest) = own.split_at(start);
+    let (span, after) = rest.split_at(len);
+    examples.iter().enumerate().any(|(k, words)| {
+        let words = words.as_ref();
+        k != from
+            && words.len() > before.len() + after.len()
+            && words.starts_with(before)
+            && words.ends_with(after)
+            && words[before.len()..words.len() - after.len()]
+                .iter()
+                .all(|w| !span.contains(w))
+    })
+}
+
 /// The forms of a cluster whose examples are `examples` (each a sequence
 /// of kept word hashes): every cut of an example around a subject asked in
-/// another form ([`asked_in_another_form`]) whose surrounding words weigh,
+/// another form ([`asked_in_another_form`]), or whose frame another
+/// example fits around a different subject ([`framed_in_another_example`]),
+/// whose surrounding words weigh,
 /// by `weight`, at least `min_weight` together. Sorted, without repeats,
 /// at most [`MAX_TEMPLATES`].
 pub fn cluster_templates<W: AsRef<[u64]>>(
@@ -99,7 +129,9 @@ pub fn cluster_templates<W: AsRef<[u64]>>(
                 if start == 0 && len == words.len() {
                     continue;
                 }
-                if !asked_in_another_form(examples, e, start, len) {
+                if !asked_in_another_form(examples, e, start, len)
+                    && !framed_in_another_example(examples, e, start, len)
+                {
                     continue;
                 }
                 let before = &words[..start];
@@ -245,6 +277,34 @@ mod tests {
             templates.iter().all(|t| t.before != words("often water")),
             "{templates:?}"
         );
+    }
+
+    #[test]
+    fn a_frame_around_two_different_subjects_is_a_form() {
+        // No subject is asked twice, but "does {…} mean" frames two.
+        let examples = examples(&[
+            "does inflation mean",
+            "does hedge fund mean",
+            "often water roses",
+            "often water basil",
+        ]);
+        let templates = cluster_templates(&examples, one, 1.0);
+        let does = RouteTemplate {
+            before: words("does"),
+            after: words("mean"),
+        };
+        assert!(templates.contains(&does), "{templates:?}");
+        // The slots "water roses" and "water basil" share a word: "often
+        // {…}" is no form, "often water {…}" is.
+        let often = |before: &str| RouteTemplate {
+            before: words(before),
+            after: Vec::new(),
+        };
+        assert!(!templates.contains(&often("often")), "{templates:?}");
+        assert!(templates.contains(&often("often water")), "{templates:?}");
+        // One question alone frames nothing.
+        let alone = cluster_templates(&examples[..1], one, 1.0);
+        assert!(alone.is_empty(), "{alone:?}");
     }
 
     #[test]
