@@ -20,6 +20,7 @@ mod pg_copy;
 mod portable;
 mod postgres;
 pub mod rows;
+pub mod snapshot_actions;
 pub mod snapshots;
 mod sqlite;
 mod store;

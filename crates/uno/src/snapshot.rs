@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use uno_core::snapshot::{Snapshot, SnapshotDiff, diff};
 use uno_store::Store;
+use uno_store::snapshot_actions::SnapshotActionError;
 use uno_store::snapshots::SnapshotInfo;
 
 /// Options of `uno snapshot`.
@@ -144,75 +145,58 @@ async fn show(store: &Store, tenant: &str, version: Option<i64>, json: bool) -> 
 }
 
 async fn activate(store: &Store, tenant: &str, version: i64) -> anyhow::Result<()> {
-    let versions = store
-        .list_snapshots(Some(tenant))
+    let done = store
+        .activate_as(ACTOR, tenant, version)
         .await
-        .context("cannot list snapshots")?;
-    if !versions.iter().any(|v| v.version == version) {
-        anyhow::bail!("{}", no_such_version(tenant, version, &versions));
-    }
-    let previous = versions.iter().find(|v| v.active).map(|v| v.version);
-    if previous == Some(version) {
+        .map_err(refused)?;
+    if done.changed() {
+        println!(
+            "activated version {version} of tenant {tenant:?}{}",
+            done.previous
+                .map(|p| format!(" (was {p})"))
+                .unwrap_or_default()
+        );
+    } else {
         println!("version {version} of tenant {tenant:?} is already active");
-        return Ok(());
     }
-    store
-        .activate_snapshot(tenant, version)
-        .await
-        .with_context(|| format!("cannot activate version {version} of tenant {tenant:?}"))?;
-    store
-        .audit(
-            "cli",
-            "snapshot_activate",
-            Some(tenant),
-            Some(&version.to_string()),
-            serde_json::json!({"version": version, "previous": previous}),
-        )
-        .await
-        .context("activated, but cannot record it in the audit log")?;
-    println!(
-        "activated version {version} of tenant {tenant:?}{}",
-        previous.map(|p| format!(" (was {p})")).unwrap_or_default()
-    );
     Ok(())
 }
 
 async fn rollback(store: &Store, tenant: &str) -> anyhow::Result<()> {
-    let versions = store
-        .list_snapshots(Some(tenant))
-        .await
-        .context("cannot list snapshots")?;
-    let Some(active) = versions.iter().find(|v| v.active).map(|v| v.version) else {
-        anyhow::bail!(
-            "tenant {tenant:?} has no active snapshot to roll back{}",
-            if versions.is_empty() {
-                String::new()
-            } else {
-                format!("; activate one with `uno snapshot activate --tenant {tenant} VERSION`")
-            }
-        );
-    };
-    if !versions.iter().any(|v| v.version < active) {
-        anyhow::bail!(
-            "tenant {tenant:?}: the active version {active} is the oldest; nothing to roll back to"
-        );
-    }
-    let now = store
-        .rollback_snapshot(tenant)
-        .await
-        .with_context(|| format!("cannot roll back tenant {tenant:?}"))?;
-    store
-        .audit(
-            "cli",
-            "snapshot_rollback",
-            Some(tenant),
-            Some(&now.to_string()),
-            serde_json::json!({"from": active, "to": now}),
-        )
-        .await
-        .context("rolled back, but cannot record it in the audit log")?;
-    println!("rolled back tenant {tenant:?} from version {active} to version {now}");
+    let done = store.rollback_as(ACTOR, tenant).await.map_err(refused)?;
+    println!(
+        "rolled back tenant {tenant:?} from version {} to version {}",
+        done.previous.unwrap_or_default(),
+        done.version
+    );
     Ok(())
+}
+
+/// The audit log's actor for actions taken from the command line.
+const ACTOR: &str = "cli";
+
+/// A refused or failed snapshot action as the command line says it: with
+/// the command that shows or fixes what is missing.
+fn refused(err: SnapshotActionError) -> anyhow::Error {
+    match err {
+        SnapshotActionError::NoSuchVersion {
+            tenant,
+            version,
+            versions,
+        } => anyhow::anyhow!("{}", no_such_version(&tenant, version, versions.is_empty())),
+        SnapshotActionError::NoActive {
+            tenant,
+            has_versions,
+        } => anyhow::anyhow!(
+            "tenant {tenant:?} has no active snapshot to roll back{}",
+            if has_versions {
+                format!("; activate one with `uno snapshot activate --tenant {tenant} VERSION`")
+            } else {
+                String::new()
+            }
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
 }
 
 /// A version's content, or an error that says how to find the versions.
@@ -229,7 +213,7 @@ async fn load(store: &Store, tenant: &str, version: Option<i64>) -> anyhow::Resu
         .await
         .context("cannot list snapshots")?;
     match version {
-        Some(v) => anyhow::bail!("{}", no_such_version(tenant, v, &versions)),
+        Some(v) => anyhow::bail!("{}", no_such_version(tenant, v, versions.is_empty())),
         None if versions.is_empty() => anyhow::bail!(
             "tenant {tenant:?} has no snapshots yet; the learning worker publishes one once it \
              has learned from feedback"
@@ -241,8 +225,8 @@ async fn load(store: &Store, tenant: &str, version: Option<i64>) -> anyhow::Resu
     }
 }
 
-fn no_such_version(tenant: &str, version: i64, versions: &[SnapshotInfo]) -> String {
-    if versions.is_empty() {
+fn no_such_version(tenant: &str, version: i64, no_versions: bool) -> String {
+    if no_versions {
         format!("tenant {tenant:?} has no snapshots, so no version {version}")
     } else {
         format!(

@@ -239,6 +239,12 @@ async fn activate_and_rollback_move_the_active_version(backend: Backend) {
     );
     assert_eq!(active(&store, "default").await, Some(1));
 
+    // Activating the active version changes nothing and is not audited.
+    let again = uno(&db, &["snapshot", "activate", "--tenant", "default", "1"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("already active"), "{again:?}");
+
     let unknown = uno(&db, &["snapshot", "activate", "9"]).await.failed();
     assert!(
         unknown.stderr.contains("no snapshot version 9")
@@ -262,8 +268,10 @@ async fn activate_and_rollback_move_the_active_version(backend: Backend) {
             ("cli", "snapshot_rollback", Some("1")),
         ]
     );
-    assert_eq!(audit[2].details["from"], 2);
-    assert_eq!(audit[2].details["to"], 1);
+    // The same record the admin API writes for the same action.
+    assert_eq!(audit[2].details["previous"], 2);
+    assert_eq!(audit[2].details["version"], 1);
+    assert_eq!(audit[1].details["previous"], 1);
 }
 
 async fn missing_snapshots_are_explained(backend: Backend) {

@@ -6,6 +6,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use uno_core::ApiError;
 use uno_core::snapshot::{Snapshot, diff as snapshot_diff};
+use uno_store::snapshot_actions::SnapshotActionError;
 
 use super::extract::{Path, Query};
 use super::{ACTOR, conflict, in_range, known_tenant, storage_error, store, time};
@@ -199,29 +200,14 @@ pub async fn activate(
     Path((tenant, version)): Path<(String, i64)>,
 ) -> Result<Json<Active>, ErrorReply> {
     let store = store(&state)?;
-    load(store, &tenant, version).await?;
-    let previous = store
-        .active_snapshot_version(&tenant)
+    let done = store
+        .activate_as(ACTOR, &tenant, version)
         .await
-        .map_err(storage_error)?;
-    store
-        .activate_snapshot(&tenant, version)
-        .await
-        .map_err(storage_error)?;
-    store
-        .audit(
-            ACTOR,
-            "snapshot_activate",
-            Some(&tenant),
-            Some(&version.to_string()),
-            serde_json::json!({"version": version, "previous": previous}),
-        )
-        .await
-        .map_err(storage_error)?;
+        .map_err(refused)?;
     refresh_served(&state, store).await;
     Ok(Json(Active {
-        active_version: version,
-        previous_version: previous,
+        active_version: done.version,
+        previous_version: done.previous,
     }))
 }
 
@@ -233,45 +219,24 @@ pub async fn rollback(
 ) -> Result<Json<Active>, ErrorReply> {
     let store = store(&state)?;
     known_tenant(store, &tenant).await?;
-    let Some(active) = store
-        .active_snapshot_version(&tenant)
-        .await
-        .map_err(storage_error)?
-    else {
-        return Err(conflict(format!(
-            "tenant {tenant:?} has no active snapshot to roll back"
-        ))
-        .into());
-    };
-    let has_older = store
-        .list_snapshots(Some(&tenant))
-        .await
-        .map_err(storage_error)?
-        .iter()
-        .any(|s| s.version < active);
-    if !has_older {
-        return Err(conflict(format!(
-            "tenant {tenant:?}: version {active} is the oldest; nothing to roll back to"
-        ))
-        .into());
-    }
-    let version = store
-        .rollback_snapshot(&tenant)
-        .await
-        .map_err(storage_error)?;
-    store
-        .audit(
-            ACTOR,
-            "snapshot_rollback",
-            Some(&tenant),
-            Some(&version.to_string()),
-            serde_json::json!({"version": version, "previous": active}),
-        )
-        .await
-        .map_err(storage_error)?;
+    let done = store.rollback_as(ACTOR, &tenant).await.map_err(refused)?;
     refresh_served(&state, store).await;
     Ok(Json(Active {
-        active_version: version,
-        previous_version: Some(active),
+        active_version: done.version,
+        previous_version: done.previous,
     }))
+}
+
+/// A refused snapshot action as an API error: 404 for a version the
+/// tenant lacks, 409 when there is nothing to roll back to.
+fn refused(err: SnapshotActionError) -> ApiError {
+    match err {
+        SnapshotActionError::NoSuchVersion { .. } => {
+            ApiError::not_found(err.to_string()).with_param("version")
+        }
+        SnapshotActionError::NoActive { .. } | SnapshotActionError::Oldest { .. } => {
+            conflict(err.to_string())
+        }
+        SnapshotActionError::Store(err) => storage_error(err),
+    }
 }
