@@ -1090,7 +1090,7 @@ mod tests {
                 feedback_at: 1,
                 rating: None,
             },
-            stage: "ready".into(),
+            stage: uno_store::learn::LogStage::Ready,
             satisfied: Some(false),
             rules_f: vec!["Be brief.".into()],
             rules_0: Vec::new(),

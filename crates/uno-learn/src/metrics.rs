@@ -26,15 +26,6 @@ pub enum Stage {
 impl Stage {
     const ALL: [Stage; 4] = [Stage::Distil, Stage::Embed, Stage::Novelty, Stage::Rebuild];
 
-    /// The stage a learning log is at, by its stored name.
-    pub fn of_log(stage: &str) -> Stage {
-        match stage {
-            "distil" => Stage::Distil,
-            "embed" => Stage::Embed,
-            _ => Stage::Novelty,
-        }
-    }
-
     fn as_str(self) -> &'static str {
         match self {
             Stage::Distil => "distil",

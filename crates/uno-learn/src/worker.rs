@@ -10,7 +10,7 @@ use uno_core::snapshot::{ClusterExperience, Snapshot};
 use uno_llm::embed::Embedder;
 use uno_llm::{ChatModel, HashingEmbedder, UpstreamClient, UpstreamEmbedder};
 use uno_store::Store;
-use uno_store::learn::{LearnLog, StageOutput, TenantLearnState};
+use uno_store::learn::{LearnLog, LogStage, StageOutput, TenantLearnState};
 
 use crate::build::{self, ClusterPlan};
 use crate::lift;
@@ -324,13 +324,21 @@ impl Worker {
     async fn one_stage(&self, log: &LearnLog) -> Result<bool, WorkerError> {
         let started = Instant::now();
         let model = self.model_for(&log.input.model);
-        let result: Result<StageOutput, StageError> = match log.stage.as_str() {
-            "distil" => stages::distil(&model, log, self.config.rules_max_tokens).await,
-            "embed" => stages::embed(self.embedder.as_ref(), log).await,
-            _ => self.novelty.score(&model, log).await,
+        let (stage, result): (Stage, Result<StageOutput, StageError>) = match log.stage {
+            LogStage::Distil => (
+                Stage::Distil,
+                stages::distil(&model, log, self.config.rules_max_tokens).await,
+            ),
+            LogStage::Embed => (
+                Stage::Embed,
+                stages::embed(self.embedder.as_ref(), log).await,
+            ),
+            LogStage::Novelty => (Stage::Novelty, self.novelty.score(&model, log).await),
+            // Leasing hands out only runnable logs; one that finished or
+            // failed meanwhile has nothing to run.
+            LogStage::Ready | LogStage::Failed => return Ok(false),
         };
         let id = log.input.interaction_id;
-        let stage = Stage::of_log(&log.stage);
         let outcome = if result.is_ok() {
             Outcome::Ok
         } else {

@@ -94,13 +94,86 @@ pub struct NewLearnLog {
     pub rating: Option<i32>,
 }
 
+/// Where a learning log is: each stage's stored output moves it to the
+/// next ([`StageOutput::next`]); too many failed tries of one stage park
+/// it as `Failed`. The one place the stages and their stored names live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogStage {
+    /// Waiting for rule extraction from its feedback.
+    Distil,
+    /// Waiting for its query and rules embeddings.
+    Embed,
+    /// Waiting for novelty scoring.
+    Novelty,
+    /// Done: clustered at the tenant's next rebuild.
+    Ready,
+    /// Out of tries; kept with its error for `uno worker` to report.
+    Failed,
+}
+
+impl LogStage {
+    /// The stages a worker runs (leases).
+    pub const RUNNABLE: [LogStage; 3] = [LogStage::Distil, LogStage::Embed, LogStage::Novelty];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStage::Distil => "distil",
+            LogStage::Embed => "embed",
+            LogStage::Novelty => "novelty",
+            LogStage::Ready => "ready",
+            LogStage::Failed => "failed",
+        }
+    }
+
+    /// The stage a stored name names.
+    ///
+    /// # Errors
+    ///
+    /// A name no version of uno writes (a damaged row).
+    pub fn parse(name: &str) -> Result<LogStage, StoreError> {
+        [
+            LogStage::Distil,
+            LogStage::Embed,
+            LogStage::Novelty,
+            LogStage::Ready,
+            LogStage::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+        .ok_or_else(|| StoreError::Rejected(format!("learning log with an unknown stage {name:?}")))
+    }
+}
+
+/// `'a', 'b'` for an SQL `IN` list of stage names (the enum's own, never
+/// user text).
+fn quoted(stages: &[LogStage]) -> String {
+    stages
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl std::fmt::Display for LogStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for LogStage {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A learning log with whatever stages have produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearnLog {
     /// Inputs.
     pub input: NewLearnLog,
-    /// `distil`, `embed`, `novelty`, `ready` or `failed`.
-    pub stage: String,
+    /// Its stage.
+    pub stage: LogStage,
     /// Whether the user was satisfied (distil).
     pub satisfied: Option<bool>,
     /// R_f (distil).
@@ -161,6 +234,17 @@ pub enum StageOutput {
         /// The scorer used.
         by: String,
     },
+}
+
+impl StageOutput {
+    /// The stage a log moves to once this output is stored.
+    pub fn next(&self) -> LogStage {
+        match self {
+            StageOutput::Distilled { .. } => LogStage::Embed,
+            StageOutput::Embedded { .. } => LogStage::Novelty,
+            StageOutput::Scored { .. } => LogStage::Ready,
+        }
+    }
 }
 
 /// Counts of learning logs by stage, for progress and status.
@@ -249,7 +333,7 @@ macro_rules! learn_log_from_row {
                 feedback_at: r.try_get(13)?,
                 rating: r.try_get(14)?,
             },
-            stage: r.try_get(15)?,
+            stage: LogStage::parse(r.try_get::<&str, _>(15)?)?,
             satisfied: r.try_get(16)?,
             rules_f: json_list(r.try_get(17)?),
             rules_0: json_list(r.try_get(18)?),
@@ -378,11 +462,14 @@ impl Store {
                 .await?;
                 let inserted = sqlx::query(&sql(
                     sqlite,
-                    "INSERT INTO learn_logs (interaction_id, tenant_id, created_at, model, end_user, users, \
-                     lang, messages, query, user_query, answer, feedback, feedback_hash, feedback_at, rating, \
-                     stage, attempts, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'distil', 0, $16) \
-                     ON CONFLICT (interaction_id) DO NOTHING",
+                    &format!(
+                        "INSERT INTO learn_logs (interaction_id, tenant_id, created_at, model, end_user, users, \
+                         lang, messages, query, user_query, answer, feedback, feedback_hash, feedback_at, rating, \
+                         stage, attempts, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{}', 0, $16) \
+                         ON CONFLICT (interaction_id) DO NOTHING",
+                        LogStage::Distil
+                    ),
                 ))
                 .bind(log.interaction_id)
                 .bind(&log.tenant)
@@ -442,9 +529,10 @@ impl Store {
         on_pool!(self, |pool, sqlite| {
             let text = format!(
                 "UPDATE learn_logs SET lease_owner = $1, lease_until = $2 WHERE interaction_id IN \
-                 (SELECT interaction_id FROM learn_logs WHERE stage IN ('distil', 'embed', 'novelty') \
+                 (SELECT interaction_id FROM learn_logs WHERE stage IN ({}) \
                   AND (lease_until IS NULL OR lease_until < $3) ORDER BY updated_at, interaction_id \
                   LIMIT $4{}) RETURNING {LOG_COLUMNS}",
+                quoted(&LogStage::RUNNABLE),
                 if sqlite {
                     ""
                 } else {
@@ -478,6 +566,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = now_micros();
         let guard = "WHERE interaction_id = $1 AND lease_owner = $2 AND feedback_hash = $3";
+        let next = output.next();
         on_pool!(self, |pool, sqlite| {
             let done = match output {
                 StageOutput::Distilled {
@@ -488,7 +577,7 @@ impl Store {
                 } => sqlx::query(&sql(
                     sqlite,
                     &format!(
-                        "UPDATE learn_logs SET stage = 'embed', satisfied = $4, rules_f = $5, rules_0 = $6, \
+                        "UPDATE learn_logs SET stage = '{next}', satisfied = $4, rules_f = $5, rules_0 = $6, \
                          distilled_by = $7, attempts = 0, last_error = NULL, lease_owner = NULL, \
                          lease_until = NULL, updated_at = $8 {guard}"
                     ),
@@ -510,7 +599,7 @@ impl Store {
                 } => sqlx::query(&sql(
                     sqlite,
                     &format!(
-                        "UPDATE learn_logs SET stage = 'novelty', embedder_id = $4, query_vec = $5, \
+                        "UPDATE learn_logs SET stage = '{next}', embedder_id = $4, query_vec = $5, \
                          rules_vec = $6, attempts = 0, last_error = NULL, lease_owner = NULL, \
                          lease_until = NULL, updated_at = $7 {guard}"
                     ),
@@ -529,7 +618,7 @@ impl Store {
                     sqlx::query(&sql(
                         sqlite,
                         &format!(
-                            "UPDATE learn_logs SET stage = 'ready', novelty = $4, novelty_min = $5, \
+                            "UPDATE learn_logs SET stage = '{next}', novelty = $4, novelty_min = $5, \
                              novelty_mean = $6, novelty_max = $7, novelty_by = $8, attempts = 0, \
                              last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $9 {guard}"
                         ),
@@ -566,10 +655,13 @@ impl Store {
         on_pool!(self, |pool, sqlite| {
             sqlx::query(&sql(
                 sqlite,
-                "UPDATE learn_logs SET attempts = attempts + 1, last_error = $3, lease_owner = NULL, \
-                 lease_until = NULL, updated_at = $4, \
-                 stage = CASE WHEN attempts + 1 >= $5 THEN 'failed' ELSE stage END \
-                 WHERE interaction_id = $1 AND lease_owner = $2",
+                &format!(
+                    "UPDATE learn_logs SET attempts = attempts + 1, last_error = $3, lease_owner = NULL, \
+                     lease_until = NULL, updated_at = $4, \
+                     stage = CASE WHEN attempts + 1 >= $5 THEN '{}' ELSE stage END \
+                     WHERE interaction_id = $1 AND lease_owner = $2",
+                    LogStage::Failed
+                ),
             ))
             .bind(interaction_id)
             .bind(owner)
@@ -596,8 +688,12 @@ impl Store {
         on_pool!(self, |pool, sqlite| {
             let mut n = sqlx::query(&sql(
                 sqlite,
-                "UPDATE learn_logs SET stage = 'embed', updated_at = $2 \
-                 WHERE stage IN ('novelty', 'ready') AND embedder_id <> $1",
+                &format!(
+                    "UPDATE learn_logs SET stage = '{}', updated_at = $2 \
+                     WHERE stage IN ({}) AND embedder_id <> $1",
+                    LogStage::Embed,
+                    quoted(&[LogStage::Novelty, LogStage::Ready])
+                ),
             ))
             .bind(embedder_id)
             .bind(now)
@@ -606,8 +702,12 @@ impl Store {
             .rows_affected();
             n += sqlx::query(&sql(
                 sqlite,
-                "UPDATE learn_logs SET stage = 'novelty', updated_at = $2 \
-                 WHERE stage = 'ready' AND novelty_by <> $1",
+                &format!(
+                    "UPDATE learn_logs SET stage = '{}', updated_at = $2 \
+                     WHERE stage = '{}' AND novelty_by <> $1",
+                    LogStage::Novelty,
+                    LogStage::Ready
+                ),
             ))
             .bind(novelty_by)
             .bind(now)
@@ -617,9 +717,15 @@ impl Store {
             if retry_failed {
                 n += sqlx::query(&sql(
                     sqlite,
-                    "UPDATE learn_logs SET stage = CASE WHEN rules_f IS NULL THEN 'distil' \
-                     WHEN query_vec IS NULL THEN 'embed' ELSE 'novelty' END, attempts = 0, updated_at = $1 \
-                     WHERE stage = 'failed'",
+                    &format!(
+                        "UPDATE learn_logs SET stage = CASE WHEN rules_f IS NULL THEN '{}' \
+                         WHEN query_vec IS NULL THEN '{}' ELSE '{}' END, attempts = 0, updated_at = $1 \
+                         WHERE stage = '{}'",
+                        LogStage::Distil,
+                        LogStage::Embed,
+                        LogStage::Novelty,
+                        LogStage::Failed
+                    ),
                 ))
                 .bind(now)
                 .execute(pool)
@@ -647,12 +753,12 @@ impl Store {
         let mut counts = StageCounts::default();
         for (stage, n) in rows {
             let n = u64::try_from(n).unwrap_or(0);
-            match stage.as_str() {
-                "distil" => counts.distil = n,
-                "embed" => counts.embed = n,
-                "novelty" => counts.novelty = n,
-                "ready" => counts.ready = n,
-                _ => counts.failed += n,
+            match LogStage::parse(&stage)? {
+                LogStage::Distil => counts.distil = n,
+                LogStage::Embed => counts.embed = n,
+                LogStage::Novelty => counts.novelty = n,
+                LogStage::Ready => counts.ready = n,
+                LogStage::Failed => counts.failed = n,
             }
         }
         Ok(counts)
@@ -718,8 +824,9 @@ impl Store {
             let rows = sqlx::query(&sql(
                 sqlite,
                 &format!(
-                    "SELECT {LOG_COLUMNS} FROM learn_logs WHERE tenant_id = $1 AND stage = 'ready' \
-                     AND embedder_id = $2 ORDER BY interaction_id"
+                    "SELECT {LOG_COLUMNS} FROM learn_logs WHERE tenant_id = $1 AND stage = '{}' \
+                     AND embedder_id = $2 ORDER BY interaction_id",
+                    LogStage::Ready
                 ),
             ))
             .bind(tenant)
@@ -749,12 +856,15 @@ impl Store {
         let rows: Vec<Row> = on_pool!(self, |pool, sqlite| {
             sqlx::query_as(&sql(
                 sqlite,
-                "SELECT t.tenant_id, COALESCE(r.n, 0), r.at, j.last_logs, j.last_updated, j.last_run_at, j.dirty \
-                 FROM (SELECT tenant_id FROM learn_logs UNION SELECT tenant_id FROM learn_jobs) t \
-                 LEFT JOIN (SELECT tenant_id, COUNT(*) AS n, MAX(updated_at) AS at FROM learn_logs \
-                            WHERE stage = 'ready' GROUP BY tenant_id) r ON r.tenant_id = t.tenant_id \
-                 LEFT JOIN learn_jobs j ON j.tenant_id = t.tenant_id AND j.job = 'publish' \
-                 ORDER BY t.tenant_id",
+                &format!(
+                    "SELECT t.tenant_id, COALESCE(r.n, 0), r.at, j.last_logs, j.last_updated, j.last_run_at, j.dirty \
+                     FROM (SELECT tenant_id FROM learn_logs UNION SELECT tenant_id FROM learn_jobs) t \
+                     LEFT JOIN (SELECT tenant_id, COUNT(*) AS n, MAX(updated_at) AS at FROM learn_logs \
+                                WHERE stage = '{}' GROUP BY tenant_id) r ON r.tenant_id = t.tenant_id \
+                     LEFT JOIN learn_jobs j ON j.tenant_id = t.tenant_id AND j.job = 'publish' \
+                     ORDER BY t.tenant_id",
+                    LogStage::Ready
+                ),
             ))
             .fetch_all(pool)
             .await?
@@ -968,5 +1078,49 @@ impl Store {
             tx.commit().await?;
             Ok((counts[0], counts[4]))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_reads_back_from_its_stored_name_and_an_unknown_name_is_an_error() {
+        for stage in [
+            LogStage::Distil,
+            LogStage::Embed,
+            LogStage::Novelty,
+            LogStage::Ready,
+            LogStage::Failed,
+        ] {
+            assert_eq!(LogStage::parse(stage.as_str()).unwrap(), stage);
+        }
+        assert!(LogStage::parse("novelty ").is_err());
+        assert!(LogStage::parse("").is_err());
+    }
+
+    #[test]
+    fn each_stage_output_moves_a_log_one_stage_on() {
+        let distilled = StageOutput::Distilled {
+            satisfied: false,
+            rules_f: Vec::new(),
+            rules_0: Vec::new(),
+            by: "m".into(),
+        };
+        let embedded = StageOutput::Embedded {
+            embedder_id: "e".into(),
+            query_vec: Vec::new(),
+            rules_vec: Vec::new(),
+        };
+        let scored = StageOutput::Scored {
+            novelty: Vec::new(),
+            by: "m".into(),
+        };
+        assert_eq!(
+            [distilled.next(), embedded.next(), scored.next()],
+            [LogStage::Embed, LogStage::Novelty, LogStage::Ready]
+        );
+        assert!(!LogStage::RUNNABLE.contains(&LogStage::Ready));
     }
 }

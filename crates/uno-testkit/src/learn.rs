@@ -7,7 +7,7 @@ use std::future::Future;
 
 use serde_json::json;
 use uno_store::Store;
-use uno_store::learn::{LearnLog, NewLearnLog, StageOutput};
+use uno_store::learn::{LearnLog, LogStage, NewLearnLog, StageOutput};
 use uuid::Uuid;
 
 use crate::mock::PLAIN_ANSWER;
@@ -70,8 +70,8 @@ pub async fn ready_logs<E, Fut>(
         {
             let id = log.input.interaction_id;
             let hash = log.input.feedback_hash.clone();
-            let output = match log.stage.as_str() {
-                "distil" => {
+            let output = match log.stage {
+                LogStage::Distil => {
                     distilled += 1;
                     StageOutput::Distilled {
                         satisfied: false,
@@ -80,8 +80,8 @@ pub async fn ready_logs<E, Fut>(
                         by: "test".into(),
                     }
                 }
-                "embed" => embed(log).await,
-                _ => StageOutput::Scored {
+                LogStage::Embed => embed(log).await,
+                LogStage::Novelty | LogStage::Ready | LogStage::Failed => StageOutput::Scored {
                     novelty: vec![0.1; log.rules_f.len()],
                     by: "test".into(),
                 },
