@@ -228,6 +228,14 @@ mod tests {
         texts.iter().map(|t| words(t)).collect()
     }
 
+    /// The form with `before` and `after` (words separated by spaces).
+    fn form(before: &str, after: &str) -> RouteTemplate {
+        RouteTemplate {
+            before: words(before),
+            after: words(after),
+        }
+    }
+
     fn one(_: u64) -> f32 {
         1.0
     }
@@ -241,14 +249,8 @@ mod tests {
             "define api me",
         ]);
         let templates = cluster_templates(&examples, one, 2.0);
-        let define = RouteTemplate {
-            before: words("define"),
-            after: words("me"),
-        };
-        let does = RouteTemplate {
-            before: words("does"),
-            after: words("mean"),
-        };
+        let define = form("define", "me");
+        let does = form("does", "mean");
         assert!(templates.contains(&define), "{templates:?}");
         assert!(templates.contains(&does), "{templates:?}");
         let any = |_: u64| true;
@@ -267,10 +269,7 @@ mod tests {
         // "water roses" only ever follows "often": "often {…}" is no form.
         let examples = examples(&["often water roses", "often water roses", "prune basil"]);
         let templates = cluster_templates(&examples, one, 1.0);
-        let often = RouteTemplate {
-            before: words("often"),
-            after: Vec::new(),
-        };
+        let often = form("often", "");
         assert!(!templates.contains(&often), "{templates:?}");
         // "roses" is asked in no other context either.
         assert!(
@@ -289,19 +288,15 @@ mod tests {
             "often water basil",
         ]);
         let templates = cluster_templates(&examples, one, 1.0);
-        let does = RouteTemplate {
-            before: words("does"),
-            after: words("mean"),
-        };
+        let does = form("does", "mean");
         assert!(templates.contains(&does), "{templates:?}");
         // The slots "water roses" and "water basil" share a word: "often
         // {…}" is no form, "often water {…}" is.
-        let often = |before: &str| RouteTemplate {
-            before: words(before),
-            after: Vec::new(),
-        };
-        assert!(!templates.contains(&often("often")), "{templates:?}");
-        assert!(templates.contains(&often("often water")), "{templates:?}");
+        assert!(!templates.contains(&form("often", "")), "{templates:?}");
+        assert!(
+            templates.contains(&form("often water", "")),
+            "{templates:?}"
+        );
         // One question alone frames nothing.
         let alone = cluster_templates(&examples[..1], one, 1.0);
         assert!(alone.is_empty(), "{alone:?}");
@@ -313,10 +308,7 @@ mod tests {
         // recurs, but alone (no word beside it), so it is no slot.
         let examples = examples(&["sorry basic getting csv python", "getting csv python"]);
         let templates = cluster_templates(&examples, one, 1.0);
-        let opening = RouteTemplate {
-            before: words("sorry basic"),
-            after: Vec::new(),
-        };
+        let opening = form("sorry basic", "");
         assert!(!templates.contains(&opening), "{templates:?}");
         // Within the question, "getting" is asked beside other words: a
         // form that keeps the question's own words is fine.
