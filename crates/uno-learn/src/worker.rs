@@ -29,6 +29,19 @@ pub enum WorkerError {
     /// The configuration cannot work.
     #[error("{0}")]
     Config(String),
+    /// Clustering a tenant's logs failed (malformed vectors, or the
+    /// clustering task died): the tenant keeps its published snapshot.
+    #[error("clustering failed: {0}")]
+    Clustering(String),
+    /// Validating a cluster's block failed (its held-out logs could not be
+    /// judged): the tenant keeps its published snapshot.
+    #[error("validating cluster {cluster}: {reason}")]
+    Validation {
+        /// The cluster.
+        cluster: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Progress of a run, for a terminal bar or logs.
@@ -540,8 +553,8 @@ impl Worker {
             build::plan_clusters_with(&plan_logs, &logged, &config, prev.as_ref())
         })
         .await
-        .map_err(|err| WorkerError::Config(format!("clustering task failed: {err}")))?
-        .map_err(|err| WorkerError::Config(format!("clustering failed: {err}")))?;
+        .map_err(|err| WorkerError::Clustering(format!("its task ended: {err}")))?
+        .map_err(|err| WorkerError::Clustering(err.to_string()))?;
         progress.advance(logs.len() as u64);
         if let Some(r) = &routing {
             let routable = plans.iter().filter(|p| p.route.routable).count();
@@ -703,10 +716,10 @@ impl Worker {
             {
                 Ok(v) => Some(v),
                 Err(err) => {
-                    return Err(WorkerError::Config(format!(
-                        "validating cluster {}: {err}",
-                        plan.id
-                    )));
+                    return Err(WorkerError::Validation {
+                        cluster: plan.id.clone(),
+                        reason: err.to_string(),
+                    });
                 }
             }
         } else {
