@@ -1,9 +1,9 @@
-//! The application: shared state and the route table, composed in one place.
+//! The application's shared state: what every handler reads (configuration,
+//! upstream client, store, log sink, learned experience, metrics). The
+//! route table that composes the handlers is [`crate::router`].
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::{get, post};
 use uno_core::config::Config;
 use uno_core::interaction::InteractionSink;
 use uno_llm::{InvalidUpstream, UpstreamClient};
@@ -11,13 +11,11 @@ use uno_store::Store;
 use uno_store::writer::LogSink;
 
 use crate::auth::Authenticator;
-use crate::context::ContextLayer;
 use crate::experience::Experience;
 use crate::metrics::ServerMetrics;
 use crate::metrics::access::MetricsAccess;
 use crate::metrics::served::MeteredSink;
 use crate::recent::RecentInteractions;
-use crate::routes;
 
 /// How many recently served interaction ids the feedback check remembers.
 const RECENT_INTERACTIONS: usize = 200_000;
@@ -151,41 +149,4 @@ impl AppState {
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
     }
-}
-
-/// The full route table. The OpenAI routes sit under `/v1` exactly as the
-/// provider has them, behind the request-context layer; anything else is an
-/// OpenAI-shaped 404 or 405.
-pub fn build_router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/v1/chat/completions", post(routes::chat::chat_completions))
-        .route("/v1/embeddings", post(routes::embeddings::embeddings))
-        .route("/v1/models", get(routes::models::list_models))
-        .route("/v1/feedback", post(routes::feedback::post_feedback))
-        .route(
-            "/v1/models/{*id}",
-            get(routes::models::get_model).delete(routes::models::delete_model),
-        )
-        .route_layer(ContextLayer::new(state.clone()));
-    // Everything outside /v1 is counted by a plain middleware (the context
-    // layer counts /v1 itself, and the fallbacks count what no route took).
-    let rest = Router::new()
-        .route("/health", get(routes::misc::health))
-        .route("/ready", get(routes::misc::ready))
-        .route("/metrics", get(crate::metrics::serve_metrics))
-        .merge(
-            crate::admin::router(state.clone())
-                .route_layer(axum::middleware::from_fn(crate::context::admin_context)),
-        )
-        .merge(crate::ui::router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::metrics::count_request,
-        ));
-    Router::new()
-        .merge(v1)
-        .merge(rest)
-        .fallback(routes::misc::not_found)
-        .method_not_allowed_fallback(routes::misc::method_not_allowed)
-        .with_state(state)
 }

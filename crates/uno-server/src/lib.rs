@@ -10,22 +10,19 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
-mod body;
 pub mod connection;
-mod context;
 pub mod experience;
-mod headers;
 pub mod metrics;
 mod ownership;
-mod pending;
+mod proxy;
 pub mod recent;
-mod relay;
-mod reply;
+mod router;
 pub mod routes;
 pub mod serve;
 pub mod sink;
 pub mod ui;
 
-pub use app::{AppState, Persistence, build_router};
+pub use app::{AppState, Persistence};
 pub use recent::RecentInteractions;
+pub use router::build_router;
 pub use serve::{BoundServer, shutdown_signal};

@@ -27,7 +27,7 @@ use std::time::Duration;
 use uno_core::{ApiError, InteractionId};
 
 use crate::app::AppState;
-use crate::context::{INTERACTION_ID_HEADER, RequestContext};
+use crate::proxy::context::{INTERACTION_ID_HEADER, RequestContext};
 use crate::recent::Claim;
 
 /// How long a chosen id's owner is looked up in the database before the

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::extract::{Path, Query};
 use super::{in_range, known_tenant, storage_error, store};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// The query parameters.
 #[derive(Debug, Deserialize)]

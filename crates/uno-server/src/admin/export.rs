@@ -12,7 +12,7 @@ use uno_store::export::{ExportFormat, ExportKind};
 use super::extract::{Path, Query};
 use super::{known_tenant, storage_error, store};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// `sft` or `dpo`.
 #[derive(Debug, Clone, Copy, Deserialize)]

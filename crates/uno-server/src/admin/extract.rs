@@ -8,7 +8,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 use uno_core::ApiError;
 
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// Refuses an encoded NUL: no id, user or tenant contains one, and
 /// Postgres refuses NUL in text, so it would otherwise surface as a 500.

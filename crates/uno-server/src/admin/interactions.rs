@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::extract::{Path, Query};
 use super::{bad_param, in_range, known_tenant, storage_error, store, time};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// How long the listed `query` may be, in characters.
 const QUERY_CHARS: usize = 200;

@@ -9,7 +9,7 @@ use uno_core::snapshot::{ClusterExperience, Mode, Snapshot, diff};
 use super::extract::{Path, Query};
 use super::{in_range, known_tenant, storage_error, store, time};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// `?days=`.
 #[derive(Debug, Deserialize)]

@@ -30,7 +30,7 @@ use uno_core::{ApiError, ErrorKind};
 
 use crate::app::AppState;
 use crate::auth::{bearer, key_digest};
-use crate::reply::error_response;
+use crate::proxy::reply::error_response;
 
 /// Who the audit log names for changes made through this API.
 const ACTOR: &str = "admin-api";

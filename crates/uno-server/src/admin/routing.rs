@@ -12,7 +12,7 @@ use super::extract::{self, Path};
 use super::{conflict, known_tenant, storage_error, store};
 use crate::app::AppState;
 use crate::experience::explain::{ExplainError, Explanation, explain_request, request_from};
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// Explains the routing of the body's `text` or `messages` (with any other
 /// chat request field routing reads: `tools`, `response_format`, …) under

@@ -18,7 +18,7 @@ use super::extract::Path;
 use super::snapshots::refresh_served;
 use super::{ACTOR, known_tenant, storage_error, store};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// What to do with the rule.
 #[derive(Debug, Clone, Copy, Deserialize)]

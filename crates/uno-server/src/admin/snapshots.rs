@@ -11,7 +11,7 @@ use uno_store::snapshot_actions::SnapshotActionError;
 use super::extract::{Path, Query};
 use super::{ACTOR, conflict, in_range, known_tenant, storage_error, store, time};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// One version as listed.
 #[derive(Debug, Serialize)]

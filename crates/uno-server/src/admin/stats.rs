@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::extract::Query;
 use super::{in_range, known_tenant, storage_error, store, time};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// `?tenant=&hours=`.
 #[derive(Debug, Deserialize)]

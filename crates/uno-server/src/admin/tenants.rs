@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::extract::{self, Path};
 use super::{ACTOR, bad_param, known_tenant, storage_error, store, time};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// One tenant in the overview.
 #[derive(Debug, Serialize)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{storage_error, store, time};
 use crate::app::AppState;
-use crate::reply::ErrorReply;
+use crate::proxy::reply::ErrorReply;
 
 /// One tenant's publish job.
 #[derive(Debug, Serialize)]

@@ -7,7 +7,7 @@
 //! `RequestReadTimeout body=20,MinRate=500` does: a large upload over a
 //! slow but steady link passes, a trickle is cut. When the time is up the
 //! body fails with [`BodyReadTimeout`], which the route answers with 408
-//! (see [`crate::body::read_limited`]); hyper then closes the connection,
+//! (see [`crate::proxy::body::read_limited`]); hyper then closes the connection,
 //! since the body was not read to its end.
 //!
 //! The clock only runs while someone reads the body, and a body that is

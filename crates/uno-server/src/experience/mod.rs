@@ -23,12 +23,7 @@ use uno_core::interaction::ServePath;
 pub use active::{ActiveSnapshots, spawn_snapshot_refresh};
 pub use route::{LEARNING_HEADER, ServingPolicy};
 
-/// The version of the snapshot the tenant was served under.
-pub const SNAPSHOT_HEADER: &str = "x-uno-snapshot";
-/// The cluster a request was routed to.
-pub const CLUSTER_HEADER: &str = "x-uno-cluster";
-/// `passthrough`, `primary`, `reflective` or `holdout`.
-pub const PATH_HEADER: &str = "x-uno-path";
+pub use crate::proxy::headers::{CLUSTER_HEADER, PATH_HEADER, SNAPSHOT_HEADER};
 
 /// The request path's view of learned experience.
 #[derive(Debug)]

@@ -27,10 +27,10 @@ use uno_llm::{Endpoint, Upstream};
 
 use super::rewrite;
 use crate::app::AppState;
-use crate::headers::travels_upstream;
-use crate::pending::{Ending, PendingInteraction};
-use crate::routes::chat::relay_stream;
-use crate::routes::forward::{WholeResponse, read_whole};
+use crate::proxy::headers::travels_upstream;
+use crate::proxy::pending::{Ending, PendingInteraction};
+use crate::proxy::relay::relay_stream;
+use crate::proxy::whole::{WholeResponse, read_whole};
 
 /// How many of the cluster's rules the critic is shown.
 pub const CRITIC_RULES: usize = 5;

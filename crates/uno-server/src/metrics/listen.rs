@@ -18,7 +18,7 @@ use uno_learn::WorkerMetrics;
 use super::access::{ScrapeToken, check_token};
 use super::{CONTENT_TYPE, write_build_info};
 use crate::app::AppState;
-use crate::reply::error_response;
+use crate::proxy::reply::error_response;
 
 /// A metrics listener that was bound and is serving.
 #[derive(Debug)]
@@ -105,7 +105,7 @@ fn server_router(state: AppState) -> Router {
         .route("/health", get(crate::routes::misc::health))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            super::count_request,
+            super::page::count_request,
         ))
         .fallback(not_here)
         .with_state(state)
@@ -115,7 +115,7 @@ async fn serve_here(State(state): State<AppState>, request: Request) -> Response
     if let Err(err) = check_token(state.metrics_access().token.as_ref(), request.headers()) {
         return error_response(&err);
     }
-    let page = state.metrics().render(&state);
+    let page = super::page::render(&state);
     ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], page).into_response()
 }
 

@@ -33,7 +33,7 @@ use crate::app::AppState;
 use crate::auth::Tenant;
 use crate::metrics::ServerMetrics;
 use crate::metrics::requests::{PathLabel, RouteLabel};
-use crate::reply::error_response;
+use crate::proxy::reply::error_response;
 
 /// The request header a client may use to choose the interaction id, and the
 /// response header that always carries it.
@@ -214,7 +214,7 @@ where
                 let response = ready!(inner.as_mut().poll(cx))?;
                 let path = response
                     .headers()
-                    .get(crate::experience::PATH_HEADER)
+                    .get(crate::proxy::headers::PATH_HEADER)
                     .map(HeaderValue::as_bytes);
                 let path = PathLabel::of_header(path);
                 let status = response.status().as_u16();

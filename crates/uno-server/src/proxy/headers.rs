@@ -6,6 +6,13 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
+/// The version of the snapshot the tenant was served under.
+pub const SNAPSHOT_HEADER: &str = "x-uno-snapshot";
+/// The cluster a request was routed to.
+pub const CLUSTER_HEADER: &str = "x-uno-cluster";
+/// `passthrough`, `primary`, `reflective` or `holdout`.
+pub const PATH_HEADER: &str = "x-uno-path";
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and ones hyper sets per connection.
 fn is_connection_specific(name: &HeaderName) -> bool {
     matches!(

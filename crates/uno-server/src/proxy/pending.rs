@@ -14,7 +14,7 @@ use uno_core::interaction::{
     ExperienceTrace, InteractionRecord, InteractionSink, Outcome, ResponseBody,
 };
 
-use crate::context::RequestContext;
+use crate::proxy::context::RequestContext;
 
 /// The parts of a record known once the request has been read.
 pub struct PendingInteraction {

@@ -13,6 +13,8 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::HeaderValue;
+use http::header::CACHE_CONTROL;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
@@ -21,7 +23,9 @@ use uno_core::ApiError;
 use uno_core::interaction::{Outcome, ResponseBody};
 use uno_core::sse::ends_with_done;
 
-use crate::pending::{Ending, PendingInteraction};
+use crate::app::AppState;
+use crate::proxy::headers::copy_from_upstream;
+use crate::proxy::pending::{Ending, PendingInteraction};
 
 const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
 
@@ -177,4 +181,28 @@ fn finish(this: &mut RelayProjection<'_>, outcome: Outcome, error: Option<String
         first_byte: *this.first_byte,
         error,
     });
+}
+
+/// The client's response for an upstream event stream: each event relayed
+/// as it arrives, the exchange logged when the stream ends.
+pub(crate) fn relay_stream(
+    state: &AppState,
+    parts: &http::response::Parts,
+    upstream_body: Incoming,
+    pending: PendingInteraction,
+) -> axum::response::Response {
+    let relay = RelayBody::new(
+        upstream_body,
+        state.upstream().read_timeout(),
+        parts.status.as_u16(),
+        pending,
+    );
+    let mut response = axum::response::Response::new(axum::body::Body::new(relay));
+    *response.status_mut() = parts.status;
+    let out = response.headers_mut();
+    copy_from_upstream(&parts.headers, out);
+    out.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies in front of uno not to buffer the stream.
+    out.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }

@@ -12,28 +12,27 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::response::Parts;
-use http::{HeaderMap, HeaderValue, Method};
-use hyper::body::Incoming;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method};
 use uno_core::ApiError;
 use uno_core::digest::RequestDigest;
 use uno_core::interaction::{Outcome, ResponseBody, ServePath};
 use uno_core::wire::ChatRequestView;
 use uno_llm::{Endpoint, Upstream, collect_body};
 
-use super::forward::{body_error, model_not_found};
+use super::forward::model_not_found;
 use crate::app::AppState;
-use crate::body::read_limited;
-use crate::context::{RequestContext, ServedAs};
 use crate::experience::reflective::{CRITIC_RULES, Reflection};
 use crate::experience::route::{self, Action};
 use crate::experience::{Stamp, rewrite};
-use crate::headers::{copy_from_upstream, travels_upstream};
 use crate::ownership::{self, Settled};
-use crate::pending::{Ending, PendingInteraction};
-use crate::relay::RelayBody;
-use crate::reply::{ErrorReply, error_response};
+use crate::proxy::body::read_limited;
+use crate::proxy::context::{RequestContext, ServedAs};
+use crate::proxy::headers::{copy_from_upstream, travels_upstream};
+use crate::proxy::pending::{Ending, PendingInteraction};
+use crate::proxy::relay::relay_stream;
+use crate::proxy::reply::{ErrorReply, error_response};
+use crate::proxy::whole::body_error;
 
 /// The header that names the end user, when the body's `user` does not.
 pub const END_USER_HEADER: &str = "x-uno-user";
@@ -237,28 +236,4 @@ async fn forward(
     *response.status_mut() = parts.status;
     copy_from_upstream(&parts.headers, response.headers_mut());
     Ok(response)
-}
-
-/// The client's response for an upstream event stream: each event relayed
-/// as it arrives, the exchange logged when the stream ends.
-pub(crate) fn relay_stream(
-    state: &AppState,
-    parts: &Parts,
-    upstream_body: Incoming,
-    pending: PendingInteraction,
-) -> Response {
-    let relay = RelayBody::new(
-        upstream_body,
-        state.upstream().read_timeout(),
-        parts.status.as_u16(),
-        pending,
-    );
-    let mut response = Response::new(Body::new(relay));
-    *response.status_mut() = parts.status;
-    let out = response.headers_mut();
-    copy_from_upstream(&parts.headers, out);
-    out.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Tells nginx-style proxies in front of uno not to buffer the stream.
-    out.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
 }

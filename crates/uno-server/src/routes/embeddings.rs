@@ -9,8 +9,8 @@ use uno_llm::Endpoint;
 
 use super::forward::{forward_whole, model_not_found};
 use crate::app::AppState;
-use crate::body::read_limited;
-use crate::reply::ErrorReply;
+use crate::proxy::body::read_limited;
+use crate::proxy::reply::ErrorReply;
 
 /// Forwards an embeddings request to the upstream serving its model.
 pub async fn embeddings(

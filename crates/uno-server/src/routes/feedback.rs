@@ -19,10 +19,10 @@ use uno_core::feedback::{ExplicitFeedback, Rating, explicit_feedback_id};
 use uno_core::{ApiError, InteractionId};
 
 use crate::app::AppState;
-use crate::body::read_limited;
-use crate::context::RequestContext;
 use crate::metrics::RatingLabel;
-use crate::reply::ErrorReply;
+use crate::proxy::body::read_limited;
+use crate::proxy::context::RequestContext;
+use crate::proxy::reply::ErrorReply;
 use crate::routes::chat::END_USER_HEADER;
 
 /// Longest end-user id accepted.

@@ -7,7 +7,7 @@ use uno_core::ApiError;
 
 use crate::app::AppState;
 use crate::metrics::requests::{PathLabel, RouteLabel};
-use crate::reply::error_response;
+use crate::proxy::reply::error_response;
 
 /// Requests no route took are counted here (no layer sees them).
 fn count(state: &AppState, uri: &Uri, status: u16) {

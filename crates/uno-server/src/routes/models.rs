@@ -15,8 +15,8 @@ use uno_llm::{Endpoint, PathSegment};
 
 use super::forward::{forward_whole, model_not_found, read_whole};
 use crate::app::AppState;
-use crate::headers::travels_upstream;
-use crate::reply::ErrorReply;
+use crate::proxy::headers::travels_upstream;
+use crate::proxy::reply::ErrorReply;
 
 /// Lists the models of every upstream.
 pub async fn list_models(
