@@ -6,6 +6,14 @@
 //! upstream, relays the answer as it arrives, and hands a record of the
 //! exchange to an [`InteractionSink`](uno_core::interaction::InteractionSink)
 //! without waiting on it.
+//!
+//! Layout: `app` is the state every handler reads and `router` the table
+//! that composes them; `routes` the `/v1` handlers; `proxy` the
+//! per-request pieces handlers and `experience` share; `experience` what
+//! was learned, applied on the request path; `admin`, `metrics`, `ui` the
+//! operator's side. What it must not do: wait on the database on the
+//! request path, import a handler from `proxy` or `experience`, or hold
+//! learning logic of its own (the worker's is `uno-learn`'s).
 
 pub mod admin;
 pub mod app;
