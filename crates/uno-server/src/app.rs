@@ -1,6 +1,6 @@
 //! The application's shared state: what every handler reads (configuration,
 //! upstream client, store, log sink, learned experience, metrics). The
-//! route table that composes the handlers is [`crate::router`].
+//! route table that composes the handlers is `router.rs`.
 
 use std::sync::Arc;
 

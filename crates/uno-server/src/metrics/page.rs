@@ -171,7 +171,7 @@ pub async fn count_request(
 /// `GET /metrics` on the API's listener. Metrics carry no content, only
 /// counts and tenant and cluster names, so they need no client key; what
 /// guards them is `metrics.token` and where they are served
-/// ([`access::MetricsAccess`]): 401 without the token, 404 when another
+/// ([`super::access::MetricsAccess`]): 401 without the token, 404 when another
 /// listener has the page.
 pub async fn serve_metrics(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
     if let Err(err) = state.metrics_access().check_main(&headers) {
