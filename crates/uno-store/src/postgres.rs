@@ -312,28 +312,6 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn interaction_tenant(&self, id: Uuid) -> Result<Option<String>, StoreError> {
-        // The first owner: rows logged before ids were owned may name
-        // several tenants for one id, and the earliest is the owner.
-        let row = sqlx::query(
-            "SELECT tenant_id FROM interactions WHERE id = $1 ORDER BY created_at LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    pub(crate) async fn count_interactions(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
-        let row = sqlx::query(
-            "SELECT count(*) FROM interactions WHERE $1::text IS NULL OR tenant_id = $1",
-        )
-        .bind(tenant)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get::<i64, _>(0) as u64)
-    }
-
     pub(crate) async fn insert_key(&self, key: &NewKey) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO tenants (id) VALUES ($1) ON CONFLICT DO NOTHING")
@@ -386,19 +364,6 @@ impl PgStore {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())
-    }
-
-    pub(crate) async fn active_keys(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
-        let rows = sqlx::query("SELECT key_hash, tenant_id FROM api_keys WHERE revoked_at IS NULL")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let hash: Vec<u8> = r.get(0);
-                Some((hash.try_into().ok()?, r.get(1)))
-            })
-            .collect())
     }
 
     pub(crate) async fn apply_retention(
@@ -1015,7 +980,11 @@ mod tests {
             store.spare_payload.lock().unwrap().is_some(),
             "the buffer is kept for the next batch"
         );
-        assert_eq!(store.count_interactions(None).await.unwrap(), 6);
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM interactions")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 6);
         let huge_body = uno_testkit::records::ask("t", "u", &huge, "answer").request_body;
         let stored: Vec<i32> = sqlx::query_scalar(
             "SELECT octet_length(request) FROM interactions ORDER BY 1 DESC LIMIT 3",

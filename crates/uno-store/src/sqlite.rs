@@ -111,27 +111,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn interaction_tenant(&self, id: Uuid) -> Result<Option<String>, StoreError> {
-        // The first owner: rows logged before ids were owned may name
-        // several tenants for one id, and the earliest is the owner.
-        let row = sqlx::query(
-            "SELECT tenant_id FROM interactions WHERE id = ? ORDER BY created_at LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    pub(crate) async fn count_interactions(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
-        let row =
-            sqlx::query("SELECT count(*) FROM interactions WHERE ?1 IS NULL OR tenant_id = ?1")
-                .bind(tenant)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.get::<i64, _>(0) as u64)
-    }
-
     pub(crate) async fn insert_key(&self, key: &NewKey) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO tenants (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
@@ -186,19 +165,6 @@ impl SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())
-    }
-
-    pub(crate) async fn active_keys(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
-        let rows = sqlx::query("SELECT key_hash, tenant_id FROM api_keys WHERE revoked_at IS NULL")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let hash: Vec<u8> = r.get(0);
-                Some((hash.try_into().ok()?, r.get(1)))
-            })
-            .collect())
     }
 
     pub(crate) async fn apply_retention(

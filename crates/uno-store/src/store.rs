@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::keys::{KeyInfo, NewKey};
+use crate::portable::{on_pool, sql};
 use crate::postgres::PgStore;
 use crate::rows::LogRow;
 use crate::sqlite::SqliteStore;
@@ -131,7 +132,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Postgres(s) => s.ping().await,
-            Store::Sqlite(s) => s.count_interactions(None).await.map(|_| ()),
+            Store::Sqlite(_) => self.count_interactions(None).await.map(|_| ()),
         }
     }
 
@@ -157,12 +158,32 @@ impl Store {
 
     /// The tenant an interaction belongs to, if it has been written.
     pub async fn interaction_tenant(&self, id: Uuid) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.interaction_tenant(id).await)
+        // The first owner: rows logged before ids were owned may name
+        // several tenants for one id, and the earliest is the owner.
+        let row: Option<(String,)> = on_pool!(self, |pool, sqlite| {
+            sqlx::query_as(&sql(
+                sqlite,
+                "SELECT tenant_id FROM interactions WHERE id = $1 ORDER BY created_at LIMIT 1",
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(tenant,)| tenant))
     }
 
     /// Interactions stored, for one tenant or all.
     pub async fn count_interactions(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.count_interactions(tenant).await)
+        let (n,): (i64,) = on_pool!(self, |pool, sqlite| {
+            sqlx::query_as(&sql(
+                sqlite,
+                "SELECT count(*) FROM interactions WHERE CAST($1 AS TEXT) IS NULL OR tenant_id = $1",
+            ))
+            .bind(tenant)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Creates a key for `tenant` (and the tenant if new). The secret is in
@@ -234,7 +255,15 @@ impl Store {
     /// Hashes of every key not revoked, with their tenants, for the
     /// server's in-memory key cache.
     pub async fn active_keys(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
-        dispatch!(self, s => s.active_keys().await)
+        let rows: Vec<(Vec<u8>, String)> = on_pool!(self, |pool, _sqlite| {
+            sqlx::query_as("SELECT key_hash, tenant_id FROM api_keys WHERE revoked_at IS NULL")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(hash, tenant)| Some((hash.try_into().ok()?, tenant)))
+            .collect())
     }
 
     /// Removes what is older than the policy allows, as of `now`.
