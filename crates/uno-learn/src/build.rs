@@ -545,40 +545,30 @@ fn drop_other_forms(
                 .collect()
         })
         .collect();
+    let every: Vec<Vec<&RouteTemplate>> = forms.iter().map(|ts| ts.iter().collect()).collect();
+    // The clusters other than `c` with a form in `lists` that example `i` fits.
+    let others = |i: usize, c: usize, lists: &[Vec<&RouteTemplate>]| -> Vec<usize> {
+        (0..lists.len())
+            .filter(|&d| d != c && lists[d].iter().any(|t| fits(i, t)))
+            .collect()
+    };
     let mut out: Vec<Vec<usize>> = Vec::with_capacity(chosen.len());
     let mut moved: Vec<(usize, usize)> = Vec::new();
     for (c, ex) in chosen.iter().enumerate() {
-        let mut kept: Vec<usize> = Vec::with_capacity(ex.len());
-        let mut gone: Vec<(usize, Option<usize>)> = Vec::new();
-        for &i in ex {
-            let in_other = |d: usize, ts: &[RouteTemplate]| d != c && ts.iter().any(|t| fits(i, t));
-            if shared[c].iter().any(|t| fits(i, t))
-                || !forms.iter().enumerate().any(|(d, ts)| in_other(d, ts))
-            {
-                kept.push(i);
-                continue;
-            }
-            // In the forms two or more examples of exactly one other
-            // cluster share: an example of that cluster.
-            let mut homes = shared
-                .iter()
-                .enumerate()
-                .filter(|(d, ts)| *d != c && ts.iter().any(|t| fits(i, t)))
-                .map(|(d, _)| d);
-            let home = match (homes.next(), homes.next()) {
-                (Some(d), None) => Some(d),
-                _ => None,
-            };
-            gone.push((i, home));
-        }
+        let (kept, gone): (Vec<usize>, Vec<usize>) = ex.iter().partition(|&&i| {
+            shared[c].iter().any(|t| fits(i, t)) || others(i, c, &every).is_empty()
+        });
         if kept.is_empty() {
             out.push(ex.clone());
-        } else {
-            out.push(kept);
-            moved.extend(
-                gone.into_iter()
-                    .filter_map(|(i, home)| home.map(|d| (d, i))),
-            );
+            continue;
+        }
+        out.push(kept);
+        // In the forms two or more examples of exactly one other cluster
+        // share: an example of that cluster.
+        for i in gone {
+            if let [home] = others(i, c, &shared)[..] {
+                moved.push((home, i));
+            }
         }
     }
     for (d, i) in moved {
